@@ -1,0 +1,60 @@
+"""`Authorization: Bearer <api key>` for clients (API.md §0)."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from clients.models import ApiKey
+from core.tokens import hash_secret
+
+# last_used_at is refreshed at most this often, so authentication is not a write per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, or None when there is no such header."""
+    header = authentication.get_authorization_header(request).split()
+    if not header or header[0].lower() != b"bearer":
+        return None
+    if len(header) != 2:
+        raise exceptions.AuthenticationFailed("Invalid Authorization header: expected 'Bearer <token>'.")
+    try:
+        return header[1].decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise exceptions.AuthenticationFailed("Invalid token characters.") from exc
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """A client's API key, looked up by its digest; revoked keys and inactive users are refused."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple | None:
+        raw = bearer_token(request)
+        if raw is None:
+            return None
+        key = (
+            ApiKey.objects.select_related("client__user")
+            .filter(digest=hash_secret(raw), revoked_at__isnull=True)
+            .first()
+        )
+        if key is None or not key.client.user.is_active:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key")
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        return key.client.user, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "clients.authentication.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+        return {"type": "http", "scheme": "bearer", "description": "A client API key (`gmk_...`)."}

@@ -1,0 +1,35 @@
+"""Reads of clients and keys; each returns a QuerySet or raises 404 for rows the caller may not see."""
+
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from clients.models import ApiKey, Client
+from core.errors import NotFound
+
+
+def client_list_visible(*, viewer: Client) -> QuerySet[Client]:
+    """Admins see every active client; anyone else only themselves. Carries the newest key's last 4."""
+    newest_key = ApiKey.objects.filter(client=OuterRef("pk"), revoked_at__isnull=True).order_by("-created_at", "-id")
+    qs = (
+        Client.objects.select_related("user")
+        .filter(user__is_active=True)
+        .annotate(newest_key_last4=Subquery(newest_key.values("last4")[:1]))
+    )
+    return qs if viewer.is_admin else qs.filter(pk=viewer.pk)
+
+
+def client_get_visible(*, viewer: Client, client_id: int) -> Client:
+    client = client_list_visible(viewer=viewer).filter(pk=client_id).first()
+    if client is None:
+        raise NotFound("No client with this id.")
+    return client
+
+
+def api_key_list_active(*, client: Client) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(client=client, revoked_at__isnull=True)
+
+
+def client_newest_key_last4(*, client: Client) -> str:
+    last4 = getattr(client, "newest_key_last4", None)
+    if last4 is None:
+        last4 = api_key_list_active(client=client).values_list("last4", flat=True).first() or ""
+    return last4

@@ -1,0 +1,134 @@
+"""Shapes of the client resource (seed 004) and its auth endpoints."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from clients.models import ApiKey, Client
+from clients.selectors import client_newest_key_last4
+from core.serializers import StrictInputMixin
+from core.tokens import CLIENT_KEY_PREFIX, mask
+
+User = get_user_model()
+
+
+class UserOut(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "username", "email"]
+        read_only_fields = fields
+
+
+class UserIn(StrictInputMixin, serializers.Serializer):
+    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    email = serializers.EmailField(max_length=254)
+
+
+class ClientOut(serializers.ModelSerializer):
+    """A client as everyone but its creator sees it: `user_token` masked.
+
+    Pass `raw_token` in the context to show a just-issued key in full (register, login, create).
+    """
+
+    user = UserOut(read_only=True)
+    user_token = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Client
+        fields = [
+            "id",
+            "user",
+            "phone_no",
+            "user_token",
+            "user_image",
+            "ip",
+            "terms_accepted",
+            "role",
+            "profile_image_url",
+            "is_gpu_provider_approved",
+            "provider_registration_date",
+            "balance",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField())
+    def get_user_token(self, obj: Client) -> str:
+        raw = self.context.get("raw_token")
+        return raw if raw else mask(CLIENT_KEY_PREFIX, client_newest_key_last4(client=obj))
+
+
+class ClientUpdateIn(StrictInputMixin, serializers.Serializer):
+    """What a client may change about itself (seed 004's request body)."""
+
+    user = UserIn(required=False)
+    phone_no = serializers.CharField(max_length=12, allow_null=True, allow_blank=True, required=False)
+    user_image = serializers.IntegerField(min_value=0, max_value=32767, required=False)
+    terms_accepted = serializers.BooleanField(allow_null=True, required=False)
+
+
+class ClientCreateIn(ClientUpdateIn):
+    user = UserIn()
+
+
+class RegisterIn(StrictInputMixin, serializers.Serializer):
+    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=128, write_only=True, style={"input_type": "password"})
+    phone_no = serializers.CharField(max_length=12, allow_null=True, allow_blank=True, required=False)
+    terms_accepted = serializers.BooleanField()
+
+    def validate_terms_accepted(self, value: bool) -> bool:
+        if value is not True:
+            raise serializers.ValidationError("You must accept the terms to register.", code="terms_not_accepted")
+        return value
+
+
+class LoginIn(StrictInputMixin, serializers.Serializer):
+    username = serializers.CharField(max_length=254, required=False, help_text="Username or email.")
+    email = serializers.EmailField(max_length=254, required=False)
+    password = serializers.CharField(max_length=128, write_only=True, style={"input_type": "password"})
+
+    def validate(self, attrs: dict) -> dict:
+        identifier = attrs.get("username") or attrs.get("email")
+        if not identifier:
+            raise serializers.ValidationError({"username": ["Give a username or an email."]}, code="required")
+        attrs["identifier"] = identifier
+        return attrs
+
+
+class PasswordResetIn(StrictInputMixin, serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class PasswordResetConfirmIn(StrictInputMixin, serializers.Serializer):
+    new_password = serializers.CharField(max_length=128, write_only=True, style={"input_type": "password"})
+
+
+class GoogleAuthIn(StrictInputMixin, serializers.Serializer):
+    id_token = serializers.CharField(max_length=8192, required=False)
+    access_token = serializers.CharField(max_length=8192, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs.get("id_token") and not attrs.get("access_token"):
+            raise serializers.ValidationError({"id_token": ["Give an id_token or an access_token."]}, code="required")
+        return attrs
+
+
+class ApiKeyIn(StrictInputMixin, serializers.Serializer):
+    name = serializers.CharField(max_length=64)
+
+
+class ApiKeyOut(serializers.ModelSerializer):
+    """An API key; `key` is in full only in the response that created it."""
+
+    key = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "key", "created_at", "last_used_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField())
+    def get_key(self, obj: ApiKey) -> str:
+        return self.context.get("raw_token") or obj.masked

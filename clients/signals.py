@@ -1,0 +1,16 @@
+"""Every Django user has a client record, however it was created (admin site, createsuperuser, allauth)."""
+
+from django.conf import settings
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from clients.choices import ClientRole
+from clients.models import Client
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def ensure_client(sender, instance, created, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    if created:
+        Client.objects.get_or_create(
+            user=instance, defaults={"role": ClientRole.ADMIN if instance.is_staff else ClientRole.USER}
+        )

@@ -1,0 +1,25 @@
+"""Tests: real PostgreSQL (and Redis for the worker tests), fast password hashing, captured email."""
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import DATABASES, env
+
+DATABASES["default"] = env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/gpu_marketplace")
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise RuntimeError("The test suite runs on PostgreSQL only: set DATABASE_URL=postgres://...")
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+ALLOW_PRIVATE_NODE_ENDPOINTS = False
+GOOGLE_TEST_CLIENT_ID = "test-client-id.apps.googleusercontent.com"
+SOCIALACCOUNT_PROVIDERS = {
+    "google": {
+        "APPS": [{"client_id": GOOGLE_TEST_CLIENT_ID, "secret": "test-secret", "key": ""}],
+        "SCOPE": ["profile", "email"],
+    }
+}

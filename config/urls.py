@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from core import views as core_views
+
+api_v1 = [
+    path("client/", include("clients.urls")),
+    path("gpu/", include("gpus.urls")),
+    path("llm_models/", include("llm_models.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    # django-allauth's own pages: email confirmation links, and browser sign-in for the web frontend.
+    path("accounts/", include("allauth.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("healthz", core_views.healthz, name="healthz"),
+    path("readyz", core_views.readyz, name="readyz"),
+]
+
+handler400 = "core.exception_views.bad_request"
+handler403 = "core.exception_views.permission_denied"
+handler404 = "core.exception_views.not_found"
+handler500 = "core.exception_views.server_error"

@@ -1,0 +1,65 @@
+"""Operator views of nodes: status, last heartbeat, latest metrics and served models. Secrets never shown."""
+
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from llm_models.models import LlmModel, Node, NodeMetricSample, NodeModel
+
+
+class NodeModelInline(admin.TabularInline):
+    model = NodeModel
+    extra = 0
+    fields = ["model", "input_price_per_million", "output_price_per_million", "context_window"]
+    raw_id_fields = ["model"]
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "owner", "status", "last_heartbeat_at", "region", "gpu", "active_requests"]
+    list_filter = ["status", "region"]
+    search_fields = ["name", "owner__user__username", "region"]
+    list_select_related = ["owner__user", "gpu"]
+    readonly_fields = [
+        "owner",
+        "endpoint_url",
+        "status",
+        "last_heartbeat_at",
+        "metrics",
+        "active_requests",
+        "registered_at",
+        "deregistered_at",
+        "token_hint",
+    ]
+    fields = ["name", "region", "gpu", *readonly_fields]
+    raw_id_fields = ["gpu"]
+    inlines = [NodeModelInline]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False  # nodes register themselves with their provider's key
+
+    @admin.display(description="latest metrics")
+    def metrics(self, obj: Node) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.latest_metrics, indent=2, sort_keys=True))
+
+    @admin.display(description="node token")
+    def token_hint(self, obj: Node) -> str:
+        return f"gmn_...{obj.token_last4}"
+
+
+@admin.register(LlmModel)
+class LlmModelAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "context_window", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(NodeMetricSample)
+class NodeMetricSampleAdmin(admin.ModelAdmin):
+    list_display = ["id", "node", "recorded_at", "active_requests"]
+    list_select_related = ["node"]
+    raw_id_fields = ["node"]
+    date_hierarchy = "recorded_at"
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False

@@ -1,0 +1,95 @@
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+from llm_models.choices import NodeStatus
+
+
+class LlmModel(models.Model):
+    """A model name some node has served (e.g. `meta-llama/Llama-3.1-8B-Instruct`)."""
+
+    name = models.CharField(max_length=255, unique=True)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "LLM model"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Node(models.Model):
+    """A provider's OpenAI-compatible inference server, authenticated by its node token."""
+
+    owner = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="nodes")
+    name = models.CharField(max_length=128)
+    endpoint_url = models.URLField(max_length=500, help_text="OpenAI-compatible base URL, /v1 included.")
+    backend_api_key_encrypted = models.TextField(blank=True, default="", help_text="Encrypted; never shown.")
+    gpu = models.ForeignKey("gpus.Gpu", on_delete=models.SET_NULL, null=True, blank=True, related_name="nodes")
+    region = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=NodeStatus.choices, default=NodeStatus.OFFLINE)
+    token_digest = models.CharField(max_length=64, unique=True)
+    token_last4 = models.CharField(max_length=4)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    latest_metrics = models.JSONField(default=dict, blank=True)
+    last_metrics_sample_at = models.DateTimeField(null=True, blank=True)
+    active_requests = models.PositiveIntegerField(default=0)
+    models_digest = models.CharField(max_length=64, blank=True, default="")
+    registered_at = models.DateTimeField(auto_now_add=True)
+    deregistered_at = models.DateTimeField(null=True, blank=True)
+    served_models = models.ManyToManyField(LlmModel, through="NodeModel", related_name="nodes")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The stale-node sweep and "live nodes" reads: one range scan over online nodes by heartbeat age.
+            models.Index(fields=["status", "last_heartbeat_at"], name="node_status_heartbeat_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk}"
+
+
+class NodeModel(models.Model):
+    """A model a node serves, at the node operator's prices per million tokens."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="node_models")
+    model = models.ForeignKey(LlmModel, on_delete=models.PROTECT, related_name="node_models")
+    input_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "model"], name="node_model_unique"),
+            models.CheckConstraint(
+                condition=Q(input_price_per_million__gte=0, output_price_per_million__gte=0),
+                name="node_model_prices_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} on {self.node}"
+
+
+class NodeMetricSample(models.Model):
+    """One sample of a node's metrics: at most one per NODE_METRICS_SAMPLE_EVERY_S, pruned after retention."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="metric_samples")
+    recorded_at = models.DateTimeField()
+    metrics = models.JSONField(default=dict)
+    active_requests = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-recorded_at"]
+        indexes = [
+            models.Index(fields=["node", "recorded_at"], name="node_sample_node_time_idx"),
+            models.Index(fields=["recorded_at"], name="node_sample_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.node_id} @ {self.recorded_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,161 @@
+"""Writes for the node registry: register, heartbeat, deregister, and the stale-node sweep."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from clients.models import Client
+from core.crypto import encrypt
+from core.errors import DomainError
+from core.tokens import NODE_TOKEN_PREFIX, issue_secret
+from gpus.models import Gpu
+from llm_models.choices import NodeStatus
+from llm_models.endpoint_guard import check_node_endpoint
+from llm_models.models import LlmModel, Node, NodeMetricSample, NodeModel
+
+
+@dataclass(frozen=True)
+class RegisteredNode:
+    node: Node
+    raw_token: str
+
+
+def _models_digest(models: list[dict]) -> str:
+    canonical = json.dumps(sorted(models, key=lambda m: m["name"]), sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _default_prices() -> tuple[Decimal, Decimal]:
+    return (
+        Decimal(str(settings.DEFAULT_INPUT_PRICE_PER_MILLION)),
+        Decimal(str(settings.DEFAULT_OUTPUT_PRICE_PER_MILLION)),
+    )
+
+
+def node_sync_models(*, node: Node, models: list[dict]) -> None:
+    """Make the node's served models exactly `models`, creating model records for new names."""
+    default_in, default_out = _default_prices()
+    by_name = {m["name"]: m for m in models}
+    known = {m.name: m for m in LlmModel.objects.filter(name__in=by_name)}
+    for name, spec in by_name.items():
+        if name not in known:
+            known[name], _ = LlmModel.objects.get_or_create(
+                name=name, defaults={"context_window": spec.get("context_window")}
+            )
+    NodeModel.objects.filter(node=node).exclude(model__name__in=by_name).delete()
+    for name, spec in by_name.items():
+        NodeModel.objects.update_or_create(
+            node=node,
+            model=known[name],
+            defaults={
+                "input_price_per_million": spec.get("input_price_per_million", default_in),
+                "output_price_per_million": spec.get("output_price_per_million", default_out),
+                "context_window": spec.get("context_window"),
+            },
+        )
+    Node.objects.filter(pk=node.pk).update(models_digest=_models_digest(models))
+
+
+@transaction.atomic
+def node_register(
+    *,
+    owner: Client,
+    name: str,
+    endpoint_url: str,
+    api_key: str = "",
+    gpu: Gpu | None = None,
+    region: str = "",
+    models: list[dict] | None = None,
+) -> RegisteredNode:
+    """Add a node for an approved provider. It is offline until its first heartbeat."""
+    endpoint_url = check_node_endpoint(endpoint_url, allow_private=settings.ALLOW_PRIVATE_NODE_ENDPOINTS)
+    if gpu is not None and gpu.user_id != owner.user_id:
+        raise DomainError("This GPU is not yours.", attr="gpu")
+    secret = issue_secret(NODE_TOKEN_PREFIX)
+    node = Node.objects.create(
+        owner=owner,
+        name=name,
+        endpoint_url=endpoint_url,
+        backend_api_key_encrypted=encrypt(api_key),
+        gpu=gpu,
+        region=region or (gpu.region if gpu else ""),
+        token_digest=secret.digest,
+        token_last4=secret.last4,
+    )
+    if models is not None:
+        node_sync_models(node=node, models=models)
+    return RegisteredNode(node=node, raw_token=secret.raw)
+
+
+def node_record_heartbeat(
+    *,
+    node: Node,
+    metrics: dict,
+    models: list[dict] | None = None,
+    active_requests: int | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Mark the node live and store its latest metrics; keep a sample every NODE_METRICS_SAMPLE_EVERY_S.
+
+    The hot path is one UPDATE: a sample row and a model sync are written only when due or changed.
+    """
+    now = now or timezone.now()
+    fields: dict = {"status": NodeStatus.ONLINE, "last_heartbeat_at": now, "latest_metrics": metrics}
+    if active_requests is not None:
+        fields["active_requests"] = active_requests
+    sample_due = node.last_metrics_sample_at is None or (
+        now - node.last_metrics_sample_at >= timedelta(seconds=settings.NODE_METRICS_SAMPLE_EVERY_S)
+    )
+    if sample_due:
+        fields["last_metrics_sample_at"] = now
+    with transaction.atomic():
+        # The status guard keeps a heartbeat racing a deregistration from resurrecting the node.
+        updated = Node.objects.filter(pk=node.pk).exclude(status=NodeStatus.DEREGISTERED).update(**fields)
+        if not updated:
+            raise NodeDeregistered("This node has been deregistered.")
+        if sample_due:
+            NodeMetricSample.objects.create(
+                node_id=node.pk, recorded_at=now, metrics=metrics, active_requests=active_requests or 0
+            )
+        if models is not None and _models_digest(models) != node.models_digest:
+            node_sync_models(node=node, models=models)
+
+
+class NodeDeregistered(DomainError):
+    status, code = 401, "node_deregistered"
+
+
+@transaction.atomic
+def node_deregister(*, node: Node, now: datetime | None = None) -> None:
+    """Take the node out of routing for good. Its history (and, later, inferences and ledger rows) stays."""
+    Node.objects.filter(pk=node.pk).exclude(status=NodeStatus.DEREGISTERED).update(
+        status=NodeStatus.DEREGISTERED, deregistered_at=now or timezone.now(), active_requests=0
+    )
+
+
+def node_deregister_all_of_owner(*, owner: Client) -> int:
+    """Deregister every node of a closed account."""
+    return (
+        Node.objects.filter(owner=owner)
+        .exclude(status=NodeStatus.DEREGISTERED)
+        .update(status=NodeStatus.DEREGISTERED, deregistered_at=timezone.now(), active_requests=0)
+    )
+
+
+def node_mark_stale_offline(*, now: datetime | None = None) -> int:
+    """Flip online nodes silent for NODE_HEARTBEAT_TIMEOUT_S to offline. One indexed UPDATE; safe to repeat."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT_S)
+    return Node.objects.filter(status=NodeStatus.ONLINE, last_heartbeat_at__lt=cutoff).update(status=NodeStatus.OFFLINE)
+
+
+def node_metrics_prune(*, now: datetime | None = None) -> int:
+    """Delete metric samples older than NODE_METRICS_RETENTION_S."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.NODE_METRICS_RETENTION_S)
+    deleted, _ = NodeMetricSample.objects.filter(recorded_at__lt=cutoff).delete()
+    return deleted

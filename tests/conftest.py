@@ -1,0 +1,68 @@
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from rest_framework.test import APIClient
+
+from clients.choices import ClientRole
+from tests.factories import make_client
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(db):  # type: ignore[no-untyped-def]
+    """The suite's guarantees (row locks, constraints) are PostgreSQL's: refuse to pass on anything else."""
+    assert connection.vendor == "postgresql", "tests must run on PostgreSQL"
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():  # type: ignore[no-untyped-def]
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+def bearer(raw_key: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {raw_key}"}
+
+
+@pytest.fixture
+def user_client(db):  # type: ignore[no-untyped-def]
+    """(client, raw key) of a plain user."""
+    return make_client()
+
+
+@pytest.fixture
+def other_user(db):  # type: ignore[no-untyped-def]
+    return make_client()
+
+
+@pytest.fixture
+def applicant(db):  # type: ignore[no-untyped-def]
+    """A client that applied to be a provider and is not yet approved."""
+    return make_client(role=ClientRole.GPU_PROVIDER, approved=False)
+
+
+@pytest.fixture
+def provider(db):  # type: ignore[no-untyped-def]
+    """An approved GPU provider."""
+    return make_client(role=ClientRole.GPU_PROVIDER, approved=True)
+
+
+@pytest.fixture
+def other_provider(db):  # type: ignore[no-untyped-def]
+    return make_client(role=ClientRole.GPU_PROVIDER, approved=True)
+
+
+@pytest.fixture
+def admin(db):  # type: ignore[no-untyped-def]
+    return make_client(staff=True)
+
+
+@pytest.fixture
+def private_endpoints(settings):  # type: ignore[no-untyped-def]
+    """Let nodes live on 127.0.0.1, as stub nodes started by tests do."""
+    settings.ALLOW_PRIVATE_NODE_ENDPOINTS = True
