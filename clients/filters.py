@@ -2,11 +2,12 @@ import django_filters
 
 from clients.choices import ClientRole
 from clients.models import Client
+from core.filters import FilterSet, StrictBooleanFilter
 
 
-class ClientFilter(django_filters.FilterSet):
+class ClientFilter(FilterSet):
     role = django_filters.ChoiceFilter(choices=ClientRole.choices)
-    pending_provider = django_filters.BooleanFilter(method="filter_pending", label="Applied, not yet approved")
+    pending_provider = StrictBooleanFilter(method="filter_pending", label="Applied, not yet approved")
 
     class Meta:
         model = Client

@@ -2,6 +2,7 @@
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -13,6 +14,16 @@ from core.tokens import CLIENT_KEY_PREFIX, mask
 User = get_user_model()
 
 
+# Usernames never contain "@", so a login identifier with one is always an email and never ambiguous.
+# (A validator object, not a function, so the OpenAPI schema can document its code.)
+_no_at_sign = RegexValidator(
+    r"@", inverse_match=True, message="A username may not contain '@'.", code="invalid_username"
+)
+
+
+USERNAME_VALIDATORS = [UnicodeUsernameValidator(), _no_at_sign]
+
+
 class UserOut(serializers.ModelSerializer):
     class Meta:
         model = User
@@ -21,7 +32,7 @@ class UserOut(serializers.ModelSerializer):
 
 
 class UserIn(StrictInputMixin, serializers.Serializer):
-    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    username = serializers.CharField(max_length=150, validators=USERNAME_VALIDATORS)
     email = serializers.EmailField(max_length=254)
 
 
@@ -72,7 +83,7 @@ class ClientCreateIn(ClientUpdateIn):
 
 
 class RegisterIn(StrictInputMixin, serializers.Serializer):
-    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    username = serializers.CharField(max_length=150, validators=USERNAME_VALIDATORS)
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=128, write_only=True, style={"input_type": "password"})
     phone_no = serializers.CharField(max_length=12, allow_null=True, allow_blank=True, required=False)

@@ -84,11 +84,12 @@ def api_key_revoke(*, client: Client, key_id: int) -> None:
 # --- Sign-up and sign-in --------------------------------------------------------------------------
 
 
-def _password_errors(password: str, user: AbstractBaseUser) -> None:
+def _password_errors(password: str, user: AbstractBaseUser, *, attr: str = "password") -> None:
+    """Django's password validators; a failure is a 400 naming `attr`, the request field that held it."""
     try:
         validate_password(password, user=user)
     except DjangoValidationError as exc:
-        raise DomainError(" ".join(exc.messages), attr="password") from exc
+        raise DomainError(" ".join(exc.messages), attr=attr) from exc
 
 
 @transaction.atomic
@@ -131,21 +132,21 @@ def email_taken(*, email: str, exclude_user_id: int | None = None) -> bool:
 
 def client_login(*, identifier: str, password: str, ip: str | None = None, key_name: str = "login") -> SignedIn:
     """Check a username-or-email and password; on success issue a new key. One message for every failure."""
-    login_throttle_check(identifier=identifier, ip=ip)
-    user = (
-        User.objects.filter(Q(username__iexact=identifier) | Q(email__iexact=identifier), is_active=True)
-        .select_related("client")
-        .first()
-    )
+    # Usernames cannot contain "@" (serializers refuse it), so an identifier names one field only.
+    match = Q(email__iexact=identifier) if "@" in identifier else Q(username__iexact=identifier)
+    user = User.objects.filter(match, is_active=True).select_related("client").first()
+    # Count failures per account, not per spelling: its username and its email share one counter.
+    throttle_id = f"user-id:{user.pk}" if user is not None else identifier
+    login_throttle_check(identifier=throttle_id, ip=ip)
     if user is None:
         User().set_password(password)  # spend the hashing time anyway: no timing oracle for unknown users
         ok = False
     else:
         ok = user.check_password(password)
     if not ok:
-        login_throttle_record_failure(identifier=identifier, ip=ip)
+        login_throttle_record_failure(identifier=throttle_id, ip=ip)
         raise InvalidCredentials("Unable to log in with the provided credentials.")
-    login_throttle_reset(identifier=identifier)
+    login_throttle_reset(identifier=throttle_id)
     return _sign_in(user=user, ip=ip, key_name=key_name)
 
 
@@ -279,7 +280,7 @@ def password_reset_confirm(*, uidb64: str, token: str, new_password: str) -> Non
         user = None
     if user is None or not default_token_generator.check_token(user, token):
         raise InvalidResetToken("The reset link is invalid or has already been used.")
-    _password_errors(new_password, user)
+    _password_errors(new_password, user, attr="new_password")
     user.set_password(new_password)
     user.save(update_fields=["password"])
 
@@ -288,7 +289,7 @@ def password_reset_confirm(*, uidb64: str, token: str, new_password: str) -> Non
 
 
 def _unique_username(base: str) -> str:
-    base = re.sub(r"[^\w.@+-]", "", base)[:120] or "user"
+    base = re.sub(r"[^\w.+-]", "", base)[:120] or "user"
     candidate = base
     while User.objects.filter(username__iexact=candidate).exists():
         candidate = f"{base}{secrets.randbelow(10**6)}"
@@ -329,7 +330,7 @@ def google_sign_in(*, request: HttpRequest, id_token: str = "", access_token: st
             user = login.user
             picture = login.account.extra_data.get("picture")
             if picture:
-                Client.objects.filter(user=user).update(profile_image_url=picture[:500], terms_accepted=True)
+                Client.objects.filter(user=user).update(profile_image_url=picture[:500])
         user = User.objects.select_related("client").get(pk=user.pk)
         return _sign_in(user=user, ip=ip, key_name="google")
 

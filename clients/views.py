@@ -2,6 +2,7 @@
 
 from django.contrib.auth import logout as django_logout
 from drf_spectacular.utils import extend_schema
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -27,6 +28,7 @@ from clients.serializers import (
     RegisterIn,
 )
 from core.http import client_ip
+from core.openapi import error_response
 from core.serializers import DetailOut
 
 
@@ -44,6 +46,7 @@ class _AnonymousAuthView(APIView):
     throttle_scope = "auth"
 
 
+@extend_validation_errors(["terms_not_accepted"], field_name="terms_accepted")
 class ClientRegisterView(_AnonymousAuthView):
     @extend_schema(request=RegisterIn, responses={201: ClientOut}, summary="Sign up with a password")
     def post(self, request: Request) -> Response:
@@ -61,6 +64,7 @@ class ClientRegisterView(_AnonymousAuthView):
         return _signed_in_response(signed_in, status.HTTP_201_CREATED)
 
 
+@extend_validation_errors(["required"], field_name="username")  # neither username nor email given
 class ClientLoginView(_AnonymousAuthView):
     @extend_schema(request=LoginIn, responses={200: ClientOut}, summary="Log in; returns a new API key")
     def post(self, request: Request) -> Response:
@@ -101,8 +105,13 @@ class ClientResetPasswordView(_AnonymousAuthView):
         return Response({"detail": "Your password has been changed."})
 
 
+@extend_validation_errors(["required"], field_name="id_token")  # neither id_token nor access_token given
 class ClientGoogleAuthView(_AnonymousAuthView):
-    @extend_schema(request=GoogleAuthIn, responses={200: ClientOut}, summary="Sign in with a Google token")
+    @extend_schema(
+        request=GoogleAuthIn,
+        responses={200: ClientOut, 503: error_response(503)},
+        summary="Sign in with a Google token",
+    )
     def post(self, request: Request) -> Response:
         data = GoogleAuthIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -149,15 +158,16 @@ class ClientViewSet(
 
     @extend_schema(request=ClientCreateIn, responses={200: ClientOut})
     def update(self, request: Request, pk: str | None = None) -> Response:
-        return self._update(request, serializer_class=ClientCreateIn)
+        return self._update(request, serializer_class=ClientCreateIn, partial=False)
 
     @extend_schema(request=ClientUpdateIn, responses={200: ClientOut})
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
-        return self._update(request, serializer_class=ClientUpdateIn)
+        return self._update(request, serializer_class=ClientUpdateIn, partial=True)
 
-    def _update(self, request: Request, serializer_class: type) -> Response:
+    def _update(self, request: Request, serializer_class: type, *, partial: bool) -> Response:
         client = self.get_object()
-        data = serializer_class(data=request.data)
+        # partial: a PATCH may name just `user.username` or just `user.email`.
+        data = serializer_class(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         services.client_update(client=client, **data.validated_data)
         return Response(ClientOut(self.get_object()).data)

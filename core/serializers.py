@@ -1,9 +1,56 @@
 """Serializer pieces every app uses."""
 
+from django.db import models
+from django.http import QueryDict
 from rest_framework import serializers
 
 
-class StrictInputMixin:
+def _json_type(field: serializers.Field) -> tuple[str, tuple[type, ...]] | None:
+    """The JSON type a field takes (as its OpenAPI schema says), or None where any is fine."""
+    if isinstance(field, serializers.BooleanField):
+        return "boolean", (bool,)
+    if isinstance(field, serializers.CharField):
+        return "string", (str,)
+    if isinstance(field, serializers.DecimalField):
+        return 'decimal string (e.g. "2.50")', (str,)  # money never travels as a JSON float (API.md §0)
+    if isinstance(field, serializers.IntegerField) or (
+        isinstance(field, serializers.PrimaryKeyRelatedField)
+        and field.queryset is not None
+        and isinstance(field.queryset.model._meta.pk, models.IntegerField)
+    ):
+        return "integer", (int,)
+    if isinstance(field, serializers.FloatField):
+        return "number", (int, float)
+    return None
+
+
+def _is_a(value: object, types: tuple[type, ...]) -> bool:
+    # bool is an int to Python, not to JSON.
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
+class StrictTypesMixin:
+    """Refuse JSON values of the wrong type, naming the field, where DRF would coerce them (`"12"`, `0`, `5`).
+
+    What the schema documents is then exactly what is accepted. Form-encoded bodies carry only strings and are left
+    to the fields.
+    """
+
+    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+        if isinstance(data, dict) and not isinstance(data, QueryDict):
+            errors = {}
+            for name, field in self.fields.items():  # type: ignore[attr-defined]
+                value = data.get(name)
+                expected = None if field.read_only or value is None else _json_type(field)
+                if expected and not _is_a(value, expected[1]):
+                    code = "invalid" if "invalid" in field.error_messages else "incorrect_type"
+                    errors[name] = [serializers.ErrorDetail(f"Expected a JSON {expected[0]}.", code=code)]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictInputMixin(StrictTypesMixin):
     """Refuse keys the serializer does not accept for writing, naming them (mass assignment is a bug here).
 
     A write naming a server-owned field (role, approval, balance, owner...) is a 400, not silently ignored,

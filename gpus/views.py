@@ -1,6 +1,7 @@
 """Seed 004's `gpu` resource: anyone signed in reads; approved providers create; owners (or admins) write."""
 
 from drf_spectacular.utils import extend_schema
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import status, viewsets
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
@@ -14,6 +15,7 @@ from gpus.models import Gpu
 from gpus.serializers import GpuIn, GpuOut
 
 
+@extend_validation_errors(["not_your_user"], field_name="user", actions=["create", "update", "partial_update"])
 class GpuViewSet(viewsets.ModelViewSet):
     queryset = Gpu.objects.select_related("user").all()
     serializer_class = GpuOut

@@ -16,6 +16,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Metadata services that sit outside link-local on some clouds.
 _METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
+# RFC 8215's local-use NAT64 prefix may embed any IPv4 address (metadata included) in a network-specific way.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 # Anything made only of digits, dots and hex markers is an IP literal in some spelling (0x7f.1, 2130706433, 0177.0.0.1).
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]*))*\.?$", re.IGNORECASE)
 
@@ -32,11 +34,13 @@ def resolve_host(host: str, port: int) -> list[IPAddress]:
 
 
 def _effective(ip: IPAddress) -> IPAddress:
-    """IPv4-mapped and -translated IPv6 addresses are judged as the IPv4 address they carry."""
+    """IPv6 addresses that carry an IPv4 address (mapped, NAT64, 6to4, IPv4-compatible) are judged as that address."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped:
             return ip.ipv4_mapped
-        if ip in ipaddress.ip_network("64:ff9b::/96"):
+        if ip.sixtofour:
+            return ip.sixtofour
+        if ip in ipaddress.ip_network("64:ff9b::/96") or (ip in ipaddress.ip_network("::/96") and int(ip) > 1):
             return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip
 
@@ -50,6 +54,8 @@ def address_problem(ip: IPAddress, *, allow_private: bool) -> str | None:
         return "a link-local or cloud metadata address"
     if ip.is_multicast:
         return "a multicast address"
+    if ip in _LOCAL_NAT64:
+        return "a local-use NAT64 address"
     if ip.is_global:
         return None
     if allow_private and (ip.is_loopback or ip.is_private or ip in ipaddress.ip_network("100.64.0.0/10")):
@@ -59,6 +65,8 @@ def address_problem(ip: IPAddress, *, allow_private: bool) -> str | None:
 
 def check_node_endpoint(url: str, *, allow_private: bool) -> str:
     """Return the URL, normalised without a trailing slash, or raise UnsafeEndpoint saying why not."""
+    if any(c.isspace() or not c.isprintable() for c in url.strip()):
+        raise UnsafeEndpoint("Not a valid URL: it contains spaces or control characters.")
     try:
         parts = urlsplit(url.strip())
         port = parts.port

@@ -2,12 +2,15 @@
 
 from decimal import Decimal
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.serializers import StrictInputMixin
+from core.serializers import StrictInputMixin, StrictTypesMixin
 from gpus.models import Gpu
 
-PRICE = {"max_digits": 12, "decimal_places": 6, "min_value": Decimal("0"), "max_value": Decimal("100000")}
+# Up to 99999.999999 per million tokens: the bound is in the digits, so the documented pattern states it exactly.
+PRICE = {"max_digits": 11, "decimal_places": 6, "min_value": Decimal("0")}
 
 
 class NodeModelIn(StrictInputMixin, serializers.Serializer):
@@ -29,9 +32,14 @@ class NodeModelsField(serializers.ListField):
         return models
 
 
+@extend_schema_field(OpenApiTypes.URI)
+class EndpointUrlField(serializers.CharField):
+    """A URL checked by the SSRF guard in node_register, so every bad URL gets one code: unsafe_endpoint."""
+
+
 class NodeRegisterIn(StrictInputMixin, serializers.Serializer):
     name = serializers.CharField(max_length=128)
-    endpoint_url = serializers.URLField(max_length=500, help_text="OpenAI-compatible base URL, /v1 included.")
+    endpoint_url = EndpointUrlField(max_length=500, help_text="OpenAI-compatible base URL, /v1 included.")
     api_key = serializers.CharField(max_length=512, required=False, allow_blank=True, write_only=True)
     gpu = serializers.PrimaryKeyRelatedField(queryset=Gpu.objects.all(), required=False, allow_null=True)
     region = serializers.CharField(max_length=64, required=False, allow_blank=True)
@@ -56,7 +64,7 @@ class NodeRegisterOut(serializers.Serializer):
     heartbeat_interval_s = serializers.IntegerField()
 
 
-class HeartbeatGpuIn(serializers.Serializer):
+class HeartbeatGpuIn(StrictTypesMixin, serializers.Serializer):
     index = serializers.IntegerField(min_value=0, max_value=1023, required=False)
     name = serializers.CharField(max_length=128, required=False)
     utilization = serializers.FloatField(min_value=0, max_value=100, required=False)
@@ -65,7 +73,7 @@ class HeartbeatGpuIn(serializers.Serializer):
     temperature_c = serializers.FloatField(min_value=-50, max_value=200, required=False)
 
 
-class HeartbeatMetricsIn(serializers.Serializer):
+class HeartbeatMetricsIn(StrictTypesMixin, serializers.Serializer):
     """Live metrics; unknown keys are dropped (agents may be newer than the server), known ones bounded."""
 
     gpu_utilization = serializers.FloatField(min_value=0, max_value=100, required=False, allow_null=True)
@@ -78,7 +86,7 @@ class HeartbeatMetricsIn(serializers.Serializer):
     gpus = HeartbeatGpuIn(many=True, required=False, max_length=64)
 
 
-class CommandResultIn(serializers.Serializer):
+class CommandResultIn(StrictTypesMixin, serializers.Serializer):
     id = serializers.IntegerField(min_value=1)
     status = serializers.ChoiceField(choices=["succeeded", "failed", "unsupported"])
     output = serializers.CharField(max_length=8192, required=False, allow_blank=True)

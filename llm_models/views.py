@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
@@ -24,6 +25,7 @@ from llm_models.serializers import (
 )
 
 
+@extend_validation_errors(["duplicate_model"], field_name="models")
 class NodeRegisterView(APIView):
     permission_classes = [IsAuthenticated, IsApprovedProvider]
 
@@ -55,6 +57,7 @@ class NodeRegisterView(APIView):
         return Response(NodeRegisterOut(body).data, status=status.HTTP_201_CREATED)
 
 
+@extend_validation_errors(["duplicate_model"], field_name="models")
 class NodeHeartbeatView(APIView):
     authentication_classes = [NodeTokenAuthentication]
     permission_classes = [IsNode]
@@ -89,6 +92,7 @@ class NodeDeregisterView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_validation_errors(["invalid"], field_name="ordering", methods=["get"])
 class AllModelsView(GenericAPIView):
     """Models with at least one live node, with their lowest prices. Public: it is the marketplace's menu."""
 
@@ -100,8 +104,14 @@ class AllModelsView(GenericAPIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("search", str, description="Substring of the model name."),
-            OpenApiParameter("ordering", str, description="One of " + ", ".join(ORDERING) + "; '-' for descending."),
-        ]
+            OpenApiParameter(
+                "ordering",
+                str,
+                enum=[f"{sign}{key}" for key in ORDERING for sign in ("", "-")],
+                description="A field to order by; '-' for descending.",
+            ),
+        ],
+        responses=AvailableModelOut(many=True),
     )
     def get(self, request: Request) -> Response:
         models = selectors.model_list_available()

@@ -13,7 +13,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
-CELERY_TASK_ALWAYS_EAGER = True
+# Tests run tasks inline; a real worker started by a worker test sets this false, so that tasks it runs
+# publish further tasks to the broker as in production instead of running them inline.
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
 ALLOW_PRIVATE_NODE_ENDPOINTS = False
 GOOGLE_TEST_CLIENT_ID = "test-client-id.apps.googleusercontent.com"
