@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# honcho hands $PORT to the first Procfile entry (web); default it here, not in honcho (5000).
+PORT ?= 8000
+export PORT
 
 .PHONY: run test lint format check bench schemathesis migrate superuser clean
 
@@ -47,9 +50,15 @@ check: $(STAMP)
 schemathesis: $(STAMP)
 	bash .ci/schemathesis
 
-## Benchmarks (PostgreSQL); figures go to bench/README.md.
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): bench/requirements.txt $(STAMP)
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+## Benchmarks (PostgreSQL); figures go to bench/README.md. BENCH_ARGS="--compare --profile" adds the comparisons.
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data staticfiles .pytest_cache .ruff_cache
