@@ -3,11 +3,12 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from llm_models.choices import NodeStatus
-from llm_models.models import Node, NodeModel
+from llm_models.models import LlmModel, Node, NodeModel
 
 
 def node_live_q(*, now: datetime | None = None, prefix: str = "") -> Q:
@@ -34,27 +35,44 @@ def node_get_by_token_digest(*, digest: str) -> Node | None:
     )
 
 
+def model_list_available_cached() -> list[dict]:
+    """model_list_available(), computed at most once per ALL_MODELS_CACHE_S in the shared cache.
+
+    The menu is public and the same for everyone, and its query scans every live node (about 20 ms at 10,000
+    nodes): a menu a couple of seconds old is a fair trade for not paying that on every page view.
+    """
+    if settings.ALL_MODELS_CACHE_S <= 0:
+        return model_list_available()
+    return cache.get_or_set("llm_models:all-models", model_list_available, timeout=settings.ALL_MODELS_CACHE_S)
+
+
 def model_list_available(*, now: datetime | None = None) -> list[dict]:
-    """Every model with at least one live node: live node count, lowest prices, context window. One query."""
+    """Every model with at least one live node: live node count, lowest prices, context window.
+
+    Aggregated by model id (a hash aggregate over integers, no sort of the served rows), then named: two queries,
+    the second over at most one row per model. (node, model) is unique, so counting rows counts nodes.
+    """
+    live = Node.objects.filter(node_live_q(now=now)).values("pk")
     rows = (
-        NodeModel.objects.filter(node_live_q(now=now, prefix="node__"))
-        .values("model__name")
+        NodeModel.objects.filter(node_id__in=live)
+        .values("model_id")
         .annotate(
-            live_nodes=Count("node", distinct=True),
+            live_nodes=Count("id"),
             input_price_per_million=Min("input_price_per_million"),
             output_price_per_million=Min("output_price_per_million"),
             node_context_window=Max("context_window"),
-            model_context_window=Max("model__context_window"),
         )
-        .order_by("model__name")
+        .order_by()
     )
+    by_id = {row["model_id"]: row for row in rows}
+    names = LlmModel.objects.filter(pk__in=by_id).values_list("pk", "name", "context_window")
     return [
         {
-            "name": row["model__name"],
-            "live_nodes": row["live_nodes"],
-            "input_price_per_million": row["input_price_per_million"],
-            "output_price_per_million": row["output_price_per_million"],
-            "context_window": row["node_context_window"] or row["model_context_window"],
+            "name": name,
+            "live_nodes": by_id[pk]["live_nodes"],
+            "input_price_per_million": by_id[pk]["input_price_per_million"],
+            "output_price_per_million": by_id[pk]["output_price_per_million"],
+            "context_window": by_id[pk]["node_context_window"] or context_window,
         }
-        for row in rows
+        for pk, name, context_window in sorted(names, key=lambda row: row[1])
     ]

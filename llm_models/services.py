@@ -26,8 +26,11 @@ class RegisteredNode:
     raw_token: str
 
 
-def _models_digest(models: list[dict]) -> str:
-    canonical = json.dumps(sorted(models, key=lambda m: m["name"]), sort_keys=True, default=str)
+def models_digest(models: object) -> str:
+    """A digest of a model list exactly as a node sent it (JSON), so an unchanged list is recognised without
+    validating it again: the same bytes that passed validation once pass again (heartbeat_fastpath relies on it).
+    A list that differs only in spelling (`"0.2"` for `"0.20"`) is simply synced again."""
+    canonical = json.dumps(models, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -38,8 +41,10 @@ def _default_prices() -> tuple[Decimal, Decimal]:
     )
 
 
-def node_sync_models(*, node: Node, models: list[dict]) -> None:
-    """Make the node's served models exactly `models`, creating model records for new names."""
+def node_sync_models(*, node: Node, models: list[dict], digest: str | None = None) -> None:
+    """Make the node's served models exactly `models`, creating model records for new names.
+
+    `digest`: models_digest() of the list as the node sent it (by default, of `models`)."""
     default_in, default_out = _default_prices()
     by_name = {m["name"]: m for m in models}
     known = {m.name: m for m in LlmModel.objects.filter(name__in=by_name)}
@@ -59,7 +64,7 @@ def node_sync_models(*, node: Node, models: list[dict]) -> None:
                 "context_window": spec.get("context_window"),
             },
         )
-    Node.objects.filter(pk=node.pk).update(models_digest=_models_digest(models))
+    Node.objects.filter(pk=node.pk).update(models_digest=digest or models_digest(models))
 
 
 @transaction.atomic
@@ -72,6 +77,7 @@ def node_register(
     gpu: Gpu | None = None,
     region: str = "",
     models: list[dict] | None = None,
+    sent_models_digest: str | None = None,
 ) -> RegisteredNode:
     """Add a node for an approved provider. It is offline until its first heartbeat."""
     endpoint_url = check_node_endpoint(endpoint_url, allow_private=settings.ALLOW_PRIVATE_NODE_ENDPOINTS)
@@ -89,7 +95,7 @@ def node_register(
         token_last4=secret.last4,
     )
     if models is not None:
-        node_sync_models(node=node, models=models)
+        node_sync_models(node=node, models=models, digest=sent_models_digest)
     return RegisteredNode(node=node, raw_token=secret.raw)
 
 
@@ -99,6 +105,7 @@ def node_record_heartbeat(
     metrics: dict,
     models: list[dict] | None = None,
     active_requests: int | None = None,
+    sent_models_digest: str | None = None,
     now: datetime | None = None,
 ) -> None:
     """Mark the node live and store its latest metrics; keep a sample every NODE_METRICS_SAMPLE_EVERY_S.
@@ -123,8 +130,10 @@ def node_record_heartbeat(
             NodeMetricSample.objects.create(
                 node_id=node.pk, recorded_at=now, metrics=metrics, active_requests=active_requests or 0
             )
-        if models is not None and _models_digest(models) != node.models_digest:
-            node_sync_models(node=node, models=models)
+        if models is not None:
+            digest = sent_models_digest or models_digest(models)
+            if digest != node.models_digest:
+                node_sync_models(node=node, models=models, digest=digest)
 
 
 class NodeDeregistered(DomainError):

@@ -25,6 +25,11 @@ from llm_models.serializers import (
 )
 
 
+def _sent_models_digest(request: Request) -> str | None:
+    """The digest of `models` as the node sent it (see services.models_digest)."""
+    return services.models_digest(request.data["models"]) if "models" in request.data else None
+
+
 @extend_validation_errors(["duplicate_model"], field_name="models")
 class NodeRegisterView(APIView):
     permission_classes = [IsAuthenticated, IsApprovedProvider]
@@ -33,7 +38,9 @@ class NodeRegisterView(APIView):
     def post(self, request: Request) -> Response:
         data = NodeRegisterIn(data=request.data)
         data.is_valid(raise_exception=True)
-        registered = services.node_register(owner=request.user.client, **data.validated_data)
+        registered = services.node_register(
+            owner=request.user.client, **data.validated_data, sent_models_digest=_sent_models_digest(request)
+        )
         node = registered.node
         served = node.node_models.select_related("model")
         body = {
@@ -72,6 +79,7 @@ class NodeHeartbeatView(APIView):
             metrics=v.get("metrics", {}),
             models=v.get("models"),
             active_requests=v.get("active_requests"),
+            sent_models_digest=_sent_models_digest(request),
         )
         return Response(
             {
@@ -114,7 +122,7 @@ class AllModelsView(GenericAPIView):
         responses=AvailableModelOut(many=True),
     )
     def get(self, request: Request) -> Response:
-        models = selectors.model_list_available()
+        models = selectors.model_list_available_cached()
         search = request.query_params.get("search", "").strip().lower()
         if search:
             models = [m for m in models if search in m["name"].lower()]

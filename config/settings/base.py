@@ -81,8 +81,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat share one file: wait for locks instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Under ASGI a request's queries may run on any thread, so Django's persistent connections pile up instead of
+    # being reused (Django's docs warn of this); a psycopg pool per process is the way (Django >= 5.1).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
+        "timeout": 10,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
@@ -235,6 +241,12 @@ NODE_SWEEP_INTERVAL_S = env.int("NODE_SWEEP_INTERVAL_S", default=15)
 NODE_METRICS_SAMPLE_EVERY_S = env.int("NODE_METRICS_SAMPLE_EVERY_S", default=60)
 NODE_METRICS_RETENTION_S = env.int("NODE_METRICS_RETENTION_S", default=24 * 3600)
 ALLOW_PRIVATE_NODE_ENDPOINTS = env.bool("ALLOW_PRIVATE_NODE_ENDPOINTS", default=False)
+# all-models is served from the cache for this long (0: computed on every request).
+ALL_MODELS_CACHE_S = env.int("ALL_MODELS_CACHE_S", default=2)
+# The heartbeat's common case is answered beside Django in one statement (llm_models/heartbeat_fastpath.py),
+# on PostgreSQL, over its own pool of this many connections per web process.
+HEARTBEAT_FAST_PATH = env.bool("HEARTBEAT_FAST_PATH", default=True)
+HEARTBEAT_FAST_PATH_POOL_SIZE = env.int("HEARTBEAT_FAST_PATH_POOL_SIZE", default=4)
 
 CELERY_BEAT_SCHEDULE = {
     "node-mark-stale-offline": {

@@ -17,6 +17,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {}
 # publish further tasks to the broker as in production instead of running them inline.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
+ALL_MODELS_CACHE_S = 0  # tests see every change at once; test_api_all_models checks the cache on its own
 ALLOW_PRIVATE_NODE_ENDPOINTS = False
 GOOGLE_TEST_CLIENT_ID = "test-client-id.apps.googleusercontent.com"
 SOCIALACCOUNT_PROVIDERS = {

@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from llm_models.choices import NodeStatus
@@ -217,3 +218,17 @@ def test_search_and_ordering_combine_with_pagination(api_client, menu):
 
     assert body["count"] == 3
     assert [m["name"] for m in body["results"]] == ["Qwen/Qwen2.5-72B-Instruct"]
+
+
+def test_the_menu_is_served_from_the_cache_for_all_models_cache_s(api_client, provider, settings):
+    settings.ALL_MODELS_CACHE_S = 60
+    node = live_node(provider[0])
+    serve(node, "org/cached", "0.20", "0.60")
+    assert names(api_client) == ["org/cached"]
+
+    node.status = NodeStatus.OFFLINE
+    node.save()
+    assert names(api_client) == ["org/cached"], "a menu up to ALL_MODELS_CACHE_S old is served"
+
+    cache.clear()  # what the timeout does
+    assert names(api_client) == []

@@ -1,0 +1,89 @@
+"""Small ASGI pieces for the lean paths served beside Django (see config/asgi.py).
+
+A lean path answers the common case of one hot endpoint without Django's request cycle; anything it does not
+handle is handed to Django unchanged, body included, so Django stays the one place that renders every error.
+"""
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.http.request import split_domain_port, validate_host
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    """The body passed the limit: hand `received` (what was read of it) and the rest to Django, which answers 413."""
+
+    def __init__(self, received: bytes, *, complete: bool) -> None:
+        super().__init__("request body over the limit")
+        self.received = received
+        self.complete = complete  # False: the rest of the body is still to come from `receive`
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header (`name` in lower case), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+def host_allowed(scope: Scope, allowed_hosts: list[str]) -> bool:
+    """Django's ALLOWED_HOSTS check on the Host header, so a lean path serves exactly the hosts Django does."""
+    host = header(scope, b"host")
+    if host is None:
+        return False
+    domain, _port = split_domain_port(host.decode("latin-1"))
+    return bool(domain) and validate_host(domain, allowed_hosts)
+
+
+async def read_body(receive: Receive, *, limit: int) -> bytes:
+    """The whole request body; BodyTooLarge as soon as it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > limit:
+            raise BodyTooLarge(b"".join(chunks), complete=not message.get("more_body"))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive, *, complete: bool = True) -> Receive:
+    """A `receive` that gives `body` (already read) first, then whatever the real one says.
+
+    `complete=False`: `body` is only the start of the request body, and the rest still comes from `receive`.
+    """
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": not complete}
+        return await receive()
+
+    return replay
+
+
+async def send_json(send: Send, status: int, payload: bytes | dict[str, Any]) -> None:
+    """One complete JSON response."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
