@@ -181,3 +181,10 @@ def test_status_masks_the_token_and_checks_server_and_backend(service, backend, 
     assert f"node_token: gmn_...{token[-4:]}" in r.stdout
     assert f"server: ok ({service.url})" in r.stdout
     assert "backend: ok, 2 model(s)" in r.stdout
+
+
+def test_run_without_a_config_says_to_register_first(agent):
+    r = agent("run")
+
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"gpu-node: error: no config at {agent.config_path}; run `gpu-node register` first"
