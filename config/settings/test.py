@@ -18,7 +18,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
 ALL_MODELS_CACHE_S = 0  # tests see every change at once; test_api_all_models checks the cache on its own
-ALLOW_PRIVATE_NODE_ENDPOINTS = False
+# Off for the suite's SSRF tests; the node-agent tests turn it on for the service they start as a subprocess.
+ALLOW_PRIVATE_NODE_ENDPOINTS = env.bool("ALLOW_PRIVATE_NODE_ENDPOINTS", default=False)
 GOOGLE_TEST_CLIENT_ID = "test-client-id.apps.googleusercontent.com"
 SOCIALACCOUNT_PROVIDERS = {
     "google": {

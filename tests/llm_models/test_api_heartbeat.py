@@ -362,3 +362,47 @@ def test_a_body_that_is_not_an_object_is_400(api_client, node_and_token):
     assert errors_of(r)[0][0] == "invalid"
     node.refresh_from_db()
     assert node.status == NodeStatus.OFFLINE
+
+
+RESULTS = [
+    {"id": 1, "status": "succeeded", "output": "started"},
+    {"id": 2, "status": "failed", "output": "exit status 1"},
+    {"id": 3, "status": "unsupported", "output": "no hook configured for action 'rental_ssh_key'"},
+    {"id": 4, "status": "succeeded"},
+]
+
+
+def test_command_results_of_every_status_are_accepted(heartbeat, node_and_token):
+    _, token = node_and_token
+
+    r = heartbeat(token, {"metrics": METRICS, "results": RESULTS})
+
+    assert r.status_code == 200, r.json()
+    assert r.json()["commands"] == []
+
+
+def test_the_same_results_sent_again_are_accepted(heartbeat, node_and_token):
+    """Agents resend outcomes until a heartbeat carrying them is answered (API.md §3)."""
+    _, token = node_and_token
+
+    assert heartbeat(token, {"results": RESULTS}).status_code == 200
+    assert heartbeat(token, {"results": RESULTS}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"id": 1, "status": "done"},
+        {"id": 0, "status": "succeeded"},
+        {"id": "1", "status": "succeeded"},
+        {"status": "succeeded"},
+        {"id": 1, "status": "failed", "output": "x" * 8193},
+    ],
+)
+def test_malformed_results_are_400_naming_results(heartbeat, node_and_token, result):
+    _, token = node_and_token
+
+    r = heartbeat(token, {"results": [result]})
+
+    assert r.status_code == 400
+    assert all(attr.startswith("results") for _, attr in errors_of(r)), errors_of(r)

@@ -1,0 +1,222 @@
+"""`gpu-node run`: heartbeat with live metrics, keep the model list current, run commands, deregister on stop."""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psutil
+
+from gpu_node import backend, hardware, hooks
+from gpu_node.config import NodeConfig
+from gpu_node.server_api import ServerApi, ServerError, ServerUnreachable
+
+log = logging.getLogger("gpu_node")
+
+EXIT_TOKEN_REFUSED = 3  # systemd: RestartPreventExitStatus=3, restarting will not help
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.2, 3600.0
+
+_REFUSALS = {
+    "provider_not_approved": "the provider account behind this node is not approved (revoked by an admin?)",
+    "node_deregistered": "this node was deregistered; run `gpu-node register` to add it again",
+    "invalid_node_token": "the node token is unknown or revoked; run `gpu-node register` to get a new one",
+}
+
+
+def model_specs(names: list[str], overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each model with the operator's prices from the config's `model_overrides` (the server's defaults otherwise)."""
+    allowed = ("input_price_per_million", "output_price_per_million", "context_window")
+    specs = []
+    for name in names:
+        override = overrides.get(name)
+        extra = {k: v for k, v in override.items() if k in allowed} if isinstance(override, dict) else {}
+        specs.append({"name": name, **extra})
+    return specs
+
+
+class TokenRefused(Exception):
+    """401 on a heartbeat: retrying cannot help."""
+
+
+class Backoff:
+    """Exponential delays between failed heartbeats: first, 2 x first, ... capped; jittered so nodes spread out."""
+
+    def __init__(self, *, first: float, cap: float, rng: Callable[[], float] = random.random) -> None:
+        self.first, self.cap, self._rng = first, max(cap, first), rng
+        self.failures = 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.first * 2**self.failures)
+        self.failures += 1
+        return delay * (0.8 + 0.2 * self._rng())
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Agent:
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        api: ServerApi | None = None,
+        query_gpus: Callable[[], list[hardware.GpuInfo]] = hardware.query_gpus,
+        list_models: Callable[[str, str], list[str]] = backend.list_models,
+    ) -> None:
+        self.config = config
+        self.api = api or ServerApi(config.server_url)
+        self.query_gpus = query_gpus
+        self.list_models = list_models
+        self.book = hooks.CommandBook()
+        self.interval = self._clamp(config.heartbeat_interval_s)
+        self.backoff = Backoff(first=min(1.0, self.interval), cap=config.max_backoff_s)
+        self.models_acked: list[str] | None = None  # what the server last accepted; None: send on first beat
+        self.backend_error: str | None = None
+        self.server_down = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-node-hook")  # in order, one at a time
+
+    @staticmethod
+    def _clamp(seconds: Any) -> float:
+        try:
+            return min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, float(seconds)))
+        except (TypeError, ValueError):
+            return 30.0
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    # --- one heartbeat ---------------------------------------------------------------------------
+
+    def _current_models(self) -> list[str]:
+        try:
+            names = self.list_models(self.config.backend_url, self.config.backend_key)
+        except backend.BackendError as exc:
+            if self.backend_error != str(exc):
+                log.warning("backend: %s; reporting no models until it answers", exc)
+            self.backend_error = str(exc)
+            return []  # a backend that does not answer serves nothing: take the node off the menu
+        if self.backend_error is not None:
+            log.info("backend answers again: %d model(s)", len(names))
+            self.backend_error = None
+        return names
+
+    def heartbeat_body(self) -> tuple[dict[str, Any], list[str] | None, list[dict[str, Any]]]:
+        body: dict[str, Any] = {"metrics": hardware.metrics(self.query_gpus())}
+        names = self._current_models()
+        sending_models = names if names != self.models_acked else None
+        if sending_models is not None:
+            body["models"] = model_specs(sending_models, self.config.model_overrides)
+        results = self.book.outgoing()
+        if results:
+            body["results"] = results
+        return body, sending_models, results
+
+    def beat_once(self) -> float:
+        """Send one heartbeat; the seconds to wait before the next. Raises TokenRefused on 401."""
+        body, models, results = self.heartbeat_body()
+        try:
+            reply = self.api.heartbeat(token=self.config.node_token, body=body)
+        except ServerUnreachable as exc:
+            return self._failed(str(exc))
+        except ServerError as exc:
+            if exc.status == 401:
+                raise TokenRefused(f"{_REFUSALS.get(exc.code, 'the server refused the node token')} ({exc})")
+            if exc.transient:
+                return self._failed(f"server error: {exc}")
+            # Any other 4xx is a definite "no" to this body; resending it would only be refused again.
+            log.error("the server rejected a heartbeat: %s", exc)
+            if results:
+                log.error("dropping %d command result(s) the server would not accept", len(results))
+                self.book.acknowledge(results)
+            self.models_acked = None
+            return self.interval
+        if self.server_down:
+            log.info("server reachable again")
+            self.server_down = False
+        self.backoff.reset()
+        self.book.acknowledge(results)
+        if models is not None:
+            self.models_acked = models
+            log.info("models sent: %s", ", ".join(models) or "(none)")
+        self.interval = self._clamp(reply.get("heartbeat_interval_s", self.interval))
+        self.dispatch(reply.get("commands") or [])
+        return self.interval
+
+    def _failed(self, reason: str) -> float:
+        delay = self.backoff.next()
+        log.warning("%s; retrying in %.1f s", reason, delay)
+        self.server_down = True
+        return delay
+
+    # --- commands ----------------------------------------------------------------------------------
+
+    def dispatch(self, commands: list[Any]) -> None:
+        for command in commands:
+            if not isinstance(command, dict) or "id" not in command:
+                log.warning("ignoring a malformed command: %r", command)
+                continue
+            if self.book.claim(command["id"]):
+                log.info("command %s: %s", command["id"], command.get("action"))
+                self._hooks.submit(self._execute, command)
+
+    def _execute(self, command: dict[str, Any]) -> None:
+        try:
+            result = hooks.execute(command, self.config.hooks)
+        except Exception as exc:  # noqa: BLE001 - a broken hook must not lose the command's outcome
+            result = {"id": command["id"], "status": hooks.FAILED, "output": hooks.clean_output(repr(exc))}
+        log.info("command %s %s", command["id"], result["status"])
+        self.book.finish(result)
+        self._wake.set()  # report it now rather than a whole interval later
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def loop(self) -> None:
+        psutil.cpu_percent(interval=None)  # the first reading is meaningless; start the measuring window
+        while not self._stop.is_set():
+            delay = self.beat_once()
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def deregister(self) -> bool:
+        for attempt in range(3):
+            try:
+                self.api.deregister(token=self.config.node_token)
+                log.info("deregistered node %s", self.config.node_id)
+                return True
+            except ServerError as exc:
+                if exc.status == 401:
+                    log.info("node %s was already deregistered or revoked", self.config.node_id)
+                    return True
+                reason = str(exc)
+            except ServerUnreachable as exc:
+                reason = str(exc)
+            log.warning("deregistration failed (%s)%s", reason, "; retrying" if attempt < 2 else "")
+            if attempt < 2:
+                threading.Event().wait(1.0)
+        return False
+
+    def run(self) -> int:
+        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        cfg = self.config
+        log.info("node %s heartbeating to %s; backend %s", cfg.node_id, cfg.server_url, cfg.backend_url)
+        try:
+            self.loop()
+        except TokenRefused as exc:
+            log.error("stopping: %s", exc)
+            return EXIT_TOKEN_REFUSED
+        finally:
+            self._hooks.shutdown(wait=False, cancel_futures=True)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.deregister():
+            return 0
+        log.error("could not deregister; the server will mark the node offline after its heartbeat timeout")
+        return 1
