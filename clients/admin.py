@@ -1,6 +1,7 @@
 """Operator views of clients: provider applications to approve, keys to revoke. Money is read-only here."""
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -41,6 +42,7 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Client)
 class ClientAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # Django 6's default, chosen now
     list_display = [
         "id",
         "user",
