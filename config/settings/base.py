@@ -206,6 +206,8 @@ SPECTACULAR_SETTINGS = {
         "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",
         "ClientRoleEnum": "clients.choices.ClientRole.choices",
         "NodeStatusEnum": "llm_models.choices.NodeStatus.choices",
+        "LedgerAccountKindEnum": "clients.choices.LedgerAccountKind.choices",
+        "LedgerTransactionKindEnum": "clients.choices.LedgerTransactionKind.choices",
     },
     "POSTPROCESSING_HOOKS": ["drf_standardized_errors.openapi_hooks.postprocess_schema_enums"],
 }
@@ -255,6 +257,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "node-metrics-prune": {
         "task": "llm_models.tasks.node_metrics_prune",
+        "schedule": timedelta(hours=1),
+    },
+    "idempotency-record-prune": {
+        "task": "core.tasks.idempotency_record_prune",
         "schedule": timedelta(hours=1),
     },
 }

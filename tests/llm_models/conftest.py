@@ -11,9 +11,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
+from config.celery import app as celery_app
 from llm_models import endpoint_guard
 from tests.conftest import bearer
 
@@ -142,7 +142,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def celery_worker(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:  # type: ignore[no-untyped-def]
-    """A real `celery worker` process on the test settings' Redis broker and this test's database, stopped at teardown.
+    """A real `celery worker` process on the test settings' broker and this test's database, stopped at teardown.
 
     It depends on transactional_db, so it is stopped before the database is flushed. A worker runs what it
     receives whatever CELERY_TASK_ALWAYS_EAGER says (the flag only changes how a *sender* publishes); it is set
@@ -151,8 +151,9 @@ def celery_worker(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:  # 
     """
     if not CELERY_BIN.exists():
         pytest.fail(f"{CELERY_BIN} is missing: install requirements-dev.txt into .venv")
-    # The broker this test process publishes to (CELERY_BROKER_URL may point a worktree at its own Redis db).
-    broker_url = settings.CELERY_BROKER_URL
+    # The broker this process publishes to (CELERY_BROKER_URL, default Redis db 15): a private one per checkout
+    # keeps parallel test runs from taking each other's tasks.
+    broker_url = celery_app.conf.broker_url
     if not _broker_reachable(broker_url):
         pytest.fail(f"Redis is not reachable at {broker_url}; the worker tests need it")
     env = {
