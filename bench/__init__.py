@@ -1,0 +1,1 @@
+"""Benchmarks that run outside the test suite, on PostgreSQL: `make bench`."""
