@@ -66,3 +66,25 @@ def admin(db):  # type: ignore[no-untyped-def]
 def private_endpoints(settings):  # type: ignore[no-untyped-def]
     """Let nodes live on 127.0.0.1, as stub nodes started by tests do."""
     settings.ALLOW_PRIVATE_NODE_ENDPOINTS = True
+
+
+@pytest.fixture
+def stub_node_factory():  # type: ignore[no-untyped-def]
+    """Start real OpenAI-compatible stub nodes on 127.0.0.1 (tests/support/stub_node.py); all stop at teardown."""
+    from tests.support.stub_node import StubNode
+
+    started: list[StubNode] = []
+
+    def start(name: str = "stub") -> StubNode:
+        node = StubNode(name).start()
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+def stub_node(stub_node_factory):  # type: ignore[no-untyped-def]
+    return stub_node_factory()

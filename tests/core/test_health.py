@@ -5,9 +5,10 @@ def test_readyz_reports_database_and_broker_ok(api_client):
     assert r.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
 
 
-def test_readyz_is_503_naming_the_broker_when_it_is_unreachable(api_client, settings):
+def test_readyz_is_503_naming_the_broker_when_it_is_unreachable(api_client, settings, monkeypatch):
     from config.celery import app
 
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)  # Celery prefers the environment variable to the conf
     app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     try:
         r = api_client.get("/readyz")

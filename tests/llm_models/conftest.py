@@ -18,7 +18,8 @@ from tests.conftest import bearer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CELERY_BIN = REPO_ROOT / ".venv" / "bin" / "celery"
-WORKER_BROKER_URL = "redis://127.0.0.1:6379/15"
+# The broker the test settings use, so a private CELERY_BROKER_URL (one Redis db per worktree) reaches the worker.
+WORKER_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 
 REGISTER_URL = "/api/v1/llm_models/register/"
 HEARTBEAT_URL = "/api/v1/llm_models/heartbeat/"
