@@ -17,7 +17,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {}
 # publish further tasks to the broker as in production instead of running them inline.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
-ALLOW_PRIVATE_NODE_ENDPOINTS = False
+ALLOW_PRIVATE_NODE_ENDPOINTS = env.bool("ALLOW_PRIVATE_NODE_ENDPOINTS", default=False)
 GOOGLE_TEST_CLIENT_ID = "test-client-id.apps.googleusercontent.com"
 SOCIALACCOUNT_PROVIDERS = {
     "google": {
