@@ -8,8 +8,10 @@ def test_readyz_reports_database_and_broker_ok(api_client):
 def test_readyz_is_503_naming_the_broker_when_it_is_unreachable(api_client, settings, monkeypatch):
     from config.celery import app
 
-    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)  # Celery prefers the environment variable to the conf
-    app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    unreachable = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    # Celery's `broker_url` prefers the CELERY_BROKER_URL environment variable over its configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", unreachable)
+    app.conf.broker_url = unreachable
     try:
         r = api_client.get("/readyz")
     finally:

@@ -13,13 +13,12 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
+from config.celery import app as celery_app
 from llm_models import endpoint_guard
 from tests.conftest import bearer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CELERY_BIN = REPO_ROOT / ".venv" / "bin" / "celery"
-# The broker the test settings use, so a private CELERY_BROKER_URL (one Redis db per worktree) reaches the worker.
-WORKER_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 
 REGISTER_URL = "/api/v1/llm_models/register/"
 HEARTBEAT_URL = "/api/v1/llm_models/heartbeat/"
@@ -143,7 +142,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def celery_worker(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:  # type: ignore[no-untyped-def]
-    """A real `celery worker` process on Redis db 15 and this test's database, stopped at teardown.
+    """A real `celery worker` process on the test settings' broker and this test's database, stopped at teardown.
 
     It depends on transactional_db, so it is stopped before the database is flushed. A worker runs what it
     receives whatever CELERY_TASK_ALWAYS_EAGER says (the flag only changes how a *sender* publishes); it is set
@@ -152,12 +151,15 @@ def celery_worker(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:  # 
     """
     if not CELERY_BIN.exists():
         pytest.fail(f"{CELERY_BIN} is missing: install requirements-dev.txt into .venv")
-    if not _broker_reachable(WORKER_BROKER_URL):
-        pytest.fail(f"Redis is not reachable at {WORKER_BROKER_URL}; the worker tests need it")
+    # The broker this process publishes to (CELERY_BROKER_URL, default Redis db 15): a private one per checkout
+    # keeps parallel test runs from taking each other's tasks.
+    broker_url = celery_app.conf.broker_url
+    if not _broker_reachable(broker_url):
+        pytest.fail(f"Redis is not reachable at {broker_url}; the worker tests need it")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "CELERY_BROKER_URL": WORKER_BROKER_URL,
+        "CELERY_BROKER_URL": broker_url,
         "DATABASE_URL": _test_database_url(),
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "PYTHONUNBUFFERED": "1",
