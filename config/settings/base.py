@@ -200,6 +200,8 @@ SPECTACULAR_SETTINGS = {
         "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",
         "ClientRoleEnum": "clients.choices.ClientRole.choices",
         "NodeStatusEnum": "llm_models.choices.NodeStatus.choices",
+        "InferenceStatusEnum": "inference.choices.InferenceStatus.choices",
+        "InferenceChannelEnum": "inference.choices.InferenceChannel.choices",
     },
     "POSTPROCESSING_HOOKS": ["drf_standardized_errors.openapi_hooks.postprocess_schema_enums"],
 }
@@ -289,6 +291,8 @@ INFERENCE_WEIGHT_PRICE = env.float("INFERENCE_WEIGHT_PRICE", default=1.0)
 # A failing node sits out base * 2^(failures-1) seconds, at most max.
 INFERENCE_COOLDOWN_BASE_S = env.float("INFERENCE_COOLDOWN_BASE_S", default=5.0)
 INFERENCE_COOLDOWN_MAX_S = env.float("INFERENCE_COOLDOWN_MAX_S", default=300.0)
+# /v1/ remembers a verified API key this long per process (a revoked key works at most this much longer there).
+INFERENCE_KEY_CACHE_S = env.float("INFERENCE_KEY_CACHE_S", default=5.0)
 # Retry-After of a 503 no_capacity when no cooling-down node says better.
 INFERENCE_RETRY_AFTER_S = env.int("INFERENCE_RETRY_AFTER_S", default=10)
 
