@@ -1,13 +1,17 @@
-"""Operator views of clients: provider applications to approve, keys to revoke. Money is read-only here."""
+"""Operator views of clients: provider applications to approve, keys to revoke. Money is read-only here: the
+ledger, its entries and holds can be looked at and reconciled, never added, changed or deleted (clients/ledger.py
+is the only writer)."""
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.db.models import DecimalField, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
 
-from clients import services
+from clients import ledger, services
 from clients.choices import ClientRole
-from clients.models import ApiKey, Client
+from clients.models import ApiKey, Client, Hold, LedgerAccount, LedgerEntry, LedgerTransaction
 
 
 class PendingProviderFilter(admin.SimpleListFilter):
@@ -108,3 +112,97 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+
+
+# --- The ledger: read-only -------------------------------------------------------------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewable by staff; nothing can be added, changed or deleted from the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class LedgerEntryInline(admin.TabularInline):
+    model = LedgerEntry
+    fields = ["account", "amount"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "kind", "key", "memo", "hold"]
+    list_filter = ["kind"]
+    search_fields = ["key", "memo"]
+    list_select_related = ["hold"]
+    date_hierarchy = "created_at"
+    inlines = [LedgerEntryInline]
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        reconcile = path(
+            "reconcile/",
+            self.admin_site.admin_view(self.reconcile_view),
+            name="clients_ledgertransaction_reconcile",
+        )
+        return [reconcile, *super().get_urls()]
+
+    def reconcile_view(self, request: HttpRequest) -> HttpResponse:
+        """Compare every cached balance with the ledger and say what disagrees (it changes nothing)."""
+        if not self.has_view_permission(request):
+            return HttpResponseRedirect(reverse("admin:index"))
+        mismatches = ledger.reconcile()
+        if mismatches:
+            shown = "; ".join(str(m) for m in mismatches[:20])
+            more = f" (and {len(mismatches) - 20} more)" if len(mismatches) > 20 else ""
+            self.message_user(request, f"{len(mismatches)} mismatch(es): {shown}{more}", messages.ERROR)
+        else:
+            self.message_user(request, "The ledger and every cached balance agree.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:clients_ledgertransaction_changelist"))
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ["id", "transaction", "account", "amount"]
+    list_filter = ["account__kind", "transaction__kind"]
+    search_fields = ["transaction__key", "account__client__user__username"]
+    list_select_related = ["transaction", "account"]
+
+
+@admin.register(LedgerAccount)
+class LedgerAccountAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "client", "balance"]
+    list_filter = ["kind"]
+    search_fields = ["client__user__username"]
+    list_select_related = ["client__user"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LedgerAccount]:
+        zero = Value(0, output_field=DecimalField(max_digits=20, decimal_places=6))
+        return super().get_queryset(request).annotate(ledger_balance=Coalesce(Sum("entries__amount"), zero))
+
+    @admin.display(description="balance (sum of entries)", ordering="ledger_balance")
+    def balance(self, obj: LedgerAccount) -> object:
+        return obj.ledger_balance  # type: ignore[attr-defined]
+
+
+@admin.register(Hold)
+class HoldAdmin(ReadOnlyAdmin):
+    list_display = ["id", "key", "client", "amount", "status", "created_at", "settled_at"]
+    list_filter = ["status"]
+    search_fields = ["key", "client__user__username"]
+    list_select_related = ["client__user"]
+    date_hierarchy = "created_at"

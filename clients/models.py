@@ -5,7 +5,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
-from clients.choices import ClientRole
+from clients.choices import ClientRole, HoldStatus, LedgerAccountKind, LedgerTransactionKind
 from core.tokens import CLIENT_KEY_PREFIX, mask
 
 
@@ -35,6 +35,19 @@ class Client(models.Model):
 
     def __str__(self) -> str:
         return self.user.username
+
+    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        # `balance` is the ledger's cache, written only by clients/ledger.py (an UPDATE under the row lock, in the
+        # transaction that posts the entries). A full save() of an instance loaded earlier would overwrite a
+        # concurrent posting with a stale figure, so it never writes the balance.
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "balance" in update_fields:
+            raise ValueError("Client.balance is written only by clients/ledger.py.")
+        if update_fields is None and not self._state.adding and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "balance"
+            ]
+        super().save(*args, **kwargs)
 
     @property
     def is_admin(self) -> bool:
@@ -70,3 +83,105 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+# --- The ledger (written only by clients/ledger.py; STYLE.md §5) ------------------------------------------------
+
+
+class LedgerAccount(models.Model):
+    """Where ledger entries land: a client's own account, or one of the system accounts (one row per kind)."""
+
+    kind = models.CharField(max_length=16, choices=LedgerAccountKind.choices)
+    client = models.OneToOneField(
+        Client, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_account"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind=LedgerAccountKind.CLIENT) & Q(client__isnull=False))
+                | (~Q(kind=LedgerAccountKind.CLIENT) & Q(client__isnull=True)),
+                name="ledger_account_client_iff_kind_client",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=LedgerAccountKind.values), name="ledger_account_kind_valid"),
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(client__isnull=True), name="ledger_account_one_per_system_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"client:{self.client_id}" if self.client_id else self.kind
+
+
+class Hold(models.Model):
+    """Money moved from a client's balance to escrow until the work it pays for is settled or released."""
+
+    key = models.CharField(max_length=200, unique=True)
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="holds")
+    amount = models.DecimalField(max_digits=20, decimal_places=6)
+    status = models.CharField(max_length=16, choices=HoldStatus.choices, default=HoldStatus.HELD)
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True, help_text="When it was settled or released.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="hold_amount_positive"),
+            models.CheckConstraint(condition=Q(status__in=HoldStatus.values), name="hold_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status=HoldStatus.HELD, settled_at__isnull=True)
+                | (~Q(status=HoldStatus.HELD) & Q(settled_at__isnull=False)),
+                name="hold_settled_at_iff_closed",
+            ),
+        ]
+        indexes = [
+            # reconcile() sums the open holds against escrow.
+            models.Index(fields=["status"], condition=Q(status=HoldStatus.HELD), name="hold_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
+
+class LedgerTransaction(models.Model):
+    """One balanced posting: its entries sum to zero (a deferred trigger checks at commit). Never changed."""
+
+    key = models.CharField(max_length=255, unique=True, help_text="`<kind>:<caller key>`: a retry posts nothing.")
+    kind = models.CharField(max_length=16, choices=LedgerTransactionKind.choices)
+    memo = models.CharField(max_length=255, blank=True, default="")
+    hold = models.ForeignKey(Hold, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=LedgerTransactionKind.values), name="ledger_transaction_kind_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="ledger_txn_created_idx")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class LedgerEntry(models.Model):
+    """One leg of a transaction: `amount` is its signed effect on the account's balance. Never changed."""
+
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    amount = models.DecimalField(max_digits=20, decimal_places=6)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "ledger entries"
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledger_entry_amount_not_zero")]
+        indexes = [
+            # A client's statement: its account's entries, newest first.
+            models.Index(fields=["account", "-id"], name="ledger_entry_account_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.amount}"

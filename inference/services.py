@@ -17,12 +17,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from clients import ledger
 from clients.models import Client
-
-try:
-    from clients import ledger
-except ImportError:  # pragma: no cover - clients/ledger.py arrives with branch `ledger`; money calls fail until then
-    ledger = None  # type: ignore[assignment]
 from core.errors import NotFound
 from inference import relay, routing
 from inference.choices import InferenceChannel, InferenceStatus

@@ -1,3 +1,5 @@
+import importlib
+
 import pytest
 from django.core.cache import cache
 from django.db import connection
@@ -66,6 +68,15 @@ def admin(db):  # type: ignore[no-untyped-def]
 def private_endpoints(settings):  # type: ignore[no-untyped-def]
     """Let nodes live on 127.0.0.1, as stub nodes started by tests do."""
     settings.ALLOW_PRIVATE_NODE_ENDPOINTS = True
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
+    """The test database is built from the models (--no-migrations), so add the ledger's triggers by hand: the
+    exact SQL of their migration (clients/migrations/0003_ledger_triggers.py), which is idempotent."""
+    triggers = importlib.import_module("clients.migrations.0003_ledger_triggers")
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(triggers.FORWARD_SQL)
 
 
 @pytest.fixture

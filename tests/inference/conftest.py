@@ -85,13 +85,13 @@ def fund(client, amount: str = "10.00") -> None:  # type: ignore[no-untyped-def]
     """Top a client up through the ledger, as an admin credit would."""
     import uuid
 
-    ledger = pytest.importorskip("clients.ledger", reason="clients/ledger.py is not merged yet")
+    from clients import ledger
 
     ledger.credit(client=client, amount=Decimal(amount), key=f"test-fund:{uuid.uuid4().hex}", memo="test top-up")
 
 
 def balance(client) -> Decimal:  # type: ignore[no-untyped-def]
-    ledger = pytest.importorskip("clients.ledger", reason="clients/ledger.py is not merged yet")
+    from clients import ledger
 
     return ledger.balance_of(client=client)
 

@@ -80,7 +80,6 @@ def test_a_model_without_live_nodes_is_503_with_retry_after(api_client, user_cli
 
 
 def test_a_balance_too_low_is_402_and_leaves_nothing(api_client, user_client, node_on):
-    pytest.importorskip("clients.ledger", reason="clients/ledger.py is not merged yet")
     node_on()
 
     r = ask(api_client, user_client[1])

@@ -8,10 +8,11 @@ import httpx
 import openai
 import pytest
 
+from clients import ledger
+from clients.models import LedgerEntry
 from inference.models import InferenceRequest
 from tests.inference.conftest import MODEL, NODE_KEY, balance, fund, live_node, stale
 
-ledger = pytest.importorskip("clients.ledger", reason="clients/ledger.py is not merged yet")
 pytestmark = [pytest.mark.live_server, pytest.mark.django_db(transaction=True)]
 MESSAGES = [{"role": "user", "content": "Say something nice"}]
 
@@ -196,8 +197,6 @@ def test_forty_parallel_requests_against_a_balance_for_ten_never_overspend(live_
 
     assert codes.count(200) <= 10 and codes.count(200) >= 1
     assert codes.count(402) == 40 - codes.count(200)
-    from clients.models import LedgerEntry
-
     assert sum(LedgerEntry.objects.values_list("amount", flat=True)) == 0
     assert ledger.reconcile() == []
     spent = sum(InferenceRequest.objects.values_list("cost", flat=True))

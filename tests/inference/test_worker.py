@@ -9,13 +9,13 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from clients import ledger
 from inference import services
 from inference.models import InferenceRequest
 from tests.conftest import bearer
 from tests.inference.conftest import MODEL, balance, fund
 from tests.llm_models.conftest import wait_until
 
-ledger = pytest.importorskip("clients.ledger", reason="clients/ledger.py is not merged yet")
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 URL = "/api/v1/inference/"
 

@@ -1,0 +1,307 @@
+"""The money layer: the only module that writes money (STYLE.md §5).
+
+Double entry: every posting is one `LedgerTransaction` whose `LedgerEntry` legs sum to exactly zero, and an
+account's balance is the sum of its entries. Signs are from the account's side: a client's account is what it may
+spend, escrow is what is held, platform and treasury are earnings, and funding (outside money) goes negative by
+everything ever deposited, so all accounts together always sum to zero.
+
+`Client.balance` caches the sum of the client's account (its available balance) and is changed by an UPDATE in the
+same database transaction as the entries, with the client row locked. Each caller key is posted once: a retry of
+`credit`, `hold_place`, `hold_settle` or `hold_release` moves no money again.
+
+Amounts are `Decimal` with at most 6 decimal places (ints are accepted; floats never).
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import DecimalField, F, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from rest_framework import status
+
+from clients.choices import HoldStatus, LedgerAccountKind, LedgerTransactionKind
+from clients.models import Client, Hold, LedgerAccount, LedgerEntry, LedgerTransaction
+from core.errors import Conflict, DomainError
+
+SPLIT = {"operator": Decimal("0.70"), "treasury": Decimal("0.05")}  # platform: the rest (25% + rounding)
+Q6 = Decimal("0.000001")
+MAX_AMOUNT = Decimal(10) ** 14  # DecimalField(max_digits=20, decimal_places=6) holds less than this
+MAX_KEY_LENGTH = 200  # Hold.key; a transaction's key is "<kind>:<caller key>"
+
+
+class InsufficientFunds(DomainError):
+    status, code = status.HTTP_402_PAYMENT_REQUIRED, "insufficient_funds"
+
+
+class LedgerKeyReused(Conflict):
+    """A key already posted something else (another client or amount): a caller bug, never a silent no-op."""
+
+    code = "ledger_key_reused"
+
+
+class HoldNotFound(LookupError):
+    """No hold has this key: settling money that was never held is a bug in the caller."""
+
+
+@dataclass(frozen=True)
+class BalanceMismatch:
+    """A cached figure that disagrees with the ledger: a client's balance, or the open holds against escrow."""
+
+    account: str  # "client:<id>" or "escrow"
+    client_id: int | None
+    cached: Decimal  # Client.balance, or the sum of open holds
+    ledger: Decimal  # the sum of the account's entries
+
+    def __str__(self) -> str:
+        return f"{self.account}: cached {self.cached} != ledger {self.ledger}"
+
+
+# --- Amounts -----------------------------------------------------------------------------------------------------
+
+
+def _decimal(amount: Decimal | int, *, name: str) -> Decimal:
+    if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
+        raise TypeError(f"{name} must be a Decimal, not {type(amount).__name__}.")
+    value = Decimal(amount)
+    if not value.is_finite() or abs(value) >= MAX_AMOUNT:
+        raise ValueError(f"{name} is out of range: {amount}.")
+    return value
+
+
+def _exact(amount: Decimal | int, *, name: str) -> Decimal:
+    """A positive amount with at most 6 decimal places, which the ledger stores without rounding."""
+    value = _decimal(amount, name=name)
+    try:
+        exact = value.quantize(Q6) == value
+    except InvalidOperation:
+        exact = False
+    if not exact:
+        raise ValueError(f"{name} has more than 6 decimal places: {amount}.")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive: {amount}.")
+    return value.quantize(Q6)
+
+
+def _key(key: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"A ledger key is a string of 1 to {MAX_KEY_LENGTH} characters.")
+    return key
+
+
+def split_revenue(total: Decimal) -> dict[str, Decimal]:
+    """Split a charge: operator 70% and treasury 5% rounded down to 0.000001, platform the rest; sums to total."""
+    total = _decimal(total, name="total")
+    if total < 0 or total.quantize(Q6) != total:
+        raise ValueError(f"total must be non-negative with at most 6 decimal places: {total}.")
+    shares = {role: (total * part).quantize(Q6, ROUND_DOWN) for role, part in SPLIT.items()}
+    shares["platform"] = (total - sum(shares.values())).quantize(Q6)  # absorbs the rounding
+    return {role: shares[role] for role in ("operator", "platform", "treasury")}
+
+
+# --- Accounts and postings ---------------------------------------------------------------------------------------
+
+
+def _system_account(kind: str) -> LedgerAccount:
+    # Created on first use; the partial unique constraint makes a concurrent first use find the winner's row.
+    account, _ = LedgerAccount.objects.get_or_create(kind=kind, client=None)
+    return account
+
+
+def _client_account(client_id: int) -> LedgerAccount:
+    account, _ = LedgerAccount.objects.get_or_create(client_id=client_id, defaults={"kind": LedgerAccountKind.CLIENT})
+    return account
+
+
+def _lock_clients(*client_ids: int) -> dict[int, Client]:
+    """Lock the clients' rows, in id order so two postings touching the same two clients cannot deadlock."""
+    rows = Client.objects.select_for_update().filter(pk__in=set(client_ids)).order_by("pk").only("pk", "balance")
+    return {row.pk: row for row in rows}
+
+
+def _post(
+    *,
+    key: str,
+    kind: str,
+    memo: str,
+    legs: list[tuple[LedgerAccount, Decimal]],
+    hold: Hold | None = None,
+) -> LedgerTransaction:
+    """Write one balanced transaction and move the cached balances of the clients it touches.
+
+    The caller holds the locks of those clients' rows (and of the hold), inside its own atomic block.
+    """
+    by_account: dict[int, Decimal] = defaultdict(Decimal)
+    accounts = {}
+    for account, amount in legs:
+        by_account[account.pk] += amount
+        accounts[account.pk] = account
+    legs = [(accounts[pk], amount) for pk, amount in by_account.items() if amount]
+    if len(legs) < 2 or sum(amount for _, amount in legs) != 0:
+        raise AssertionError(f"unbalanced ledger transaction {key}: {legs}")  # the trigger would refuse it too
+    txn = LedgerTransaction.objects.create(key=key, kind=kind, memo=memo[:255], hold=hold)
+    LedgerEntry.objects.bulk_create(LedgerEntry(transaction=txn, account=a, amount=x) for a, x in legs)
+    for account, amount in legs:
+        if account.client_id is not None:
+            Client.objects.filter(pk=account.client_id).update(balance=F("balance") + amount)
+    return txn
+
+
+def _refresh_balance(client: Client) -> None:
+    client.balance = Client.objects.values_list("balance", flat=True).get(pk=client.pk)
+
+
+# --- The interface -----------------------------------------------------------------------------------------------
+
+
+def balance_of(*, client: Client) -> Decimal:
+    """The client's available balance: what it may spend now, holds excluded."""
+    return Client.objects.values_list("balance", flat=True).get(pk=client.pk)
+
+
+@transaction.atomic
+def credit(*, client: Client, amount: Decimal, key: str, memo: str = "") -> LedgerTransaction:
+    """Add outside money to a client's balance (an admin top-up); a repeated key credits nothing again."""
+    amount = _exact(amount, name="amount")
+    txn_key = f"{LedgerTransactionKind.CREDIT}:{_key(key)}"
+    _lock_clients(client.pk)  # a concurrent retry waits here, then finds the first one's transaction
+    existing = LedgerTransaction.objects.filter(key=txn_key).first()
+    if existing is not None:
+        if not existing.entries.filter(account__client=client, amount=amount).exists():
+            raise LedgerKeyReused(f"Ledger key {key!r} already credited another client or amount.")
+        _refresh_balance(client)
+        return existing
+    txn = _post(
+        key=txn_key,
+        kind=LedgerTransactionKind.CREDIT,
+        memo=memo,
+        legs=[(_system_account(LedgerAccountKind.FUNDING), -amount), (_client_account(client.pk), amount)],
+    )
+    _refresh_balance(client)
+    return txn
+
+
+@transaction.atomic
+def hold_place(*, client: Client, amount: Decimal, key: str, memo: str = "") -> Hold:
+    """Move `amount` from the client's balance to escrow; InsufficientFunds if it has less. Idempotent by key."""
+    amount = _exact(amount, name="amount")
+    locked = _lock_clients(client.pk)[client.pk]  # concurrent holds of one client queue here: none can overspend
+    hold = Hold.objects.filter(key=_key(key)).first()
+    if hold is not None:
+        if hold.client_id != client.pk or hold.amount != amount:
+            raise LedgerKeyReused(f"Hold key {key!r} already holds another client's money or another amount.")
+        _refresh_balance(client)
+        return hold
+    if locked.balance < amount:
+        raise InsufficientFunds(f"The available balance ({locked.balance}) is less than {amount}.")
+    try:
+        with transaction.atomic():
+            hold = Hold.objects.create(key=key, client=client, amount=amount)
+    except IntegrityError as exc:  # another client's hold took this key at the same moment
+        raise LedgerKeyReused(f"Hold key {key!r} is already in use.") from exc
+    _post(
+        key=f"{LedgerTransactionKind.HOLD}:{key}",
+        kind=LedgerTransactionKind.HOLD,
+        memo=memo,
+        legs=[(_client_account(client.pk), -amount), (_system_account(LedgerAccountKind.ESCROW), amount)],
+        hold=hold,
+    )
+    _refresh_balance(client)
+    return hold
+
+
+def _open_hold(key: str) -> Hold | None:
+    """The hold with this key, row-locked, if it is still held (so concurrent settles and releases act once)."""
+    hold = Hold.objects.select_for_update().filter(key=_key(key)).first()
+    if hold is None:
+        raise HoldNotFound(f"No hold has the key {key!r}.")
+    return hold if hold.status == HoldStatus.HELD else None
+
+
+def _close(hold: Hold, status: str) -> None:
+    hold.status = status
+    hold.settled_at = timezone.now()
+    hold.save(update_fields=["status", "settled_at"])
+
+
+@transaction.atomic
+def hold_settle(*, key: str, charge: Decimal, operator: Client, memo: str = "") -> LedgerTransaction | None:
+    """Charge up to the held amount (operator 70/platform 25/treasury 5), refund the rest; None if already closed."""
+    # A charge computed from prices may carry more places than money does: rounded half up to 0.000001.
+    charge = _decimal(charge, name="charge").quantize(Q6, ROUND_HALF_UP)
+    if charge < 0:
+        raise ValueError(f"charge must not be negative: {charge}.")
+    hold = _open_hold(key)
+    if hold is None:
+        return None  # settled or released already: a retry
+    charge = min(charge, hold.amount)
+    shares = split_revenue(charge)
+    _lock_clients(hold.client_id, operator.pk)
+    txn = _post(
+        key=f"{LedgerTransactionKind.SETTLE}:{key}",
+        kind=LedgerTransactionKind.SETTLE,
+        memo=memo,
+        legs=[
+            (_system_account(LedgerAccountKind.ESCROW), -hold.amount),
+            (_client_account(operator.pk), shares["operator"]),
+            (_system_account(LedgerAccountKind.PLATFORM), shares["platform"]),
+            (_system_account(LedgerAccountKind.TREASURY), shares["treasury"]),
+            (_client_account(hold.client_id), hold.amount - charge),
+        ],
+        hold=hold,
+    )
+    _close(hold, HoldStatus.SETTLED)
+    _refresh_balance(operator)
+    return txn
+
+
+@transaction.atomic
+def hold_release(*, key: str) -> None:
+    """Refund a still-open hold in full; a no-op for a hold already settled or released, or for an unknown key."""
+    try:
+        hold = _open_hold(key)
+    except HoldNotFound:
+        return  # nothing was held (e.g. the work failed before its hold): nothing to give back
+    if hold is None:
+        return
+    _lock_clients(hold.client_id)
+    _post(
+        key=f"{LedgerTransactionKind.RELEASE}:{key}",
+        kind=LedgerTransactionKind.RELEASE,
+        memo="",
+        legs=[
+            (_system_account(LedgerAccountKind.ESCROW), -hold.amount),
+            (_client_account(hold.client_id), hold.amount),
+        ],
+        hold=hold,
+    )
+    _close(hold, HoldStatus.RELEASED)
+
+
+def reconcile() -> list[BalanceMismatch]:
+    """Every cached figure that disagrees with the ledger: client balances, and escrow against the open holds."""
+    zero = Value(Decimal(0), output_field=DecimalField(max_digits=20, decimal_places=6))
+    # One statement each, so each compares figures from one snapshot even while postings go on.
+    clients = (
+        Client.objects.annotate(ledger=Coalesce(Sum("ledger_account__entries__amount"), zero))
+        .exclude(balance=F("ledger"))
+        .order_by("pk")
+        .values_list("pk", "balance", "ledger")
+    )
+    found = [BalanceMismatch(f"client:{pk}", pk, cached, ledger) for pk, cached, ledger in clients]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT
+                (SELECT coalesce(sum(e.amount), 0) FROM {LedgerEntry._meta.db_table} e
+                   JOIN {LedgerAccount._meta.db_table} a ON a.id = e.account_id WHERE a.kind = %s),
+                (SELECT coalesce(sum(h.amount), 0) FROM {Hold._meta.db_table} h WHERE h.status = %s)
+            """,  # noqa: S608 - table names from the models, values bound
+            [LedgerAccountKind.ESCROW, HoldStatus.HELD],
+        )
+        escrow, open_holds = cursor.fetchone()
+    if escrow != open_holds:
+        found.append(BalanceMismatch(LedgerAccountKind.ESCROW.value, None, Decimal(open_holds), Decimal(escrow)))
+    return found
