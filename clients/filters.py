@@ -1,8 +1,8 @@
 import django_filters
 
-from clients.choices import ClientRole
-from clients.models import Client
-from core.filters import FilterSet, StrictBooleanFilter
+from clients.choices import ClientRole, LedgerAccountKind, LedgerTransactionKind
+from clients.models import Client, LedgerEntry
+from core.filters import FilterSet, IntegerFilter, StrictBooleanFilter
 
 
 class ClientFilter(FilterSet):
@@ -16,3 +16,19 @@ class ClientFilter(FilterSet):
     def filter_pending(self, queryset, name, value):  # type: ignore[no-untyped-def]
         pending = {"role": ClientRole.GPU_PROVIDER, "is_gpu_provider_approved": False}
         return queryset.filter(**pending) if value else queryset.exclude(**pending)
+
+
+class LedgerEntryFilter(FilterSet):
+    kind = django_filters.ChoiceFilter(field_name="transaction__kind", choices=LedgerTransactionKind.choices)
+    account = django_filters.ChoiceFilter(field_name="account__kind", choices=LedgerAccountKind.choices)
+    client = IntegerFilter(field_name="account__client", label="Client id (admins; others see only their own)")
+    date_from = django_filters.DateFilter(
+        field_name="transaction__created_at", lookup_expr="date__gte", label="On or after this day (UTC)"
+    )
+    date_to = django_filters.DateFilter(
+        field_name="transaction__created_at", lookup_expr="date__lte", label="On or before this day (UTC)"
+    )
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["kind", "account", "client", "date_from", "date_to"]

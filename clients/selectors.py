@@ -1,8 +1,8 @@
 """Reads of clients and keys; each returns a QuerySet or raises 404 for rows the caller may not see."""
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
-from clients.models import ApiKey, Client
+from clients.models import ApiKey, Client, LedgerEntry
 from core.errors import NotFound
 
 
@@ -33,3 +33,10 @@ def client_newest_key_last4(*, client: Client) -> str:
     if last4 is None:
         last4 = api_key_list_active(client=client).values_list("last4", flat=True).first() or ""
     return last4
+
+
+def ledger_entry_list_visible(*, viewer: Client) -> QuerySet[LedgerEntry]:
+    """Admins see every entry (system accounts too); anyone else only the entries of its own account."""
+    # `created_at` (the transaction's) is annotated so that lists can be ordered by it.
+    qs = LedgerEntry.objects.select_related("transaction", "account").annotate(created_at=F("transaction__created_at"))
+    return qs if viewer.is_admin else qs.filter(account__client=viewer)

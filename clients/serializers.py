@@ -1,4 +1,6 @@
-"""Shapes of the client resource (seed 004) and its auth endpoints."""
+"""Shapes of the client resource (seed 004), its auth endpoints and its money."""
+
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.validators import UnicodeUsernameValidator
@@ -6,7 +8,8 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clients.models import ApiKey, Client
+from clients.choices import LedgerAccountKind, LedgerTransactionKind
+from clients.models import ApiKey, Client, LedgerEntry
 from clients.selectors import client_newest_key_last4
 from core.serializers import StrictInputMixin
 from core.tokens import CLIENT_KEY_PREFIX, mask
@@ -143,3 +146,36 @@ class ApiKeyOut(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField())
     def get_key(self, obj: ApiKey) -> str:
         return self.context.get("raw_token") or obj.masked
+
+
+# --- Money ---------------------------------------------------------------------------------------------------
+
+
+class CreditIn(StrictInputMixin, serializers.Serializer):
+    """An admin top-up: a decimal string, more than 0 and at most 1,000,000, with up to 6 decimal places."""
+
+    amount = serializers.DecimalField(
+        max_digits=13, decimal_places=6, min_value=Decimal("0.000001"), max_value=Decimal("1000000")
+    )
+    memo = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class LedgerEntryOut(serializers.ModelSerializer):
+    """One ledger entry from its account's side: `amount` is its effect on that balance (negative: money out)."""
+
+    transaction = serializers.IntegerField(source="transaction_id", read_only=True)
+    kind = serializers.ChoiceField(source="transaction.kind", choices=LedgerTransactionKind.choices, read_only=True)
+    memo = serializers.CharField(source="transaction.memo", read_only=True)
+    account = serializers.ChoiceField(source="account.kind", choices=LedgerAccountKind.choices, read_only=True)
+    client = serializers.IntegerField(
+        source="account.client_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The account's client; null for system accounts.",
+    )
+    created_at = serializers.DateTimeField(source="transaction.created_at", read_only=True)
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["id", "transaction", "kind", "memo", "account", "client", "amount", "created_at"]
+        read_only_fields = fields

@@ -6,6 +6,7 @@ from clients import views
 router = SimpleRouter()
 router.register("list", views.ClientViewSet, basename="client")
 router.register("keys", views.ApiKeyViewSet, basename="api-key")
+router.register("ledger", views.LedgerEntryViewSet, basename="ledger-entry")
 
 urlpatterns = [
     path("register/", views.ClientRegisterView.as_view(), name="client-register"),

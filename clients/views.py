@@ -11,9 +11,9 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from clients import selectors, services
-from clients.filters import ClientFilter
-from clients.models import ApiKey, Client
+from clients import ledger, selectors, services
+from clients.filters import ClientFilter, LedgerEntryFilter
+from clients.models import ApiKey, Client, LedgerEntry
 from clients.permissions import IsAdmin
 from clients.serializers import (
     ApiKeyIn,
@@ -21,13 +21,16 @@ from clients.serializers import (
     ClientCreateIn,
     ClientOut,
     ClientUpdateIn,
+    CreditIn,
     GoogleAuthIn,
+    LedgerEntryOut,
     LoginIn,
     PasswordResetConfirmIn,
     PasswordResetIn,
     RegisterIn,
 )
 from core.http import client_ip
+from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENCY_RESPONSES, with_idempotency
 from core.openapi import error_response
 from core.serializers import DetailOut
 
@@ -193,6 +196,23 @@ class ClientViewSet(
         client = services.client_revoke_provider(client=self.get_object())
         return Response(ClientOut(client).data)
 
+    @extend_schema(
+        request=CreditIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: ClientOut, **IDEMPOTENCY_RESPONSES},
+        summary="Credit a client's balance (admin)",
+    )
+    @action(detail=True, methods=["post"])
+    def credit(self, request: Request, pk: str | None = None) -> Response:
+        def top_up(ref: str) -> Response:
+            client = self.get_object()
+            data = CreditIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            ledger.credit(client=client, key=f"admin-credit:{ref}", **data.validated_data)
+            return Response(ClientOut(self.get_object()).data)
+
+        return with_idempotency(request, top_up)
+
 
 class ApiKeyViewSet(
     mixins.ListModelMixin,
@@ -223,3 +243,18 @@ class ApiKeyViewSet(
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         services.api_key_revoke(client=request.user.client, key_id=self.get_object().pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LedgerEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The caller's ledger entries, newest first. An admin sees every account's and may filter by `?client=`."""
+
+    serializer_class = LedgerEntryOut
+    filterset_class = LedgerEntryFilter
+    search_fields = ["transaction__memo"]
+    ordering_fields = ["id", "created_at", "amount"]
+    ordering = ["-id"]
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        if getattr(self, "swagger_fake_view", False):
+            return LedgerEntry.objects.none()
+        return selectors.ledger_entry_list_visible(viewer=self.request.user.client)

@@ -19,6 +19,7 @@ A status a single view returns besides these is declared on it: `@extend_schema(
 import functools
 import re
 from collections.abc import Callable
+from decimal import Decimal
 
 from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
@@ -283,7 +284,16 @@ class AutoSchema(StandardAutoSchema):
             whole, places = field.max_whole_digits, field.decimal_places
             fraction = rf"|\.\d{{1,{places}}}" if places else ""
             dot = rf"(?:\.\d{{0,{places}}})?" if places else ""
-            schema["pattern"] = rf"^{sign}(?:\d{{1,{max(whole, 1)}}}{dot}{fraction})$"
+            # A maximum of exactly 10^k (below the digits allowed): up to k whole digits, or 10^k itself.
+            top, exact_top = field.max_value, ""
+            if top is not None and top >= 10 and top == 10 ** (len(str(int(top))) - 1) and len(str(int(top))) <= whole:
+                whole = len(str(int(top))) - 1
+                exact_top = rf"|{int(top)}(?:\.0{{0,{places}}})?" if places else f"|{int(top)}"
+            # A minimum of the smallest step above zero: any value with a non-zero digit.
+            positive = ""
+            if field.min_value is not None and 0 < field.min_value <= Decimal(1).scaleb(-places):
+                positive = "(?=[^1-9]*[1-9])"
+            schema["pattern"] = rf"^{positive}{sign}(?:\d{{1,{max(whole, 1)}}}{dot}{fraction}{exact_top})$"
         return schema
 
     def _map_basic_serializer(self, serializer, direction):  # type: ignore[no-untyped-def]

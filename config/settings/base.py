@@ -202,6 +202,8 @@ SPECTACULAR_SETTINGS = {
         "NodeStatusEnum": "llm_models.choices.NodeStatus.choices",
         "InferenceStatusEnum": "inference.choices.InferenceStatus.choices",
         "InferenceChannelEnum": "inference.choices.InferenceChannel.choices",
+        "LedgerAccountKindEnum": "clients.choices.LedgerAccountKind.choices",
+        "LedgerTransactionKindEnum": "clients.choices.LedgerTransactionKind.choices",
     },
     "POSTPROCESSING_HOOKS": ["drf_standardized_errors.openapi_hooks.postprocess_schema_enums"],
 }
@@ -245,6 +247,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "node-metrics-prune": {
         "task": "llm_models.tasks.node_metrics_prune",
+        "schedule": timedelta(hours=1),
+    },
+    "idempotency-record-prune": {
+        "task": "core.tasks.idempotency_record_prune",
         "schedule": timedelta(hours=1),
     },
 }
