@@ -23,3 +23,9 @@ class InferenceNotEditable(DomainError):
 
 class InferenceRunning(DomainError):
     status, code = 409, "inference_running"
+
+
+class StreamNotReplayable(DomainError):
+    """A stream sent again with the Idempotency-Key of an earlier stream: it cannot be replayed, nor charged twice."""
+
+    status, code = 409, "stream_not_replayable"

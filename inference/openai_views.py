@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from clients.authentication import ApiKeyAuthentication, bearer_token
 from core.errors import DomainError
+from core.idempotency import with_idempotency
 from core.tokens import hash_secret
 from inference import relay, services
 from inference.choices import InferenceChannel
@@ -27,6 +28,7 @@ from inference.direct import Finished, relay_and_finish
 from inference.errors import NoCapacity
 from inference.relay import Delivery, sse, sse_error
 from inference.services import Opened
+from inference.views import stream_ref
 from llm_models.models import LlmModel
 from llm_models.selectors import model_list_available
 
@@ -228,6 +230,8 @@ async def _openai_stream(opened: Opened, *, include_usage: bool) -> AsyncIterato
 class ChatCompletionsView(_OpenAIView):
     def post(self, request: Request):  # type: ignore[no-untyped-def]
         body, stream, include_usage = parse_chat_request(request.data)
+        if not stream:
+            return with_idempotency(request, lambda ref: self._complete(request, body, ref))
         opened = services.inference_open(
             client=request.user.client,
             desired_model=body["model"],
@@ -235,14 +239,25 @@ class ChatCompletionsView(_OpenAIView):
             max_tokens=body["max_tokens"],
             body=body,
             channel=InferenceChannel.DIRECT,
+            ref=stream_ref(request),
         )
-        if stream:
-            response = StreamingHttpResponse(
-                _openai_stream(opened, include_usage=include_usage), content_type="text/event-stream"
-            )
-            response["Cache-Control"] = "no-cache"
-            response["X-Accel-Buffering"] = "no"
-            return response
+        response = StreamingHttpResponse(
+            _openai_stream(opened, include_usage=include_usage), content_type="text/event-stream"
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+    def _complete(self, request: Request, body: dict, ref: str) -> Response:
+        opened = services.inference_open(
+            client=request.user.client,
+            desired_model=body["model"],
+            question_text=_question_of(body),
+            max_tokens=body["max_tokens"],
+            body=body,
+            channel=InferenceChannel.DIRECT,
+            ref=ref,
+        )
         delivery = Delivery()
         payload = async_to_sync(relay.relay_complete)(candidates=opened.candidates, body=opened.body, delivery=delivery)
         services.inference_finish(

@@ -22,7 +22,7 @@ from clients.models import Client
 from core.errors import NotFound
 from inference import relay, routing
 from inference.choices import InferenceChannel, InferenceStatus
-from inference.errors import InferenceNotEditable, InferenceRunning, ModelNotFound, NoCapacity
+from inference.errors import InferenceNotEditable, InferenceRunning, ModelNotFound, NoCapacity, StreamNotReplayable
 from inference.models import InferenceBatch, InferenceRequest
 from inference.relay import Delivery, PromptSize
 from inference.routing import Candidate
@@ -71,12 +71,15 @@ def inference_open(
     channel: str = InferenceChannel.WORKER,
     batch: InferenceBatch | None = None,
     candidates: list[Candidate] | None = None,
+    ref: str | None = None,
     now: datetime | None = None,
 ) -> Opened:
     """Route, write the row and hold its most possible cost; a worker request is dispatched when this commits.
 
     Raises ModelNotFound (404), NoCapacity (503) or ledger.InsufficientFunds (402), leaving nothing behind.
     `channel=direct` rows are relayed by the caller at once, so they start `running` with their one dispatch.
+    `ref` (from core/idempotency.py) names the logical request: the hold is keyed by it, so a retried request
+    cannot hold or charge twice (a second row with the same hold key is refused by the database).
     """
     now = now or timezone.now()
     if candidates is None:
@@ -87,6 +90,11 @@ def inference_open(
     body.pop("max_completion_tokens", None)
     prompt = PromptSize.of(body)
     direct = channel == InferenceChannel.DIRECT
+    hold_key = f"inference:{ref or uuid.uuid4().hex}"
+    if ref and InferenceRequest.objects.filter(hold_key=hold_key).exists():
+        # A stream sent again (other charging POSTs replay their stored response before getting here), or a retry
+        # that took over the key of a request that crashed after writing its row: never a second hold.
+        raise StreamNotReplayable("A request with this Idempotency-Key was already made; it is not sent again.")
     req = InferenceRequest.objects.create(
         client=client,
         question_text=question_text,
@@ -98,7 +106,7 @@ def inference_open(
         attempts=1 if direct else 0,
         claimed_at=now if direct else None,
         held_amount=relay.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates),
-        hold_key=f"inference:{uuid.uuid4().hex}",
+        hold_key=hold_key,
         deadline_at=_deadline(now),
     )
     _hold(req)
@@ -110,13 +118,16 @@ def inference_open(
 
 
 @transaction.atomic
-def inference_batch_create(*, client: Client, model: str, prompts: list[str], max_tokens: int | None) -> InferenceBatch:
+def inference_batch_create(
+    *, client: Client, model: str, prompts: list[str], max_tokens: int | None, ref: str | None = None
+) -> InferenceBatch:
     """One request (one hold) per prompt, all or none; workers run them in parallel."""
     now = timezone.now()
     candidates = routing.route(model=model, now=now)
     max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
     batch = InferenceBatch.objects.create(client=client, model=model, max_tokens=max_tokens)
-    for prompt in prompts:
+    ref = ref or uuid.uuid4().hex
+    for i, prompt in enumerate(prompts):
         inference_open(
             client=client,
             desired_model=model,
@@ -124,6 +135,7 @@ def inference_batch_create(*, client: Client, model: str, prompts: list[str], ma
             max_tokens=max_tokens,
             batch=batch,
             candidates=candidates,
+            ref=f"{ref}:{i}",
             now=now,
         )
     return batch

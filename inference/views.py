@@ -1,6 +1,8 @@
 """Seed 004's `inference` resource: ask (sync or async), stream, batch; read, change and delete your own records."""
 
+import hashlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -14,6 +16,14 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.idempotency import (
+    HEADER,
+    IDEMPOTENCY_KEY_PARAMETER,
+    IDEMPOTENCY_RESPONSES,
+    KEY_PATTERN,
+    InvalidIdempotencyKey,
+    with_idempotency,
+)
 from core.openapi import error_response
 from inference import selectors, services
 from inference.choices import InferenceChannel
@@ -37,7 +47,26 @@ PREFER = OpenApiParameter(
     enum=["respond-async"],
     description="`respond-async`: answer 202 at once with the queued record instead of waiting for the answer.",
 )
+STREAM_IDEMPOTENCY_KEY = OpenApiParameter(
+    HEADER,
+    {"type": "string", "pattern": KEY_PATTERN},
+    OpenApiParameter.HEADER,
+    description="A stream cannot be replayed: a second stream with the same key is a 409 `stream_not_replayable` "
+    "and charges nothing.",
+)
 _POLL_S = 0.1
+
+
+def stream_ref(request: Request) -> str | None:
+    """The `ref` of a stream sent with an Idempotency-Key (streams are not stored for replay, so with_idempotency
+    cannot take them): the hold is keyed by it, so the same key again is refused instead of charged twice."""
+    raw = request.headers.get(HEADER)
+    if raw is None or not request.user.is_authenticated:
+        return None
+    if not re.fullmatch(KEY_PATTERN, raw):
+        raise InvalidIdempotencyKey(f"The {HEADER} header must be 1 to 255 visible ASCII characters.")
+    scope = f"{request.user.pk}\n{request.path}\n{raw}"
+    return "stream:" + hashlib.sha256(scope.encode()).hexdigest()[:40]  # fits hold_key with its prefix
 
 
 def _wants_async(request: Request) -> bool:
@@ -88,8 +117,9 @@ class InferenceViewSet(
 
     @extend_schema(
         request=InferenceIn,
-        parameters=[PREFER],
+        parameters=[PREFER, IDEMPOTENCY_KEY_PARAMETER],
         responses={
+            **IDEMPOTENCY_RESPONSES,
             201: InferenceOut,
             202: OpenApiResponse(InferenceOut, description="Still queued or running: poll `GET {id}/`."),
             402: error_response(402),
@@ -100,20 +130,25 @@ class InferenceViewSet(
     )
     def create(self, request: Request) -> Response:
         client = request.user.client
-        data = InferenceIn(data=request.data, context={"client": client})
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
-        opened = services.inference_open(
-            client=client,
-            desired_model=v["desired_model"],
-            question_text=v["question_text"],
-            max_tokens=v.get("max_tokens"),
-        )
-        req = opened.request
-        if not _wants_async(request):
-            req = _wait_for(req, timeout=settings.INFERENCE_SYNC_WAIT_S)
-        code = status.HTTP_201_CREATED if req.is_finished else status.HTTP_202_ACCEPTED
-        return Response(InferenceOut(req).data, status=code)
+
+        def ask(ref: str) -> Response:
+            data = InferenceIn(data=request.data, context={"client": client})
+            data.is_valid(raise_exception=True)
+            v = data.validated_data
+            opened = services.inference_open(
+                client=client,
+                desired_model=v["desired_model"],
+                question_text=v["question_text"],
+                max_tokens=v.get("max_tokens"),
+                ref=ref,
+            )
+            req = opened.request
+            if not _wants_async(request):
+                req = _wait_for(req, timeout=settings.INFERENCE_SYNC_WAIT_S)
+            code = status.HTTP_201_CREATED if req.is_finished else status.HTTP_202_ACCEPTED
+            return Response(InferenceOut(req).data, status=code)
+
+        return with_idempotency(request, ask)
 
     @extend_schema(
         request=InferenceUpdateIn,
@@ -145,6 +180,7 @@ class InferenceViewSet(
 
     @extend_schema(
         request=InferenceIn,
+        parameters=[STREAM_IDEMPOTENCY_KEY],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
                 OpenApiTypes.STR,
@@ -169,6 +205,7 @@ class InferenceViewSet(
             question_text=v["question_text"],
             max_tokens=v.get("max_tokens"),
             channel=InferenceChannel.DIRECT,
+            ref=stream_ref(request),
         )
         response = StreamingHttpResponse(_seed_stream(opened), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
@@ -177,7 +214,9 @@ class InferenceViewSet(
 
     @extend_schema(
         request=InferenceBatchIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={
+            **IDEMPOTENCY_RESPONSES,
             202: InferenceBatchOut,
             402: error_response(402),
             404: error_response(404),
@@ -187,14 +226,21 @@ class InferenceViewSet(
     )
     @action(detail=False, methods=["post"], url_path="batch")
     def batch(self, request: Request) -> Response:
-        data = InferenceBatchIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
-        batch = services.inference_batch_create(
-            client=request.user.client, model=v["model"], prompts=v["prompts"], max_tokens=v.get("max_tokens")
-        )
-        batch = selectors.inference_batch_get_visible(viewer=request.user.client, batch_id=batch.pk)
-        return Response(InferenceBatchOut(batch).data, status=status.HTTP_202_ACCEPTED)
+        def submit(ref: str) -> Response:
+            data = InferenceBatchIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            v = data.validated_data
+            batch = services.inference_batch_create(
+                client=request.user.client,
+                model=v["model"],
+                prompts=v["prompts"],
+                max_tokens=v.get("max_tokens"),
+                ref=ref,
+            )
+            batch = selectors.inference_batch_get_visible(viewer=request.user.client, batch_id=batch.pk)
+            return Response(InferenceBatchOut(batch).data, status=status.HTTP_202_ACCEPTED)
+
+        return with_idempotency(request, submit)
 
     @extend_schema(responses={200: InferenceBatchOut}, summary="A batch's progress and answers")
     @action(

@@ -201,3 +201,17 @@ def test_forty_parallel_requests_against_a_balance_for_ten_never_overspend(live_
     assert ledger.reconcile() == []
     spent = sum(InferenceRequest.objects.values_list("cost", flat=True))
     assert balance(client) == Decimal("1.00") - spent >= 0
+
+
+def test_the_sdk_retrying_with_an_idempotency_key_is_charged_once(live_service, user_client, node_on):
+    client, key = user_client
+    fund(client, "1.00")
+    _, stub = node_on()
+    api = sdk(live_service, key)
+
+    first = api.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers={"Idempotency-Key": "sdk-1"})
+    again = api.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers={"Idempotency-Key": "sdk-1"})
+
+    assert again.id == first.id and again.choices[0].message.content == first.choices[0].message.content
+    assert len(stub.chat_requests) == 1
+    assert balance(client) == Decimal("1.00") - InferenceRequest.objects.get().cost
