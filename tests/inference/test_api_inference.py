@@ -302,3 +302,23 @@ def test_revoked_and_offline_nodes_get_no_work(api_client, user_client, node_on,
     Node.objects.filter(pk=node.pk).update(status="offline")
 
     assert ask(api_client, user_client[1]).status_code == 503
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cheaper_faster_idler_node_gets_the_request_and_a_revoked_providers_node_none(
+    api_client, user_client, node_on, provider
+):
+    from clients.choices import ClientRole
+    from tests.factories import make_client
+
+    client, key = user_client
+    fund(client)
+    revoked_owner, _ = make_client(role=ClientRole.GPU_PROVIDER, approved=False)
+    _, revoked_stub = node_on("revoked", owner=revoked_owner, input_price="0", output_price="0", latency_ewma_ms=1.0)
+    _, dear_stub = node_on("dear", input_price="5.00", output_price="9.00", latency_ewma_ms=900.0, active_requests=4)
+    best, best_stub = node_on("best", input_price="0.50", output_price="1.00", latency_ewma_ms=100.0)
+
+    r = ask(api_client, key)
+
+    assert r.status_code == 201 and r.json()["node"] == best.pk
+    assert (len(best_stub.chat_requests), len(dear_stub.chat_requests), len(revoked_stub.chat_requests)) == (1, 0, 0)
