@@ -1,6 +1,7 @@
 """The official `openai` SDK against a real uvicorn process serving /v1/, with real stub nodes."""
 
 import concurrent.futures
+import threading
 import time
 from decimal import Decimal
 
@@ -182,21 +183,31 @@ def test_forty_parallel_requests_against_a_balance_for_ten_never_overspend(live_
     fund(client, "1.00")
     _, stub = node_on(input_price="0", output_price="1000.00")
     stub.behaviour.answer = "ok"
-    stub.behaviour.first_byte_delay_s = 2.0
+    stub.behaviour.gate = threading.Event()  # no answer (no refund) until every request got its hold or its 402
+    codes: list[int] = []
 
-    def one(_: int) -> int:
-        return httpx.post(
-            f"{live_service.base_url}/v1/chat/completions",
-            json={"model": MODEL, "messages": MESSAGES, "max_tokens": 100},
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=60,
-        ).status_code
+    def one(_: int) -> None:
+        codes.append(
+            httpx.post(
+                f"{live_service.base_url}/v1/chat/completions",
+                json={"model": MODEL, "messages": MESSAGES, "max_tokens": 100},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=90,
+            ).status_code
+        )
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
-        codes = list(pool.map(one, range(40)))
+        futures = [pool.submit(one, i) for i in range(40)]
+        deadline = time.monotonic() + 60
+        while len(stub.chat_requests) + codes.count(402) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        held = len(stub.chat_requests)
+        stub.behaviour.gate.set()
+        for future in futures:
+            future.result()
 
-    assert codes.count(200) <= 10 and codes.count(200) >= 1
-    assert codes.count(402) == 40 - codes.count(200)
+    assert held == codes.count(200) == 10
+    assert codes.count(402) == 30
     assert sum(LedgerEntry.objects.values_list("amount", flat=True)) == 0
     assert ledger.reconcile() == []
     spent = sum(InferenceRequest.objects.values_list("cost", flat=True))

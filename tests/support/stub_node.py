@@ -38,6 +38,7 @@ class StubBehaviour:
     hang: bool = False  # never answer (until the server stops)
     die_after_chunks: int | None = None  # close the connection after this many content chunks
     models: list[str] = field(default_factory=lambda: ["stub/model"])
+    gate: threading.Event | None = None  # if set, chat requests wait for it (after being recorded) before answering
 
 
 class StubNode:
@@ -143,6 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
         if b.hang:
             self.stub.sleep(3600)
             return
+        if b.gate is not None:
+            b.gate.wait(timeout=60)
         if self.stub.sleep(b.first_byte_delay_s):
             return
         if b.status != 200:
