@@ -8,6 +8,7 @@ api_v1 = [
     path("client/", include("clients.urls")),
     path("gpu/", include("gpus.urls")),
     path("llm_models/", include("llm_models.urls")),
+    path("inference/", include("inference.urls")),
 ]
 
 urlpatterns = [
@@ -15,6 +16,8 @@ urlpatterns = [
     # django-allauth's own pages: email confirmation links, and browser sign-in for the web frontend.
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include(api_v1)),
+    # OpenAI-compatible API: an OpenAI SDK works with base_url="http://HOST/v1".
+    path("v1/", include("inference.openai_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -46,6 +46,8 @@ class PayloadTooLarge(exceptions.APIException):
 class _DomainAPIException(exceptions.APIException):
     def __init__(self, err: DomainError) -> None:
         self.status_code = err.status
+        # drf-standardized-errors turns `wait` into a Retry-After header (503 no_capacity sets `retry_after`).
+        self.wait = getattr(err, "retry_after", None)
         if err.attr:
             # A field-level error: rendered as a validation error naming the field.
             super().__init__({err.attr: [exceptions.ErrorDetail(err.detail, err.code)]}, err.code)
@@ -67,3 +69,8 @@ class ExceptionHandler(StandardExceptionHandler):
             # A unique/check constraint lost a race with a concurrent request: a conflict, not a crash.
             return _DomainAPIException(Conflict("The request conflicts with the current state; retry."))
         return super().convert_known_exceptions(exc)
+
+    def report_exception(self, exc: exceptions.APIException, response) -> None:  # type: ignore[no-untyped-def]
+        # A DomainError is a known condition even with a 5xx status (503 no_capacity): not a crash to report.
+        if not isinstance(self.exc, DomainError):
+            super().report_exception(exc, response)

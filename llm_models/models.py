@@ -38,6 +38,10 @@ class Node(models.Model):
     last_metrics_sample_at = models.DateTimeField(null=True, blank=True)
     active_requests = models.PositiveIntegerField(default=0)
     models_digest = models.CharField(max_length=64, blank=True, default="")
+    # Routing state, written by the inference relay after each attempt (llm_models.services.node_record_*).
+    latency_ewma_ms = models.FloatField(null=True, blank=True, help_text="Smoothed time to a full answer.")
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    cooldown_until = models.DateTimeField(null=True, blank=True, help_text="No new work before this time.")
     registered_at = models.DateTimeField(auto_now_add=True)
     deregistered_at = models.DateTimeField(null=True, blank=True)
     served_models = models.ManyToManyField(LlmModel, through="NodeModel", related_name="nodes")

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from clients.models import Client
@@ -168,3 +170,28 @@ def node_metrics_prune(*, now: datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.NODE_METRICS_RETENTION_S)
     deleted, _ = NodeMetricSample.objects.filter(recorded_at__lt=cutoff).delete()
     return deleted
+
+
+def node_record_success(*, node_id: int, latency_ms: float) -> None:
+    """An answer came back: fold its latency into the node's EWMA and end any cooldown. One UPDATE."""
+    alpha = settings.INFERENCE_LATENCY_EWMA_ALPHA
+    Node.objects.filter(pk=node_id).update(
+        latency_ewma_ms=Coalesce(F("latency_ewma_ms") * (1 - alpha) + alpha * latency_ms, Value(float(latency_ms))),
+        consecutive_failures=0,
+        cooldown_until=None,
+    )
+
+
+@transaction.atomic
+def node_record_failure(*, node_id: int, now: datetime | None = None) -> datetime | None:
+    """The node failed a request: cool it down for base * 2^(failures-1) seconds (capped). Returns the end."""
+    now = now or timezone.now()
+    # The row lock makes concurrent failures count one by one.
+    node = Node.objects.select_for_update().filter(pk=node_id).only("consecutive_failures").first()
+    if node is None:
+        return None
+    failures = node.consecutive_failures + 1
+    seconds = min(settings.INFERENCE_COOLDOWN_BASE_S * 2 ** min(failures - 1, 30), settings.INFERENCE_COOLDOWN_MAX_S)
+    until = now + timedelta(seconds=seconds)
+    Node.objects.filter(pk=node_id).update(consecutive_failures=failures, cooldown_until=until)
+    return until

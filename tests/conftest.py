@@ -77,3 +77,25 @@ def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-unty
     triggers = importlib.import_module("clients.migrations.0003_ledger_triggers")
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute(triggers.FORWARD_SQL)
+
+
+@pytest.fixture
+def stub_node_factory():  # type: ignore[no-untyped-def]
+    """Start real OpenAI-compatible stub nodes on 127.0.0.1 (tests/support/stub_node.py); all stop at teardown."""
+    from tests.support.stub_node import StubNode
+
+    started: list[StubNode] = []
+
+    def start(name: str = "stub") -> StubNode:
+        node = StubNode(name).start()
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+def stub_node(stub_node_factory):  # type: ignore[no-untyped-def]
+    return stub_node_factory()

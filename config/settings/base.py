@@ -206,6 +206,8 @@ SPECTACULAR_SETTINGS = {
         "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",
         "ClientRoleEnum": "clients.choices.ClientRole.choices",
         "NodeStatusEnum": "llm_models.choices.NodeStatus.choices",
+        "InferenceStatusEnum": "inference.choices.InferenceStatus.choices",
+        "InferenceChannelEnum": "inference.choices.InferenceChannel.choices",
         "LedgerAccountKindEnum": "clients.choices.LedgerAccountKind.choices",
         "LedgerTransactionKindEnum": "clients.choices.LedgerTransactionKind.choices",
     },
@@ -277,3 +279,42 @@ LOGGING = {
 # Prices a node's model gets when its registration names none (US dollars per million tokens).
 DEFAULT_INPUT_PRICE_PER_MILLION = Decimal(env("DEFAULT_INPUT_PRICE_PER_MILLION", default="0.50"))
 DEFAULT_OUTPUT_PRICE_PER_MILLION = Decimal(env("DEFAULT_OUTPUT_PRICE_PER_MILLION", default="1.50"))
+
+# --- Inference (docs/API.md §4, §9) -----------------------------------------------------------------
+# Nodes tried per request before giving up (failover happens only before anything was relayed).
+INFERENCE_MAX_ATTEMPTS = env.int("INFERENCE_MAX_ATTEMPTS", default=3)
+INFERENCE_CONNECT_TIMEOUT_S = env.float("INFERENCE_CONNECT_TIMEOUT_S", default=5.0)
+# Longest silence from a node: before its first byte, and between two reads of a stream.
+INFERENCE_READ_TIMEOUT_S = env.float("INFERENCE_READ_TIMEOUT_S", default=60.0)
+# Longest a single answer may take, and most bytes a node may send for it.
+INFERENCE_MAX_DURATION_S = env.float("INFERENCE_MAX_DURATION_S", default=300.0)
+INFERENCE_MAX_RESPONSE_BYTES = env.int("INFERENCE_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)
+# How long POST /api/v1/inference/ waits for the worker before answering 202.
+INFERENCE_SYNC_WAIT_S = env.float("INFERENCE_SYNC_WAIT_S", default=30.0)
+# A request not finished this long after it was queued or claimed is re-queued (worker path) or failed.
+INFERENCE_DEADLINE_S = env.float("INFERENCE_DEADLINE_S", default=INFERENCE_MAX_DURATION_S + 60)
+# Dispatches (claims) per request before the sweeper fails it for good and releases its hold.
+INFERENCE_MAX_DISPATCHES = env.int("INFERENCE_MAX_DISPATCHES", default=3)
+INFERENCE_SWEEP_INTERVAL_S = env.int("INFERENCE_SWEEP_INTERVAL_S", default=30)
+INFERENCE_DEFAULT_MAX_TOKENS = env.int("INFERENCE_DEFAULT_MAX_TOKENS", default=512)
+INFERENCE_MAX_TOKENS_LIMIT = env.int("INFERENCE_MAX_TOKENS_LIMIT", default=32768)
+# Price (USD per 1M tokens, input and output) used for a hold when no routable node names one.
+INFERENCE_DEFAULT_PRICE_PER_MILLION = Decimal(env("INFERENCE_DEFAULT_PRICE_PER_MILLION", default="10.00"))
+# Routing: a node's latency estimate before it has answered, smoothing of measured latency, score weights.
+INFERENCE_LATENCY_PRIOR_MS = env.float("INFERENCE_LATENCY_PRIOR_MS", default=1000.0)
+INFERENCE_LATENCY_EWMA_ALPHA = env.float("INFERENCE_LATENCY_EWMA_ALPHA", default=0.3)
+INFERENCE_WEIGHT_LATENCY = env.float("INFERENCE_WEIGHT_LATENCY", default=1.0)
+INFERENCE_WEIGHT_LOAD = env.float("INFERENCE_WEIGHT_LOAD", default=1.0)
+INFERENCE_WEIGHT_PRICE = env.float("INFERENCE_WEIGHT_PRICE", default=1.0)
+# A failing node sits out base * 2^(failures-1) seconds, at most max.
+INFERENCE_COOLDOWN_BASE_S = env.float("INFERENCE_COOLDOWN_BASE_S", default=5.0)
+INFERENCE_COOLDOWN_MAX_S = env.float("INFERENCE_COOLDOWN_MAX_S", default=300.0)
+# /v1/ remembers a verified API key this long per process (a revoked key works at most this much longer there).
+INFERENCE_KEY_CACHE_S = env.float("INFERENCE_KEY_CACHE_S", default=5.0)
+# Retry-After of a 503 no_capacity when no cooling-down node says better.
+INFERENCE_RETRY_AFTER_S = env.int("INFERENCE_RETRY_AFTER_S", default=10)
+
+CELERY_BEAT_SCHEDULE["inference-requeue-stuck"] = {
+    "task": "inference.tasks.inference_requeue_stuck",
+    "schedule": timedelta(seconds=INFERENCE_SWEEP_INTERVAL_S),
+}

@@ -1,0 +1,31 @@
+"""Domain errors of inference (rendered by core/errors.py under /api/, and in OpenAI's shape under /v1/)."""
+
+from core.errors import DomainError
+
+
+class ModelNotFound(DomainError):
+    status, code = 404, "model_not_found"
+
+
+class NoCapacity(DomainError):
+    """A known model with no live node able to take the request now; `retry_after` seconds is a fair wait."""
+
+    status, code = 503, "no_capacity"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class InferenceNotEditable(DomainError):
+    status, code = 409, "inference_not_editable"
+
+
+class InferenceRunning(DomainError):
+    status, code = 409, "inference_running"
+
+
+class StreamNotReplayable(DomainError):
+    """A stream sent again with the Idempotency-Key of an earlier stream: it cannot be replayed, nor charged twice."""
+
+    status, code = 409, "stream_not_replayable"

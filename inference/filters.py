@@ -1,0 +1,14 @@
+import django_filters
+
+from core.filters import FilterSet
+from inference.choices import InferenceChannel, InferenceStatus
+from inference.models import InferenceRequest
+
+
+class InferenceFilter(FilterSet):
+    status = django_filters.ChoiceFilter(choices=InferenceStatus.choices)
+    channel = django_filters.ChoiceFilter(choices=InferenceChannel.choices)
+
+    class Meta:
+        model = InferenceRequest
+        fields = ["status", "channel", "desired_model", "node", "batch"]

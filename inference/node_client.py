@@ -1,0 +1,218 @@
+"""HTTP calls to a node's OpenAI-compatible server (httpx, async).
+
+Every call re-resolves the node's host, checks every address with the SSRF guard and connects to the checked
+address (so DNS that changes after registration, "rebinding", cannot point us at an internal service), sending the
+original host name as `Host` and as the TLS server name. Redirects are not followed. Connect and read timeouts, the
+length of an answer and its size are all bounded. The node's backend key is decrypted only into the
+`Authorization` header of the request and never appears in errors or logs.
+
+Errors are `NodeCallError`s. `retryable` says whether another node may be tried; whether that is allowed also
+depends on whether anything was relayed yet, which only the caller knows (inference/relay.py).
+"""
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import time
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+
+from core.crypto import decrypt
+from inference.routing import Candidate
+from llm_models import endpoint_guard
+
+# Statuses that mean the request itself is bad (the client's fault): not retried, the node not cooled down.
+_CLIENT_FAULT = {400, 413, 422}
+_ERROR_SNIPPET_BYTES = 2048
+
+
+class NodeCallError(Exception):
+    def __init__(
+        self, code: str, detail: str, *, retryable: bool = True, node_fault: bool = True, status: int | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.retryable = retryable
+        self.node_fault = node_fault
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Pinned:
+    url: str
+    host_header: str
+    sni_hostname: str | None
+
+
+async def pin(base_url: str, path: str) -> Pinned:
+    """The URL of `path` under `base_url` with its host replaced by a checked IP address."""
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").rstrip(".")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses: list[endpoint_guard.IPAddress] = [ipaddress.ip_address(host)]
+        literal = True
+    except ValueError:
+        literal = False
+        try:
+            # Looked up on the module, so tests can stand in for DNS (endpoint_guard.resolve_host).
+            addresses = await asyncio.to_thread(endpoint_guard.resolve_host, host, port)
+        except (OSError, UnicodeError) as exc:
+            raise NodeCallError("node_unresolvable", "The node's host does not resolve.") from exc
+    if not addresses:
+        raise NodeCallError("node_unresolvable", "The node's host does not resolve.")
+    for ip in addresses:
+        if endpoint_guard.address_problem(ip, allow_private=settings.ALLOW_PRIVATE_NODE_ENDPOINTS):
+            raise NodeCallError("node_unsafe_endpoint", "The node's host resolves to an address nodes may not use.")
+    ip = addresses[0]
+    netloc = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+    url = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}{path}"
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    return Pinned(url=url, host_header=host_header, sni_hostname=None if literal else host)
+
+
+def new_http_client() -> httpx.AsyncClient:
+    timeout = httpx.Timeout(
+        connect=settings.INFERENCE_CONNECT_TIMEOUT_S,
+        read=settings.INFERENCE_READ_TIMEOUT_S,
+        write=settings.INFERENCE_READ_TIMEOUT_S,
+        pool=settings.INFERENCE_CONNECT_TIMEOUT_S,
+    )
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+
+
+_shared: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
+
+
+def shared_http_client() -> httpx.AsyncClient:
+    """One pooled client per event loop (the web process has one loop; a worker makes a client per task)."""
+    loop = asyncio.get_running_loop()
+    client = _shared.get(loop)
+    if client is None:
+        client = _shared[loop] = new_http_client()
+    return client
+
+
+async def _send(http: httpx.AsyncClient, candidate: Candidate, body: dict, *, accept: str) -> httpx.Response:
+    pinned = await pin(candidate.base_url, "/chat/completions")
+    headers = {"Host": pinned.host_header, "Accept": accept, "Content-Type": "application/json"}
+    key = decrypt(candidate.api_key_encrypted)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    extensions = {"sni_hostname": pinned.sni_hostname} if pinned.sni_hostname else {}
+    request = http.build_request(
+        "POST", pinned.url, content=json.dumps(body).encode(), headers=headers, extensions=extensions
+    )
+    try:
+        response = await http.send(request, stream=True)
+    except httpx.TimeoutException as exc:
+        raise NodeCallError("node_timeout", "The node did not answer in time.") from exc
+    except httpx.HTTPError as exc:
+        raise NodeCallError("node_unreachable", "The node could not be reached.") from exc
+    if response.status_code != 200:
+        snippet = b""
+        try:
+            async for data in response.aiter_bytes():
+                snippet += data
+                if len(snippet) >= _ERROR_SNIPPET_BYTES:
+                    break
+        except httpx.HTTPError:
+            pass
+        finally:
+            await response.aclose()
+        raise _status_error(response.status_code, snippet[:_ERROR_SNIPPET_BYTES])
+    return response
+
+
+def _status_error(status: int, snippet: bytes) -> NodeCallError:
+    if status in _CLIENT_FAULT:
+        message = ""
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            message = str(json.loads(snippet)["error"]["message"])[:500]
+        detail = "The model server refused the request" + (f": {message}" if message else ".")
+        return NodeCallError("upstream_rejected", detail, retryable=False, node_fault=False, status=400)
+    return NodeCallError("node_bad_status", f"The node answered HTTP {status}.", status=status)
+
+
+async def complete(http: httpx.AsyncClient, candidate: Candidate, body: dict) -> dict:
+    """POST a non-stream chat completion; the node's JSON answer (size-bounded)."""
+    response = await _send(http, candidate, {**body, "stream": False}, accept="application/json")
+    limit = settings.INFERENCE_MAX_RESPONSE_BYTES
+    deadline = time.monotonic() + settings.INFERENCE_MAX_DURATION_S
+    raw = bytearray()
+    try:
+        async for data in response.aiter_bytes():
+            raw += data
+            if len(raw) > limit:
+                raise NodeCallError("node_response_too_large", "The node's answer is too large.")
+            if time.monotonic() > deadline:
+                raise NodeCallError("node_timeout", "The node took too long to answer.")
+    except httpx.TimeoutException as exc:
+        raise NodeCallError("node_timeout", "The node stopped answering.") from exc
+    except httpx.HTTPError as exc:
+        raise NodeCallError("node_broken_response", "The node's answer was cut off.") from exc
+    finally:
+        await response.aclose()
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise NodeCallError("node_bad_response", "The node's answer is not JSON.") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+        raise NodeCallError("node_bad_response", "The node's answer is not a chat completion.")
+    return payload
+
+
+@asynccontextmanager
+async def stream(http: httpx.AsyncClient, candidate: Candidate, body: dict) -> AsyncIterator[AsyncIterator[dict]]:
+    """Open a streamed chat completion; yields an iterator of the node's chunk objects, ending at `[DONE]`.
+
+    Raises NodeCallError when opening fails (nothing received yet) or from the iterator when the stream breaks.
+    Leaving the `async with` closes the upstream connection, which stops the node's generation.
+    """
+    response = await _send(http, candidate, {**body, "stream": True}, accept="text/event-stream")
+    try:
+        yield _events(response)
+    finally:
+        await response.aclose()
+
+
+async def _events(response: httpx.Response) -> AsyncIterator[dict]:
+    limit = settings.INFERENCE_MAX_RESPONSE_BYTES
+    deadline = time.monotonic() + settings.INFERENCE_MAX_DURATION_S
+    total = 0
+    buffer = b""
+    try:
+        async for data in response.aiter_bytes():
+            total += len(data)
+            if total > limit:
+                raise NodeCallError("node_response_too_large", "The node's stream is too large.")
+            if time.monotonic() > deadline:
+                raise NodeCallError("node_timeout", "The node's stream took too long.")
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                line = line.rstrip(b"\r")
+                if not line.startswith(b"data:"):
+                    continue  # comments, event names, blank separators
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    return
+                try:
+                    chunk = json.loads(payload)
+                except ValueError as exc:
+                    raise NodeCallError("node_bad_response", "The node sent a malformed event.") from exc
+                if isinstance(chunk, dict):
+                    yield chunk
+    except httpx.TimeoutException as exc:
+        raise NodeCallError("node_timeout", "The node stopped streaming.") from exc
+    except httpx.HTTPError as exc:
+        raise NodeCallError("node_broken_stream", "The node's stream was cut off.") from exc
+    raise NodeCallError("node_broken_stream", "The node's stream ended without [DONE].")

@@ -1,0 +1,302 @@
+"""The relay engine: plain async functions that send one chat request to the best node, fail over while nothing has
+been relayed, and meter what was delivered. They know nothing of Django requests or the database: callers (the
+Celery task, the streaming views, a future lean ASGI handler) route, hold money before and settle after.
+
+    delivery = Delivery()
+    async for chunk in relay_stream(candidates=..., body=..., delivery=delivery):
+        ...                                   # OpenAI `chat.completion.chunk` dicts, as the node sends them
+    usage = meter(delivery, prompt=PromptSize.of(body), max_tokens=...)   # what to bill
+
+Failover: a node that cannot be reached, times out, or answers an error status before the first chunk is relayed
+is recorded in `delivery.failures` and the next candidate is tried (at most INFERENCE_MAX_ATTEMPTS). Once a chunk
+has been relayed nothing is retried: a broken stream ends with `delivery.error` set.
+
+Metering never bills more than was relayed: the node's `usage` is used when present and plausible, the completion
+count is capped by `max_tokens` and by the UTF-8 bytes relayed (a token is at least one byte), the prompt count by
+the bytes sent plus a template allowance; when `usage` is missing (or the stream broke) tokens are estimated as
+characters / 4, rounded up, and `estimated` is set.
+"""
+
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+import httpx
+from django.conf import settings
+
+from inference import node_client
+from inference.node_client import NodeCallError
+from inference.routing import Candidate
+
+MILLION = Decimal(1_000_000)
+Q6 = Decimal("0.000001")
+# Tokens a chat template may add around each message, and around the whole prompt.
+_TEMPLATE_TOKENS_PER_MESSAGE = 16
+_TEMPLATE_TOKENS = 64
+
+
+@dataclass
+class Delivery:
+    """What happened while relaying one request; filled in by the relay, read by metering and billing."""
+
+    candidate: Candidate | None = None  # the node that answered (or was tried last)
+    started: bool = False  # something was relayed: no failover any more
+    pieces: list[str] = field(default_factory=list)  # answer text as relayed
+    relayed_bytes: int = 0  # UTF-8 bytes of content, tool calls and reasoning relayed
+    relayed_chars: int = 0
+    usage: dict | None = None  # the node's `usage`, unverified
+    finish_reason: str | None = None
+    error: NodeCallError | None = None
+    failures: list[tuple[int, NodeCallError]] = field(default_factory=list)  # nodes that failed before relaying
+    began_at: float = 0.0
+    first_byte_ms: int | None = None
+    latency_ms: int | None = None
+    client_gone: bool = False  # the caller stopped reading (client disconnected)
+
+    @property
+    def answer_text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def ok(self) -> bool:
+        return self.started and self.error is None and not self.client_gone
+
+    def _begin(self, candidate: Candidate) -> None:
+        self.candidate = candidate
+        self.began_at = time.monotonic()
+
+    def _elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.began_at) * 1000)
+
+    def _relayed(self, text: str, *, answer: bool) -> None:
+        if text:
+            self.relayed_bytes += len(text.encode())
+            self.relayed_chars += len(text)
+            if answer:
+                self.pieces.append(text)
+
+    def observe_chunk(self, chunk: dict) -> None:
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") or {}
+            if isinstance(delta, dict):
+                self._observe_message(delta)
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+
+    def observe_completion(self, payload: dict) -> None:
+        if isinstance(payload.get("usage"), dict):
+            self.usage = payload["usage"]
+        for choice in payload.get("choices") or []:
+            if isinstance(choice, dict):
+                self._observe_message(choice.get("message") or {})
+                self.finish_reason = str(choice.get("finish_reason") or "") or None
+
+    def _observe_message(self, message: dict) -> None:
+        content = message.get("content")
+        if isinstance(content, str):
+            self._relayed(content, answer=True)
+        for key in ("reasoning_content", "reasoning", "refusal"):
+            if isinstance(message.get(key), str):
+                self._relayed(message[key], answer=False)
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                self._relayed(str(function.get("name") or ""), answer=False)
+                self._relayed(str(function.get("arguments") or ""), answer=False)
+
+
+@dataclass(frozen=True)
+class PromptSize:
+    """How big a prompt is, for estimating and capping its token count."""
+
+    chars: int
+    bytes: int
+    messages: int
+
+    @classmethod
+    def of(cls, body: dict) -> "PromptSize":
+        texts: list[str] = []
+        messages = body.get("messages") or []
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                texts.append(content)
+            elif isinstance(content, list):
+                texts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            if isinstance(message, dict) and message.get("tool_calls"):
+                texts.append(json.dumps(message["tool_calls"]))
+        if body.get("tools"):
+            texts.append(json.dumps(body["tools"]))
+        text = "".join(texts)
+        return cls(chars=len(text), bytes=len(text.encode()), messages=len(messages))
+
+    @property
+    def estimate(self) -> int:
+        """Tokens to expect: characters / 4 plus the template's share."""
+        return math.ceil(self.chars / 4) + 4 * self.messages
+
+    @property
+    def cap(self) -> int:
+        """The most prompt tokens we believe a node: one per byte sent plus the template allowance."""
+        return self.bytes + _TEMPLATE_TOKENS_PER_MESSAGE * self.messages + _TEMPLATE_TOKENS
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool  # some count is our estimate, or the node's was capped
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_openai(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+def _count(usage: dict | None, key: str) -> int | None:
+    value = (usage or {}).get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def meter(delivery: Delivery, *, prompt: PromptSize, max_tokens: int) -> Usage:
+    """Tokens to bill for what was relayed (see the module docstring)."""
+    estimated = False
+    completion = None if delivery.error else _count(delivery.usage, "completion_tokens")
+    if completion is None:
+        completion, estimated = math.ceil(delivery.relayed_chars / 4), True
+    completion_cap = min(max_tokens, delivery.relayed_bytes)
+    if completion > completion_cap:
+        completion, estimated = completion_cap, True
+    prompt_tokens = _count(delivery.usage, "prompt_tokens")
+    if prompt_tokens is None:
+        prompt_tokens, estimated = prompt.estimate, True
+    if prompt_tokens > prompt.cap:
+        prompt_tokens, estimated = prompt.cap, True
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, estimated=estimated)
+
+
+def price(
+    *, prompt_tokens: int, completion_tokens: int, input_per_million: Decimal, output_per_million: Decimal
+) -> Decimal:
+    """USD for these tokens at these prices per 1M tokens, rounded half-up to 6 places."""
+    total = (Decimal(prompt_tokens) * input_per_million + Decimal(completion_tokens) * output_per_million) / MILLION
+    return total.quantize(Q6, rounding=ROUND_HALF_UP)
+
+
+def max_cost(*, prompt: PromptSize, max_tokens: int, candidates: list[Candidate]) -> Decimal:
+    """The most a request can cost on any of these nodes (the hold): prompt estimate and max_tokens at its prices."""
+    default = settings.INFERENCE_DEFAULT_PRICE_PER_MILLION
+    prices = [(c.input_price_per_million, c.output_price_per_million) for c in candidates] or [(default, default)]
+    # Billing caps prompt tokens at prompt.cap, so the hold covers that much, never less than is billable.
+    return max(
+        price(prompt_tokens=prompt.cap, completion_tokens=max_tokens, input_per_million=i, output_per_million=o)
+        for i, o in prices
+    )
+
+
+def _attempts(candidates: list[Candidate], max_attempts: int | None) -> list[Candidate]:
+    return candidates[: max_attempts or settings.INFERENCE_MAX_ATTEMPTS]
+
+
+async def relay_stream(
+    *,
+    candidates: list[Candidate],
+    body: dict,
+    delivery: Delivery,
+    http: httpx.AsyncClient | None = None,
+    max_attempts: int | None = None,
+) -> AsyncIterator[dict]:
+    """Yield the chunks of a streamed chat completion from the first node that answers.
+
+    `body` is an OpenAI chat request (its `stream`/`stream_options` are set here: usage is always asked for).
+    Ends normally in every case; `delivery.error` says whether and how the stream failed. Closing this generator
+    early (a client that went away) closes the upstream connection.
+    """
+    http = http or node_client.shared_http_client()
+    upstream = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    last: NodeCallError | None = None
+    for candidate in _attempts(candidates, max_attempts):
+        delivery._begin(candidate)
+        try:
+            async with node_client.stream(http, candidate, upstream) as events:
+                async for chunk in events:
+                    delivery.observe_chunk(chunk)
+                    if not delivery.started:
+                        delivery.started = True
+                        delivery.first_byte_ms = delivery._elapsed_ms()
+                    yield chunk
+            delivery.latency_ms = delivery._elapsed_ms()
+            return
+        except NodeCallError as exc:
+            if delivery.started or not exc.retryable:
+                delivery.error = exc
+                delivery.latency_ms = delivery._elapsed_ms()
+                return
+            delivery.failures.append((candidate.node_id, exc))
+            last = exc
+    delivery.error = last or NodeCallError("no_capacity", "No node could take the request.")
+
+
+async def relay_complete(
+    *,
+    candidates: list[Candidate],
+    body: dict,
+    delivery: Delivery,
+    http: httpx.AsyncClient | None = None,
+    max_attempts: int | None = None,
+) -> dict | None:
+    """A non-stream chat completion from the first node that answers: the node's JSON, or None (see `delivery`)."""
+    http = http or node_client.shared_http_client()
+    last: NodeCallError | None = None
+    for candidate in _attempts(candidates, max_attempts):
+        delivery._begin(candidate)
+        try:
+            payload = await node_client.complete(
+                http, candidate, {k: v for k, v in body.items() if k != "stream_options"}
+            )
+        except NodeCallError as exc:
+            if not exc.retryable:
+                delivery.error = exc
+                return None
+            delivery.failures.append((candidate.node_id, exc))
+            last = exc
+            continue
+        delivery.started = True
+        delivery.first_byte_ms = delivery.latency_ms = delivery._elapsed_ms()
+        delivery.observe_completion(payload)
+        return payload
+    delivery.error = last or NodeCallError("no_capacity", "No node could take the request.")
+    return None
+
+
+async def collect(*, candidates: list[Candidate], body: dict, delivery: Delivery) -> None:
+    """Relay a stream to nowhere (the worker path): the answer ends up in `delivery`. Own HTTP client: the
+    worker runs each task in a fresh event loop."""
+    async with node_client.new_http_client() as http:
+        async for _ in relay_stream(candidates=candidates, body=body, delivery=delivery, http=http):
+            pass
+
+
+def sse(payload: dict | str) -> bytes:
+    """One server-sent event: `data: <json>` (or a literal such as `[DONE]`)."""
+    text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    return f"data: {text}\n\n".encode()
+
+
+def sse_error(*, message: str, code: str, type_: str = "server_error") -> bytes:
+    """An SSE `error` event in OpenAI's error shape; a stream that sends it ends without `[DONE]`."""
+    body = json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+    return f"event: error\ndata: {body}\n\n".encode()

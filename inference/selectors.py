@@ -1,0 +1,22 @@
+"""Reads of inference requests: each caller sees only its own (admins see all); others' rows are 404."""
+
+from django.db.models import Prefetch, QuerySet
+
+from clients.models import Client
+from core.errors import NotFound
+from inference.models import InferenceBatch, InferenceRequest
+
+
+def inference_list_visible(*, viewer: Client) -> QuerySet[InferenceRequest]:
+    qs = InferenceRequest.objects.all()
+    return qs if viewer.is_admin else qs.filter(client=viewer)
+
+
+def inference_batch_get_visible(*, viewer: Client, batch_id: int) -> InferenceBatch:
+    qs = InferenceBatch.objects.prefetch_related(Prefetch("items", InferenceRequest.objects.order_by("id")))
+    if not viewer.is_admin:
+        qs = qs.filter(client=viewer)
+    batch = qs.filter(pk=batch_id).first()
+    if batch is None:
+        raise NotFound("No batch with this id.")
+    return batch

@@ -1,0 +1,318 @@
+"""Writes for inference: open a request (row + hold), run it on a worker, finish it (settle or release), sweep.
+
+Money moves only through clients/ledger.py: one hold when a request is opened (its most possible cost), then
+exactly one settle (the metered cost, split to the node's operator) or release. Both are keyed by the request's
+`hold_key`, so a retried task or a racing sweeper cannot charge twice, and only the dispatch that still owns the
+row (`attempts` unchanged since its claim) may finish it.
+"""
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from clients import ledger
+from clients.models import Client
+from core.errors import NotFound
+from inference import relay, routing
+from inference.choices import InferenceChannel, InferenceStatus
+from inference.errors import InferenceNotEditable, InferenceRunning, ModelNotFound, NoCapacity, StreamNotReplayable
+from inference.models import InferenceBatch, InferenceRequest
+from inference.relay import Delivery, PromptSize
+from inference.routing import Candidate
+from llm_models import services as node_services
+
+UNFINISHED = (InferenceStatus.QUEUED, InferenceStatus.RUNNING)
+
+
+@dataclass
+class Opened:
+    """A request ready to relay: its row (hold placed), the nodes to try, and the body to send them."""
+
+    request: InferenceRequest
+    candidates: list[Candidate]
+    body: dict
+    prompt: PromptSize
+
+
+def _deadline(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.INFERENCE_DEADLINE_S)
+
+
+def chat_body(*, model: str, question_text: str, max_tokens: int) -> dict:
+    """The OpenAI chat request for a seed-style question."""
+    return {"model": model, "messages": [{"role": "user", "content": question_text}], "max_tokens": max_tokens}
+
+
+def _hold(req: InferenceRequest) -> None:
+    if req.held_amount > 0:
+        ledger.hold_place(client=req.client, amount=req.held_amount, key=req.hold_key, memo=f"inference #{req.pk}")
+
+
+def _release(req: InferenceRequest) -> None:
+    if req.held_amount > 0:
+        ledger.hold_release(key=req.hold_key)
+
+
+@transaction.atomic
+def inference_open(
+    *,
+    client: Client,
+    desired_model: str,
+    question_text: str,
+    max_tokens: int | None = None,
+    body: dict | None = None,
+    channel: str = InferenceChannel.WORKER,
+    batch: InferenceBatch | None = None,
+    candidates: list[Candidate] | None = None,
+    ref: str | None = None,
+    now: datetime | None = None,
+) -> Opened:
+    """Route, write the row and hold its most possible cost; a worker request is dispatched when this commits.
+
+    Raises ModelNotFound (404), NoCapacity (503) or ledger.InsufficientFunds (402), leaving nothing behind.
+    `channel=direct` rows are relayed by the caller at once, so they start `running` with their one dispatch.
+    `ref` (from core/idempotency.py) names the logical request: the hold is keyed by it, so a retried request
+    cannot hold or charge twice (a second row with the same hold key is refused by the database).
+    """
+    now = now or timezone.now()
+    if candidates is None:
+        candidates = routing.route(model=desired_model, now=now)
+    max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
+    body = {**(body or chat_body(model=desired_model, question_text=question_text, max_tokens=max_tokens))}
+    body["max_tokens"] = max_tokens
+    body.pop("max_completion_tokens", None)
+    prompt = PromptSize.of(body)
+    direct = channel == InferenceChannel.DIRECT
+    hold_key = f"inference:{ref or uuid.uuid4().hex}"
+    if ref and InferenceRequest.objects.filter(hold_key=hold_key).exists():
+        # A stream sent again (other charging POSTs replay their stored response before getting here), or a retry
+        # that took over the key of a request that crashed after writing its row: never a second hold.
+        raise StreamNotReplayable("A request with this Idempotency-Key was already made; it is not sent again.")
+    req = InferenceRequest.objects.create(
+        client=client,
+        question_text=question_text,
+        desired_model=desired_model,
+        max_tokens=max_tokens,
+        channel=channel,
+        batch=batch,
+        status=InferenceStatus.RUNNING if direct else InferenceStatus.QUEUED,
+        attempts=1 if direct else 0,
+        claimed_at=now if direct else None,
+        held_amount=relay.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates),
+        hold_key=hold_key,
+        deadline_at=_deadline(now),
+    )
+    _hold(req)
+    if not direct:
+        from inference.tasks import inference_dispatch as inference_dispatch_task
+
+        inference_dispatch_task.delay_on_commit(req.pk)
+    return Opened(request=req, candidates=candidates, body=body, prompt=prompt)
+
+
+@transaction.atomic
+def inference_batch_create(
+    *, client: Client, model: str, prompts: list[str], max_tokens: int | None, ref: str | None = None
+) -> InferenceBatch:
+    """One request (one hold) per prompt, all or none; workers run them in parallel."""
+    now = timezone.now()
+    candidates = routing.route(model=model, now=now)
+    max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
+    batch = InferenceBatch.objects.create(client=client, model=model, max_tokens=max_tokens)
+    ref = ref or uuid.uuid4().hex
+    for i, prompt in enumerate(prompts):
+        inference_open(
+            client=client,
+            desired_model=model,
+            question_text=prompt,
+            max_tokens=max_tokens,
+            batch=batch,
+            candidates=candidates,
+            ref=f"{ref}:{i}",
+            now=now,
+        )
+    return batch
+
+
+@transaction.atomic
+def inference_update(*, req: InferenceRequest, **changes: object) -> InferenceRequest:
+    """Change a request still waiting for a worker; its hold is replaced to match. Otherwise 409."""
+    locked = InferenceRequest.objects.select_for_update().select_related("client").get(pk=req.pk)
+    if locked.status != InferenceStatus.QUEUED:
+        raise InferenceNotEditable("Only a queued request can be changed.")
+    for name, value in changes.items():
+        setattr(locked, name, value)
+    candidates = routing.route(model=locked.desired_model)
+    body = chat_body(model=locked.desired_model, question_text=locked.question_text, max_tokens=locked.max_tokens)
+    _release(locked)
+    locked.held_amount = relay.max_cost(prompt=PromptSize.of(body), max_tokens=locked.max_tokens, candidates=candidates)
+    locked.hold_key = f"inference:{uuid.uuid4().hex}"
+    locked.save()
+    _hold(locked)
+    return locked
+
+
+@transaction.atomic
+def inference_delete(*, req: InferenceRequest) -> None:
+    """Delete a finished record (its ledger entries stay) or cancel a queued one (its hold released); 409 if running."""
+    locked = InferenceRequest.objects.select_for_update().filter(pk=req.pk).first()
+    if locked is None:
+        raise NotFound("No inference with this id.")
+    if locked.status == InferenceStatus.RUNNING:
+        raise InferenceRunning("The request is running; delete it once it has finished.")
+    if locked.status == InferenceStatus.QUEUED:
+        _release(locked)
+    locked.delete()
+
+
+def _billable(delivery: Delivery, usage: relay.Usage) -> tuple[int, int]:
+    """Tokens to charge: a node that died mid-stream is paid only for the output it delivered, not the prompt."""
+    if delivery.error is not None and delivery.error.node_fault:
+        return 0, usage.completion_tokens
+    return usage.prompt_tokens, usage.completion_tokens
+
+
+def inference_finish(
+    *, req: InferenceRequest, attempt: int, delivery: Delivery, prompt: PromptSize, now: datetime | None = None
+) -> InferenceRequest | None:
+    """Record the outcome, settle (or release) the hold, and tell routing how the nodes did.
+
+    Returns the updated row, or None if this dispatch no longer owns it (the sweeper re-queued or failed it).
+    """
+    now = now or timezone.now()
+    candidate = delivery.candidate
+    fields: dict = {"finished_at": now, "updated_at": now}
+    cost = Decimal("0")
+    if delivery.started and candidate is not None:
+        usage = relay.meter(delivery, prompt=prompt, max_tokens=req.max_tokens)
+        billed_prompt, billed_completion = _billable(delivery, usage)
+        cost = relay.price(
+            prompt_tokens=billed_prompt,
+            completion_tokens=billed_completion,
+            input_per_million=candidate.input_price_per_million,
+            output_per_million=candidate.output_price_per_million,
+        )
+        cost = min(cost, req.held_amount)
+        fields.update(
+            node_id=candidate.node_id,
+            answer_text=delivery.answer_text,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            usage_estimated=usage.estimated,
+            input_price_per_million=candidate.input_price_per_million,
+            output_price_per_million=candidate.output_price_per_million,
+            latency_ms=delivery.latency_ms,
+        )
+    elif candidate is not None:
+        fields["node_id"] = candidate.node_id
+    if delivery.ok:
+        fields.update(status=InferenceStatus.COMPLETED, error_code="", error_detail="")
+    else:
+        if delivery.client_gone:
+            code, detail = "client_disconnected", "The client went away; what was delivered is charged."
+        elif delivery.error is not None:
+            code, detail = delivery.error.code, delivery.error.detail
+        else:
+            code, detail = "no_answer", "No node answered."
+        fields.update(status=InferenceStatus.FAILED, error_code=code, error_detail=detail[:500])
+    fields["cost"] = cost
+    with transaction.atomic():
+        owned = InferenceRequest.objects.filter(pk=req.pk, status=InferenceStatus.RUNNING, attempts=attempt).update(
+            **fields
+        )
+        if not owned:
+            return None
+        if cost > 0:
+            operator = Client.objects.get(pk=candidate.owner_id)  # type: ignore[union-attr]
+            ledger.hold_settle(key=req.hold_key, charge=cost, operator=operator, memo=f"inference #{req.pk}")
+        else:
+            _release(req)
+    _teach_routing(delivery)
+    for name, value in fields.items():
+        setattr(req, name, value)
+    return req
+
+
+def _teach_routing(delivery: Delivery) -> None:
+    for node_id, error in delivery.failures:
+        if error.node_fault:
+            node_services.node_record_failure(node_id=node_id)
+    if delivery.candidate is None:
+        return
+    if (
+        delivery.error is not None
+        and delivery.error.node_fault
+        and delivery.failures[-1:] != [(delivery.candidate.node_id, delivery.error)]
+    ):
+        node_services.node_record_failure(node_id=delivery.candidate.node_id)
+    elif delivery.started and delivery.first_byte_ms is not None and delivery.error is None:
+        node_services.node_record_success(node_id=delivery.candidate.node_id, latency_ms=delivery.first_byte_ms)
+
+
+def _fail_unstarted(*, req: InferenceRequest, attempt: int, code: str, detail: str) -> None:
+    with transaction.atomic():
+        owned = InferenceRequest.objects.filter(pk=req.pk, status=InferenceStatus.RUNNING, attempts=attempt).update(
+            status=InferenceStatus.FAILED, error_code=code, error_detail=detail[:500], finished_at=timezone.now()
+        )
+        if owned:
+            _release(req)
+
+
+def inference_run(*, request_id: int, now: datetime | None = None) -> None:
+    """The worker path: claim a queued request (a duplicate delivery claims nothing), relay it, finish it."""
+    now = now or timezone.now()
+    claimed = InferenceRequest.objects.filter(pk=request_id, status=InferenceStatus.QUEUED).update(
+        status=InferenceStatus.RUNNING, claimed_at=now, attempts=F("attempts") + 1, deadline_at=_deadline(now)
+    )
+    if not claimed:
+        return
+    req = InferenceRequest.objects.select_related("client").get(pk=request_id)
+    try:
+        candidates = routing.route(model=req.desired_model)
+    except (ModelNotFound, NoCapacity) as exc:
+        _fail_unstarted(req=req, attempt=req.attempts, code=exc.code, detail=exc.detail)
+        return
+    body = chat_body(model=req.desired_model, question_text=req.question_text, max_tokens=req.max_tokens)
+    delivery = Delivery()
+    asyncio.run(relay.collect(candidates=candidates, body=body, delivery=delivery))
+    inference_finish(req=req, attempt=req.attempts, delivery=delivery, prompt=PromptSize.of(body))
+
+
+def inference_requeue_stuck(*, now: datetime | None = None, limit: int = 200) -> dict[str, int]:
+    """Re-queue requests past their deadline (a lost task, a killed worker); fail them for good, releasing the hold,
+    after INFERENCE_MAX_DISPATCHES claims. Rows relayed by a web process are failed at once: nobody waits for a
+    retry. Each change is a conditional UPDATE, so a dispatch finishing at the same moment wins or loses cleanly."""
+    from inference.tasks import inference_dispatch as inference_dispatch_task
+
+    now = now or timezone.now()
+    deadline = timedelta(seconds=settings.INFERENCE_DEADLINE_S)
+    counts = {"requeued": 0, "failed": 0}
+    stuck = InferenceRequest.objects.filter(status__in=UNFINISHED, deadline_at__lt=now).order_by("deadline_at")
+    for req in stuck.select_related("client")[:limit]:
+        give_up = (
+            req.channel == InferenceChannel.DIRECT
+            or req.attempts >= settings.INFERENCE_MAX_DISPATCHES
+            or req.created_at < now - deadline * (settings.INFERENCE_MAX_DISPATCHES + 1)
+        )
+        same = InferenceRequest.objects.filter(pk=req.pk, status=req.status, attempts=req.attempts)
+        with transaction.atomic():
+            if give_up:
+                if same.update(
+                    status=InferenceStatus.FAILED,
+                    error_code="deadline_exceeded",
+                    error_detail="The request did not finish in time.",
+                    finished_at=now,
+                ):
+                    _release(req)
+                    counts["failed"] += 1
+            elif same.update(status=InferenceStatus.QUEUED, deadline_at=now + deadline):
+                inference_dispatch_task.delay_on_commit(req.pk)
+                counts["requeued"] += 1
+    return counts

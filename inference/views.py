@@ -1,0 +1,251 @@
+"""Seed 004's `inference` resource: ask (sync or async), stream, batch; read, change and delete your own records."""
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core.idempotency import (
+    HEADER,
+    IDEMPOTENCY_KEY_PARAMETER,
+    IDEMPOTENCY_RESPONSES,
+    KEY_PATTERN,
+    InvalidIdempotencyKey,
+    with_idempotency,
+)
+from core.openapi import error_response
+from inference import selectors, services
+from inference.choices import InferenceChannel
+from inference.direct import Finished, relay_and_finish
+from inference.filters import InferenceFilter
+from inference.models import InferenceRequest
+from inference.relay import sse, sse_error
+from inference.serializers import (
+    InferenceBatchIn,
+    InferenceBatchOut,
+    InferenceIn,
+    InferenceOut,
+    InferenceUpdateIn,
+)
+from inference.services import Opened
+
+PREFER = OpenApiParameter(
+    "Prefer",
+    str,
+    OpenApiParameter.HEADER,
+    enum=["respond-async"],
+    description="`respond-async`: answer 202 at once with the queued record instead of waiting for the answer.",
+)
+STREAM_IDEMPOTENCY_KEY = OpenApiParameter(
+    HEADER,
+    {"type": "string", "pattern": KEY_PATTERN},
+    OpenApiParameter.HEADER,
+    description="A stream cannot be replayed: a second stream with the same key is a 409 `stream_not_replayable` "
+    "and charges nothing.",
+)
+_POLL_S = 0.1
+
+
+def stream_ref(request: Request) -> str | None:
+    """The `ref` of a stream sent with an Idempotency-Key (streams are not stored for replay, so with_idempotency
+    cannot take them): the hold is keyed by it, so the same key again is refused instead of charged twice."""
+    raw = request.headers.get(HEADER)
+    if raw is None or not request.user.is_authenticated:
+        return None
+    if not re.fullmatch(KEY_PATTERN, raw):
+        raise InvalidIdempotencyKey(f"The {HEADER} header must be 1 to 255 visible ASCII characters.")
+    scope = f"{request.user.pk}\n{request.path}\n{raw}"
+    return "stream:" + hashlib.sha256(scope.encode()).hexdigest()[:40]  # fits hold_key with its prefix
+
+
+def _wants_async(request: Request) -> bool:
+    return "respond-async" in request.headers.get("Prefer", "").lower()
+
+
+def _wait_for(req: InferenceRequest, *, timeout: float) -> InferenceRequest:
+    """Poll the row until a worker finishes it or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not req.is_finished and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+        req.refresh_from_db()
+    return req
+
+
+async def _seed_stream(opened: Opened) -> AsyncIterator[bytes]:
+    """Chunk events, then `event: inference` with the saved record, then `[DONE]` (no `[DONE]` after an error)."""
+    async for item in relay_and_finish(opened):
+        if not isinstance(item, Finished):
+            yield sse(item)
+            continue
+        record = await sync_to_async(lambda r: InferenceOut(r).data)(item.request)
+        if item.error is not None:
+            yield sse_error(message=item.error.detail, code=item.error.code)
+        yield f"event: inference\ndata: {json.dumps(record, default=str)}\n\n".encode()
+        if item.error is None:
+            yield sse("[DONE]")
+
+
+class InferenceViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your inference requests. Others' ids are 404."""
+
+    serializer_class = InferenceOut
+    lookup_value_regex = r"\d+"
+    filterset_class = InferenceFilter
+    search_fields = ["question_text", "answer_text", "desired_model"]
+    ordering_fields = ["id", "created_at", "finished_at", "cost", "latency_ms", "status", "desired_model"]
+    ordering = ["-created_at", "-id"]
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        if getattr(self, "swagger_fake_view", False):
+            return InferenceRequest.objects.none()
+        return selectors.inference_list_visible(viewer=self.request.user.client)
+
+    @extend_schema(
+        request=InferenceIn,
+        parameters=[PREFER, IDEMPOTENCY_KEY_PARAMETER],
+        responses={
+            **IDEMPOTENCY_RESPONSES,
+            201: InferenceOut,
+            202: OpenApiResponse(InferenceOut, description="Still queued or running: poll `GET {id}/`."),
+            402: error_response(402),
+            404: error_response(404),
+            503: error_response(503),
+        },
+        summary="Ask a model; waits for the answer unless `Prefer: respond-async`",
+    )
+    def create(self, request: Request) -> Response:
+        client = request.user.client
+
+        def ask(ref: str) -> Response:
+            data = InferenceIn(data=request.data, context={"client": client})
+            data.is_valid(raise_exception=True)
+            v = data.validated_data
+            opened = services.inference_open(
+                client=client,
+                desired_model=v["desired_model"],
+                question_text=v["question_text"],
+                max_tokens=v.get("max_tokens"),
+                ref=ref,
+            )
+            req = opened.request
+            if not _wants_async(request):
+                req = _wait_for(req, timeout=settings.INFERENCE_SYNC_WAIT_S)
+            code = status.HTTP_201_CREATED if req.is_finished else status.HTTP_202_ACCEPTED
+            return Response(InferenceOut(req).data, status=code)
+
+        return with_idempotency(request, ask)
+
+    @extend_schema(
+        request=InferenceUpdateIn,
+        responses={200: InferenceOut, 402: error_response(402), 503: error_response(503)},
+        summary="Change a queued request",
+    )
+    def update(self, request: Request, pk: str | None = None) -> Response:
+        return self._update(request, partial=False)
+
+    @extend_schema(
+        request=InferenceUpdateIn,
+        responses={200: InferenceOut, 402: error_response(402), 503: error_response(503)},
+        summary="Change a queued request",
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        return self._update(request, partial=True)
+
+    def _update(self, request: Request, *, partial: bool) -> Response:
+        req = self.get_object()
+        data = InferenceUpdateIn(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        req = services.inference_update(req=req, **data.validated_data)
+        return Response(InferenceOut(req).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a finished record, or cancel a queued one")
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        services.inference_delete(req=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=InferenceIn,
+        parameters=[STREAM_IDEMPOTENCY_KEY],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="`data: {chat.completion.chunk}` events, then `event: inference` with the saved record, "
+                "then `data: [DONE]`. A failure ends with `event: error` and the record, without `[DONE]`.",
+            ),
+            402: error_response(402),
+            404: error_response(404),
+            503: error_response(503),
+        },
+        summary="Ask a model and stream the answer (server-sent events)",
+    )
+    @action(detail=False, methods=["post"], url_path="stream")
+    def stream(self, request: Request) -> StreamingHttpResponse:
+        client = request.user.client
+        data = InferenceIn(data=request.data, context={"client": client})
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        opened = services.inference_open(
+            client=client,
+            desired_model=v["desired_model"],
+            question_text=v["question_text"],
+            max_tokens=v.get("max_tokens"),
+            channel=InferenceChannel.DIRECT,
+            ref=stream_ref(request),
+        )
+        response = StreamingHttpResponse(_seed_stream(opened), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+    @extend_schema(
+        request=InferenceBatchIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={
+            **IDEMPOTENCY_RESPONSES,
+            202: InferenceBatchOut,
+            402: error_response(402),
+            404: error_response(404),
+            503: error_response(503),
+        },
+        summary="Ask up to 100 prompts at once; each is dispatched and billed on its own",
+    )
+    @action(detail=False, methods=["post"], url_path="batch")
+    def batch(self, request: Request) -> Response:
+        def submit(ref: str) -> Response:
+            data = InferenceBatchIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            v = data.validated_data
+            batch = services.inference_batch_create(
+                client=request.user.client,
+                model=v["model"],
+                prompts=v["prompts"],
+                max_tokens=v.get("max_tokens"),
+                ref=ref,
+            )
+            batch = selectors.inference_batch_get_visible(viewer=request.user.client, batch_id=batch.pk)
+            return Response(InferenceBatchOut(batch).data, status=status.HTTP_202_ACCEPTED)
+
+        return with_idempotency(request, submit)
+
+    @extend_schema(responses={200: InferenceBatchOut}, summary="A batch's progress and answers")
+    @action(
+        detail=False, methods=["get"], url_path=r"batch/(?P<batch_id>\d+)", filter_backends=[], pagination_class=None
+    )
+    def batch_detail(self, request: Request, batch_id: str) -> Response:
+        batch = selectors.inference_batch_get_visible(viewer=request.user.client, batch_id=int(batch_id))
+        return Response(InferenceBatchOut(batch).data)

@@ -1,0 +1,73 @@
+"""/v1/ through Django's test client: input checks and the OpenAI error shape (the SDK tests use a real server)."""
+
+import pytest
+
+from tests.conftest import bearer
+from tests.inference.conftest import MODEL, fund
+
+URL = "/v1/chat/completions"
+
+
+def _error(r):  # type: ignore[no-untyped-def]
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
+    return body["error"]
+
+
+def test_anonymous_is_401_in_openais_shape(api_client):
+    r = api_client.post(URL, {"model": MODEL, "messages": []}, format="json")
+
+    assert r.status_code == 401
+    assert _error(r)["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": MODEL, "messages": []}, "messages"),
+        ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, "messages.0"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature"),
+    ],
+)
+def test_bad_input_is_400_naming_the_param(api_client, user_client, body, param):
+    r = api_client.post(URL, body, format="json", **bearer(user_client[1]))
+
+    assert r.status_code == 400
+    assert (_error(r)["param"], _error(r)["type"]) == (param, "invalid_request_error")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_non_stream_chat_answers_with_the_billed_usage(api_client, user_client, node_on):
+    fund(user_client[0], "1.00")
+    _, stub = node_on()
+    stub.behaviour.answer = "hello there"
+    stub.behaviour.completion_tokens = 999  # more than was relayed: capped
+
+    r = api_client.post(
+        URL,
+        {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": [], "unknown": 1},
+        format="json",
+        **bearer(user_client[1]),
+    )
+
+    assert r.status_code == 200, r.content
+    assert r.json()["choices"][0]["message"]["content"] == "hello there"
+    assert r.json()["usage"]["completion_tokens"] == len("hello there")
+    assert "unknown" not in stub.chat_requests[0].body and stub.chat_requests[0].body["tools"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_when_every_node_fails_before_answering_it_is_503(api_client, user_client, node_on):
+    fund(user_client[0], "1.00")
+    _, stub = node_on()
+    stub.behaviour.status = 500
+
+    r = api_client.post(
+        URL, {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}, format="json", **bearer(user_client[1])
+    )
+
+    assert r.status_code == 503 and _error(r)["code"] == "no_capacity"
+    assert int(r["Retry-After"]) > 0

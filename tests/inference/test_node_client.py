@@ -1,0 +1,130 @@
+"""Calls to nodes: the backend key goes to the node only, addresses re-checked at connect time, errors classified."""
+
+import asyncio
+import ipaddress
+import socket
+
+import pytest
+
+from inference import node_client
+from inference.node_client import NodeCallError
+from inference.routing import route
+from llm_models import endpoint_guard
+from tests.inference.conftest import MODEL, NODE_KEY, live_node
+
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+
+
+def _complete(candidate):  # type: ignore[no-untyped-def]
+    async def run():  # type: ignore[no-untyped-def]
+        async with node_client.new_http_client() as http:
+            return await node_client.complete(http, candidate, BODY)
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def dns(monkeypatch):  # type: ignore[no-untyped-def]
+    """DNS is outside our system: the guard's resolver answers from this table."""
+    table: dict[str, list[str]] = {}
+
+    def resolve(host: str, port: int):  # type: ignore[no-untyped-def]
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "unknown")
+        return [ipaddress.ip_address(a) for a in table[host]]
+
+    monkeypatch.setattr(endpoint_guard, "resolve_host", resolve)
+    return table
+
+
+def test_the_node_gets_its_backend_key_and_the_body(node_on):
+    _node, stub = node_on()
+    stub.behaviour.answer = "pong"
+
+    payload = _complete(route(model=MODEL)[0])
+
+    assert payload["choices"][0]["message"]["content"] == "pong"
+    assert stub.chat_requests[0].headers["Authorization"] == f"Bearer {NODE_KEY}"
+    assert stub.chat_requests[0].body["messages"] == BODY["messages"]
+
+
+def test_a_host_name_is_resolved_checked_and_connected_to_by_address(node_on, dns):
+    node, stub = node_on()
+    dns["node.example.test"] = ["127.0.0.1"]
+    node.endpoint_url = f"http://node.example.test:{stub.port}/v1"
+    node.save()
+
+    _complete(route(model=MODEL)[0])
+
+    assert stub.chat_requests[0].headers["Host"] == f"node.example.test:{stub.port}"
+
+
+def test_a_host_that_now_resolves_to_a_metadata_address_is_never_contacted(node_on, dns):
+    node, stub = node_on()
+    dns["rebind.example.test"] = ["169.254.169.254"]
+    node.endpoint_url = f"http://rebind.example.test:{stub.port}/v1"
+    node.save()
+
+    with pytest.raises(NodeCallError) as exc:
+        _complete(route(model=MODEL)[0])
+
+    assert exc.value.code == "node_unsafe_endpoint"
+    assert NODE_KEY not in str(exc.value)
+
+
+def test_a_private_address_is_refused_unless_the_operator_allows_it(node_on, settings):
+    _node, stub = node_on()
+    candidate = route(model=MODEL)[0]
+    settings.ALLOW_PRIVATE_NODE_ENDPOINTS = False
+
+    with pytest.raises(NodeCallError) as exc:
+        _complete(candidate)
+
+    assert exc.value.code == "node_unsafe_endpoint"
+    assert stub.chat_requests == []
+
+
+def test_a_5xx_is_retryable_and_a_400_is_the_clients_fault(node_on):
+    _node, stub = node_on()
+    candidate = route(model=MODEL)[0]
+
+    stub.behaviour.status = 502
+    with pytest.raises(NodeCallError) as exc:
+        _complete(candidate)
+    assert (exc.value.code, exc.value.retryable, exc.value.node_fault) == ("node_bad_status", True, True)
+
+    stub.behaviour.status = 400
+    with pytest.raises(NodeCallError) as exc:
+        _complete(candidate)
+    assert (exc.value.code, exc.value.retryable, exc.value.node_fault) == ("upstream_rejected", False, False)
+
+
+def test_a_hanging_node_times_out(node_on, settings):
+    settings.INFERENCE_READ_TIMEOUT_S = 0.3
+    _node, stub = node_on()
+    stub.behaviour.hang = True
+
+    with pytest.raises(NodeCallError) as exc:
+        _complete(route(model=MODEL)[0])
+
+    assert (exc.value.code, exc.value.retryable) == ("node_timeout", True)
+
+
+def test_a_refused_connection_is_unreachable(provider, private_endpoints):
+    live_node(owner=provider[0], endpoint_url="http://127.0.0.1:9/v1")  # discard port: nothing listens
+
+    with pytest.raises(NodeCallError) as exc:
+        _complete(route(model=MODEL)[0])
+
+    assert exc.value.code == "node_unreachable"
+
+
+def test_an_oversized_answer_is_cut_off(node_on, settings):
+    settings.INFERENCE_MAX_RESPONSE_BYTES = 200
+    _node, stub = node_on()
+    stub.behaviour.answer = "word " * 200
+
+    with pytest.raises(NodeCallError) as exc:
+        _complete(route(model=MODEL)[0])
+
+    assert exc.value.code == "node_response_too_large"

@@ -1,0 +1,221 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 that tests start and steer: a stand-in for a GPU node.
+
+It serves `GET /v1/models` and `POST /v1/chat/completions` (JSON, or SSE when `stream` is true) from a thread of
+the test process. Each test sets how it behaves (answer, token counts, per-chunk delay, 5xx, hang, dying
+mid-stream, delay before the first byte) and reads back the requests it received, headers included.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict | None
+
+
+@dataclass
+class StubBehaviour:
+    """What the node does with the next requests; tests change these fields at any time."""
+
+    answer: str = "Hello from the stub node."
+    prompt_tokens: int | None = None  # None: counted from the prompt (chars / 4, at least 1)
+    completion_tokens: int | None = None  # None: one per streamed piece (word)
+    usage: dict | bool | None = True  # True: report usage; False: omit it; a dict: report exactly that
+    status: int = 200  # answer chat requests with this status (5xx to fail) before any body
+    first_byte_delay_s: float = 0.0  # wait this long before the status line
+    chunk_delay_s: float = 0.0  # wait this long between streamed chunks
+    hang: bool = False  # never answer (until the server stops)
+    die_after_chunks: int | None = None  # close the connection after this many content chunks
+    models: list[str] = field(default_factory=lambda: ["stub/model"])
+    gate: threading.Event | None = None  # if set, chat requests wait for it (after being recorded) before answering
+
+
+class StubNode:
+    """Start with `StubNode().start()`; `base_url` ends in /v1 like a real node's `endpoint_url`."""
+
+    def __init__(self, name: str = "stub") -> None:
+        self.name = name
+        self.behaviour = StubBehaviour()
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> StubNode:
+        node = self
+
+        class Handler(_Handler):
+            stub = node
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # tests open dozens of connections at once
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"stub-node-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # --- what tests read ---------------------------------------------------------------------------------
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def pieces(self) -> list[str]:
+        """The answer split into the pieces streamed one per chunk (words with their following space)."""
+        words = self.behaviour.answer.split(" ")
+        return [p for p in [w + " " for w in words[:-1]] + words[-1:] if p]
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless the server is stopping; True if it is."""
+        return self._stopping.wait(seconds) if seconds > 0 else self._stopping.is_set()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    stub: StubNode
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _read_body(self) -> dict | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None
+
+    def _send_json(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.stub.record(RecordedRequest("GET", self.path, dict(self.headers.items()), None))
+        if self.path.rstrip("/") != "/v1/models":
+            self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            return
+        models = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in self.stub.behaviour.models]
+        self._send_json(200, {"object": "list", "data": models})
+
+    def do_POST(self) -> None:
+        body = self._read_body()
+        self.stub.record(RecordedRequest("POST", self.path, dict(self.headers.items()), body))
+        b = self.stub.behaviour
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            return
+        if b.hang:
+            self.stub.sleep(3600)
+            return
+        if b.gate is not None:
+            b.gate.wait(timeout=60)
+        if self.stub.sleep(b.first_byte_delay_s):
+            return
+        if b.status != 200:
+            self._send_json(b.status, {"error": {"message": "stub failure", "type": "server_error"}})
+            return
+        body = body or {}
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []) if isinstance(m, dict))
+        prompt_tokens = b.prompt_tokens if b.prompt_tokens is not None else max(1, prompt_chars // 4)
+        pieces = self.stub.pieces()
+        completion_tokens = b.completion_tokens if b.completion_tokens is not None else len(pieces)
+        usage: dict | None = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if isinstance(b.usage, dict):
+            usage = b.usage
+        elif b.usage is False:
+            usage = None
+        model = body.get("model", "stub/model")
+        if body.get("stream"):
+            self._stream(
+                model, pieces, usage, include_usage=bool((body.get("stream_options") or {}).get("include_usage"))
+            )
+        else:
+            payload: dict = {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": b.answer}, "finish_reason": "stop"}
+                ],
+            }
+            if usage is not None:
+                payload["usage"] = usage
+            self._send_json(200, payload)
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _event(self, payload: dict | str) -> None:
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        self._chunk(f"data: {text}\n\n".encode())
+
+    def _stream(self, model: str, pieces: list[str], usage: dict | None, *, include_usage: bool) -> None:
+        b = self.stub.behaviour
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        try:
+            self._event({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
+            for i, piece in enumerate(pieces):
+                if b.die_after_chunks is not None and i >= b.die_after_chunks:
+                    # Drop the connection without ending the chunked body: the node died mid-stream.
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if i and self.stub.sleep(b.chunk_delay_s):
+                    return
+                self._event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+            self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            if include_usage and usage is not None:
+                self._event({**base, "choices": [], "usage": usage})
+            self._event("[DONE]")
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            # The marketplace hung up (its client went away): note it, as a real server would stop generating.
+            self.stub.record(RecordedRequest("DISCONNECT", self.path, {}, None))
