@@ -1,8 +1,14 @@
 """Operator views of inference requests and batches: read-only, money included (the ledger is the record)."""
 
-from django.contrib import admin
+from decimal import Decimal
 
-from inference.models import InferenceBatch, InferenceRequest
+from django.contrib import admin
+from django.db.models import Count, DecimalField, F, Q, Sum
+from django.db.models.functions import Coalesce
+
+from clients.ledger import split_revenue
+from inference.choices import InferenceStatus
+from inference.models import InferenceBatch, InferenceRequest, NodeRevenue
 
 
 class _ReadOnly(admin.ModelAdmin):
@@ -30,3 +36,48 @@ class InferenceBatchAdmin(_ReadOnly):
     list_display = ["id", "client", "model", "max_tokens", "created_at"]
     list_select_related = ["client__user"]
     search_fields = ["model", "client__user__username"]
+
+
+@admin.register(NodeRevenue)
+class NodeRevenueAdmin(_ReadOnly):
+    """Per-node revenue from completed inferences: what clients paid, and the operator's 70% of it."""
+
+    list_display = ["id", "name", "owner", "status", "completed_inferences", "tokens", "revenue", "operator_share"]
+    list_select_related = ["owner__user"]
+    list_filter = ["status"]
+    search_fields = ["name", "owner__user__username"]
+
+    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+        done = Q(inference_requests__status=InferenceStatus.COMPLETED)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                completed_count=Count("inference_requests", filter=done),
+                token_sum=Coalesce(
+                    Sum(
+                        F("inference_requests__prompt_tokens") + F("inference_requests__completion_tokens"), filter=done
+                    ),
+                    0,
+                ),
+                revenue_sum=Coalesce(
+                    Sum("inference_requests__cost", filter=done), Decimal("0"), output_field=DecimalField()
+                ),
+            )
+        )
+
+    @admin.display(description="completed inferences", ordering="completed_count")
+    def completed_inferences(self, obj: NodeRevenue) -> int:
+        return obj.completed_count  # type: ignore[attr-defined]
+
+    @admin.display(description="tokens", ordering="token_sum")
+    def tokens(self, obj: NodeRevenue) -> int:
+        return obj.token_sum  # type: ignore[attr-defined]
+
+    @admin.display(description="revenue (USD)", ordering="revenue_sum")
+    def revenue(self, obj: NodeRevenue) -> Decimal:
+        return obj.revenue_sum  # type: ignore[attr-defined]
+
+    @admin.display(description="operator share (USD)")
+    def operator_share(self, obj: NodeRevenue) -> Decimal:
+        return split_revenue(obj.revenue_sum)["operator"]  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from inference.choices import InferenceChannel, InferenceStatus
+from llm_models.models import Node
 
 MONEY = {"max_digits": 20, "decimal_places": 6}
 FINISHED = (InferenceStatus.COMPLETED, InferenceStatus.FAILED)
@@ -83,3 +84,12 @@ class InferenceRequest(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+
+class NodeRevenue(Node):
+    """A node seen by what it has earned (admin only; no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "node revenue"
+        verbose_name_plural = "node revenue"

@@ -75,3 +75,43 @@ def test_non_staff_cannot_open_the_admin(client):
 
     assert r.status_code == 302
     assert "/admin/login/" in r["Location"]
+
+
+def test_admin_shows_each_nodes_revenue_from_completed_inferences(client, admin, provider, user_client):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from inference.choices import InferenceStatus
+    from inference.models import InferenceRequest
+
+    node, _ = make_node(owner=provider[0], name="earner")
+    for i, (status, cost) in enumerate(
+        [
+            (InferenceStatus.COMPLETED, "1.000000"),
+            (InferenceStatus.COMPLETED, "0.500000"),
+            (InferenceStatus.FAILED, "9"),
+        ]
+    ):
+        InferenceRequest.objects.create(
+            client=user_client[0],
+            question_text="q",
+            desired_model="org/a",
+            node=node,
+            status=status,
+            max_tokens=16,
+            prompt_tokens=10,
+            completion_tokens=5,
+            cost=Decimal(cost),
+            hold_key=f"admin-revenue-{i}",
+            deadline_at=timezone.now(),
+        )
+    browser = _admin_browser(client, admin)
+
+    r = browser.get("/admin/inference/noderevenue/")
+
+    assert r.status_code == 200
+    page = r.content.decode()
+    assert "earner" in page
+    assert "1.500000" in page  # what clients paid for the two completed requests (the failed one earned nothing)
+    assert "1.050000" in page  # the operator's 70%
