@@ -8,6 +8,7 @@ api_v1 = [
     path("client/", include("clients.urls")),
     path("gpu/", include("gpus.urls")),
     path("llm_models/", include("llm_models.urls")),
+    path("", include("rentals.urls")),  # rentals/ and jobs/
 ]
 
 urlpatterns = [

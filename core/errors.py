@@ -67,3 +67,9 @@ class ExceptionHandler(StandardExceptionHandler):
             # A unique/check constraint lost a race with a concurrent request: a conflict, not a crash.
             return _DomainAPIException(Conflict("The request conflicts with the current state; retry."))
         return super().convert_known_exceptions(exc)
+
+    def report_exception(self, exc: exceptions.APIException, response) -> None:  # type: ignore[no-untyped-def]
+        # A DomainError with a 5xx status (501 action_not_supported) is a known condition, not a crash to report.
+        if isinstance(self.exc, DomainError):
+            return
+        super().report_exception(exc, response)
