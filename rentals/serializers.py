@@ -152,9 +152,7 @@ class BulkIn(StrictInputMixin, serializers.Serializer):
     )
 
     def validate_ids(self, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise serializers.ValidationError("Each id may be listed once.", code="duplicate_id")
-        return value
+        return list(dict.fromkeys(value))  # a repeated id is answered once, in its first place
 
 
 class BulkErrorOut(serializers.Serializer):

@@ -266,11 +266,22 @@ def test_bulk_cancel_refunds_each_and_reports_the_end_job(api_client, node, rent
     assert set(Rental.objects.values_list("status", flat=True)) == {"cancelled"}
 
 
-@pytest.mark.parametrize("body", [{"ids": []}, {"ids": list(range(1, 52))}, {"ids": [1, 1]}, {"ids": "1"}, {}])
+@pytest.mark.parametrize("body", [{"ids": []}, {"ids": list(range(1, 52))}, {"ids": "1"}, {"ids": [0]}, {}])
 def test_bulk_refuses_a_bad_id_list(api_client, renter, body):
     r = api_client.post("/api/v1/rentals/bulk/reset/", body, format="json", **bearer(renter[1]))
 
     assert r.status_code == 400
+
+
+def test_bulk_answers_a_repeated_id_once(api_client, node, renter):
+    rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
+
+    r = api_client.post(
+        "/api/v1/rentals/bulk/stop/", {"ids": [rental.pk, rental.pk]}, format="json", **bearer(renter[1])
+    )
+
+    assert [x["id"] for x in r.json()] == [rental.pk]
+    assert NodeCommand.objects.filter(rental=rental, action="stop").count() == 1
 
 
 def test_an_unknown_bulk_operation_is_a_404(api_client, renter):
