@@ -31,6 +31,7 @@ from clients.login_throttle import (
     login_throttle_reset,
 )
 from clients.models import ApiKey, Client
+from clients.signals import provider_revoked
 from core.errors import DomainError, NotFound
 from core.tokens import CLIENT_KEY_PREFIX, issue_secret
 
@@ -246,8 +247,10 @@ def client_revoke_provider(*, client: Client) -> Client:
     """Withdraw approval: the provider's nodes are skipped by routing from now on (selectors check approval)."""
     if client.role != ClientRole.GPU_PROVIDER:
         raise NotAnApplicant("This client is not a GPU provider.")
-    client.is_gpu_provider_approved = False
-    client.save(update_fields=["is_gpu_provider_approved", "updated_at"])
+    with transaction.atomic():
+        client.is_gpu_provider_approved = False
+        client.save(update_fields=["is_gpu_provider_approved", "updated_at"])
+        provider_revoked.send(sender=Client, client_id=client.pk)
     return client
 
 

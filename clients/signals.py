@@ -2,10 +2,14 @@
 
 from django.conf import settings
 from django.db.models.signals import post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from clients.choices import ClientRole
 from clients.models import Client
+
+# Sent inside the revoking transaction (kwargs: client_id). Apps above clients react without clients importing them
+# (rentals ends the rentals of the provider's nodes with a refund of unused time).
+provider_revoked = Signal()
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)

@@ -9,6 +9,7 @@ api_v1 = [
     path("gpu/", include("gpus.urls")),
     path("llm_models/", include("llm_models.urls")),
     path("inference/", include("inference.urls")),
+    path("", include("rentals.urls")),  # rentals/ and jobs/
 ]
 
 urlpatterns = [

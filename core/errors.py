@@ -71,6 +71,7 @@ class ExceptionHandler(StandardExceptionHandler):
         return super().convert_known_exceptions(exc)
 
     def report_exception(self, exc: exceptions.APIException, response) -> None:  # type: ignore[no-untyped-def]
-        # A DomainError is a known condition even with a 5xx status (503 no_capacity): not a crash to report.
-        if not isinstance(self.exc, DomainError):
-            super().report_exception(exc, response)
+        # A DomainError with a 5xx status (501 action_not_supported) is a known condition, not a crash to report.
+        if isinstance(self.exc, DomainError):
+            return
+        super().report_exception(exc, response)

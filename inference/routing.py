@@ -25,6 +25,7 @@ from django.utils import timezone
 from inference.errors import ModelNotFound, NoCapacity
 from llm_models.models import LlmModel, NodeModel
 from llm_models.selectors import node_live_q
+from rentals.selectors import node_rented_q
 
 _PRICE_EPSILON = 0.01
 
@@ -43,12 +44,8 @@ class Candidate:
 
 
 def unrented_q(*, now: datetime, prefix: str = "") -> Q:
-    """Nodes not rented out right now. THE hook for rentals: until they exist, every node is un-rented.
-
-    When rentals land this becomes e.g. `~Q(**{f"{prefix}rentals__status": "active", ...})`; routing and holds
-    call nothing else to learn whether a node is rented.
-    """
-    return Q()
+    """Nodes not rented out right now: a rented node belongs to its renter and gets no public work."""
+    return ~node_rented_q(now=now, prefix=prefix)
 
 
 def _cooling_q(now: datetime) -> Q:

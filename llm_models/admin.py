@@ -5,7 +5,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from llm_models.models import LlmModel, Node, NodeMetricSample, NodeModel
+from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
 
 
 class NodeModelInline(admin.TabularInline):
@@ -35,7 +35,7 @@ class NodeAdmin(admin.ModelAdmin):
         "deregistered_at",
         "token_hint",
     ]
-    fields = ["name", "region", "gpu", *readonly_fields]
+    fields = ["name", "region", "gpu", "ssh_host", "ssh_port", "ssh_user", *readonly_fields, "unsupported_actions"]
     raw_id_fields = ["gpu"]
     inlines = [NodeModelInline]
 
@@ -65,4 +65,18 @@ class NodeMetricSampleAdmin(admin.ModelAdmin):
     date_hierarchy = "recorded_at"
 
     def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(NodeCommand)
+class NodeCommandAdmin(admin.ModelAdmin):
+    """Jobs: commands sent to nodes in heartbeat replies, and what the nodes reported."""
+
+    list_display = ["id", "node", "rental", "action", "status", "created_at", "updated_at"]
+    list_filter = ["status", "action"]
+    search_fields = ["node__name"]
+    list_select_related = ["node"]
+    readonly_fields = ["node", "rental", "action", "params", "status", "result", "created_at", "updated_at"]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False

@@ -5,3 +5,22 @@ class NodeStatus(models.TextChoices):
     ONLINE = "online", "Online"
     OFFLINE = "offline", "Offline"
     DEREGISTERED = "deregistered", "Deregistered"
+
+
+class NodeCommandAction(models.TextChoices):
+    PROVISION_SSH_KEY = "provision_ssh_key", "Provision SSH key"
+    START = "start", "Start"
+    STOP = "stop", "Stop"
+    RESET = "reset", "Reset"
+    END = "end", "End"
+
+
+class NodeCommandStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # not yet sent to the node
+    RUNNING = "running", "Running"  # sent in a heartbeat reply; its outcome not yet reported
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+# Not yet reported by the node: re-sent in every heartbeat reply.
+OPEN_COMMAND_STATUSES = (NodeCommandStatus.PENDING.value, NodeCommandStatus.RUNNING.value)

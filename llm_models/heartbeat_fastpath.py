@@ -12,8 +12,9 @@ It serves a `POST /api/v1/llm_models/heartbeat/` only when the answer is certain
     (read off the serializer at import, so the two cannot drift apart; a hypothesis test checks parity), and
     `models`, if sent, is byte for byte the list the node last sent (its digest matches `Node.models_digest`:
     a list that passed validation once passes again, and there is nothing to sync).
-Anything else (an unknown or revoked token, a bad value, a changed model list, `results` to process, the seed's
-body `node_token`) goes to the Django view unchanged, which validates it and answers in the API's error shape.
+Anything else (an unknown or revoked token, a bad value, a changed model list, `results` to process, commands
+waiting for the node (pending, or sent and not yet reported), the seed's body `node_token`) goes to the Django
+view unchanged, which validates it and answers in the API's error shape.
 
 The statement does what `services.node_record_heartbeat` does for the same input: mark the node online, store
 the latest metrics and active requests, and write a history sample when one is due.
@@ -35,8 +36,8 @@ from rest_framework import serializers
 from clients.models import Client
 from core.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, header, host_allowed, read_body, replaying, send_json
 from core.tokens import hash_secret
-from llm_models.choices import NodeStatus
-from llm_models.models import Node, NodeMetricSample
+from llm_models.choices import NodeCommandStatus, NodeStatus
+from llm_models.models import Node, NodeCommand, NodeMetricSample
 from llm_models.serializers import HeartbeatGpuIn, HeartbeatIn, HeartbeatMetricsIn
 from llm_models.services import models_digest
 
@@ -164,6 +165,9 @@ WITH beat AS (
      WHERE n.token_digest = %(digest)s AND n.status <> %(deregistered)s AND c.id = n.owner_id
        AND u.is_active AND (c.is_gpu_provider_approved OR u.is_staff)
        AND (%(models_digest)s::text IS NULL OR n.models_digest = %(models_digest)s::text)
+       -- A node with commands to deliver gets its answer from the Django view, which sends them.
+       AND NOT EXISTS (SELECT 1 FROM {command} AS cmd
+                        WHERE cmd.node_id = n.id AND cmd.status IN (%(pending)s, %(running)s))
  RETURNING n.id, n.last_metrics_sample_at = %(now)s AS sampled
 ), sample AS (
     INSERT INTO {sample} (node_id, recorded_at, metrics, active_requests)
@@ -180,6 +184,7 @@ def heartbeat_sql() -> str:
         client=Client._meta.db_table,
         user=get_user_model()._meta.db_table,
         sample=NodeMetricSample._meta.db_table,
+        command=NodeCommand._meta.db_table,
     )
 
 
@@ -231,6 +236,8 @@ async def record_heartbeat(*, token: str, heartbeat: Heartbeat) -> bool:
     params = {
         "online": NodeStatus.ONLINE.value,
         "deregistered": NodeStatus.DEREGISTERED.value,
+        "pending": NodeCommandStatus.PENDING.value,
+        "running": NodeCommandStatus.RUNNING.value,
         "now": now,
         "sample_due_before": now - timedelta(seconds=settings.NODE_METRICS_SAMPLE_EVERY_S),
         "metrics": Jsonb(heartbeat.metrics),

@@ -3,7 +3,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
-from llm_models.choices import NodeStatus
+from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandAction, NodeCommandStatus, NodeStatus
 
 
 class LlmModel(models.Model):
@@ -44,6 +44,13 @@ class Node(models.Model):
     cooldown_until = models.DateTimeField(null=True, blank=True, help_text="No new work before this time.")
     registered_at = models.DateTimeField(auto_now_add=True)
     deregistered_at = models.DateTimeField(null=True, blank=True)
+    # How a renter reaches the machine, set by its operator (at register or in the admin); shown to its renter only.
+    # NULL: not given (API.md §6 shows them as null), distinct from any real value.
+    ssh_host = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    ssh_port = models.PositiveIntegerField(null=True, blank=True)
+    ssh_user = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    # Command actions this node's agent answered `unsupported` for: refused with 501 from then on.
+    unsupported_actions = models.JSONField(default=list, blank=True)
     served_models = models.ManyToManyField(LlmModel, through="NodeModel", related_name="nodes")
 
     class Meta:
@@ -97,3 +104,39 @@ class NodeMetricSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id} @ {self.recorded_at:%Y-%m-%d %H:%M}"
+
+
+class NodeCommand(models.Model):
+    """A command for a node's agent (a rental's job): re-sent in every heartbeat until the node reports its outcome.
+
+    It refers to its rental by a lazy reference only: llm_models never imports rentals (STYLE.md §1).
+    """
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="commands")
+    rental = models.ForeignKey(
+        "rentals.Rental", on_delete=models.CASCADE, null=True, blank=True, related_name="commands"
+    )
+    action = models.CharField(max_length=32, choices=NodeCommandAction.choices)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=NodeCommandStatus.choices, default=NodeCommandStatus.PENDING)
+    result = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The heartbeat's "open commands of this node" (and the fast path's NOT EXISTS): open rows only.
+            models.Index(
+                fields=["node", "id"],
+                name="node_command_open_idx",
+                condition=Q(status__in=OPEN_COMMAND_STATUSES),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} #{self.pk} for node {self.node_id} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_COMMAND_STATUSES

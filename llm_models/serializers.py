@@ -44,6 +44,12 @@ class NodeRegisterIn(StrictInputMixin, serializers.Serializer):
     gpu = serializers.PrimaryKeyRelatedField(queryset=Gpu.objects.all(), required=False, allow_null=True)
     region = serializers.CharField(max_length=64, required=False, allow_blank=True)
     models = NodeModelsField(required=False)
+    # Access details a renter of this node is shown (API.md §6); the operator may also set them in the admin.
+    ssh_host = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", max_length=255, required=False, allow_null=True, help_text="Host name or IP."
+    )
+    ssh_port = serializers.IntegerField(min_value=1, max_value=65535, required=False, allow_null=True)
+    ssh_user = serializers.RegexField(r"^[a-z_][a-z0-9_-]{0,31}$", max_length=32, required=False, allow_null=True)
 
 
 class NodeModelOut(serializers.Serializer):

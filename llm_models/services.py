@@ -17,9 +17,10 @@ from core.crypto import encrypt
 from core.errors import DomainError
 from core.tokens import NODE_TOKEN_PREFIX, issue_secret
 from gpus.models import Gpu
-from llm_models.choices import NodeStatus
+from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandStatus, NodeStatus
 from llm_models.endpoint_guard import check_node_endpoint
-from llm_models.models import LlmModel, Node, NodeMetricSample, NodeModel
+from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
+from llm_models.signals import node_deregistered
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ def node_register(
     region: str = "",
     models: list[dict] | None = None,
     sent_models_digest: str | None = None,
+    ssh_host: str | None = None,
+    ssh_port: int | None = None,
+    ssh_user: str | None = None,
 ) -> RegisteredNode:
     """Add a node for an approved provider. It is offline until its first heartbeat."""
     endpoint_url = check_node_endpoint(endpoint_url, allow_private=settings.ALLOW_PRIVATE_NODE_ENDPOINTS)
@@ -95,6 +99,9 @@ def node_register(
         region=region or (gpu.region if gpu else ""),
         token_digest=secret.digest,
         token_last4=secret.last4,
+        ssh_host=ssh_host or None,
+        ssh_port=ssh_port,
+        ssh_user=ssh_user or None,
     )
     if models is not None:
         node_sync_models(node=node, models=models, digest=sent_models_digest)
@@ -144,18 +151,92 @@ class NodeDeregistered(DomainError):
 
 @transaction.atomic
 def node_deregister(*, node: Node, now: datetime | None = None) -> None:
-    """Take the node out of routing for good. Its history (and, later, inferences and ledger rows) stays."""
-    Node.objects.filter(pk=node.pk).exclude(status=NodeStatus.DEREGISTERED).update(
-        status=NodeStatus.DEREGISTERED, deregistered_at=now or timezone.now(), active_requests=0
-    )
+    """Take the node out of routing for good; its active rentals end with a refund (via `node_deregistered`).
 
-
-def node_deregister_all_of_owner(*, owner: Client) -> int:
-    """Deregister every node of a closed account."""
-    return (
-        Node.objects.filter(owner=owner)
+    Its history (inferences, rentals, ledger rows) stays."""
+    now = now or timezone.now()
+    updated = (
+        Node.objects.filter(pk=node.pk)
         .exclude(status=NodeStatus.DEREGISTERED)
-        .update(status=NodeStatus.DEREGISTERED, deregistered_at=timezone.now(), active_requests=0)
+        .update(status=NodeStatus.DEREGISTERED, deregistered_at=now, active_requests=0)
+    )
+    if updated:
+        node_deregistered.send(sender=Node, node_id=node.pk, now=now)
+
+
+@transaction.atomic
+def node_deregister_all_of_owner(*, owner: Client) -> int:
+    """Deregister every node of a closed account (their active rentals end with a refund)."""
+    now = timezone.now()
+    ids = list(
+        Node.objects.select_for_update()
+        .filter(owner=owner)
+        .exclude(status=NodeStatus.DEREGISTERED)
+        .values_list("pk", flat=True)
+    )
+    Node.objects.filter(pk__in=ids).update(status=NodeStatus.DEREGISTERED, deregistered_at=now, active_requests=0)
+    for node_id in ids:
+        node_deregistered.send(sender=Node, node_id=node_id, now=now)
+    return len(ids)
+
+
+# --- Commands: the heartbeat's `commands` and `results` (API.md §3) ------------------------------------------
+
+
+def node_command_queue(*, node: Node, action: str, params: dict, rental_id: int | None = None) -> NodeCommand:
+    """Queue a command; the node gets it in its next heartbeat reply, and in every one until it reports back."""
+    return NodeCommand.objects.create(node=node, rental_id=rental_id, action=action, params=params)
+
+
+def node_commands_deliver(*, node: Node) -> list[NodeCommand]:
+    """The node's commands not yet reported on, oldest first; those sent for the first time become `running`."""
+    commands = list(NodeCommand.objects.filter(node=node, status__in=OPEN_COMMAND_STATUSES).order_by("id")[:100])
+    fresh = [c.pk for c in commands if c.status == NodeCommandStatus.PENDING]
+    if fresh:
+        NodeCommand.objects.filter(pk__in=fresh, status=NodeCommandStatus.PENDING).update(
+            status=NodeCommandStatus.RUNNING, updated_at=timezone.now()
+        )
+    return commands
+
+
+@transaction.atomic
+def node_command_results_record(*, node: Node, results: list[dict]) -> int:
+    """Record outcomes the node reported: only its own open commands; unknown or already-closed ids are ignored
+    (the agent re-sends outcomes until a heartbeat carrying them is answered). `unsupported` fails the command and
+    is remembered per node and action, so later requests for it are refused (501). Returns how many closed."""
+    by_id = {r["id"]: r for r in results}
+    commands = list(
+        NodeCommand.objects.select_for_update()
+        .filter(node=node, pk__in=by_id, status__in=OPEN_COMMAND_STATUSES)
+        .order_by("id")
+    )
+    unsupported: set[str] = set()
+    now = timezone.now()
+    for command in commands:
+        outcome = by_id[command.pk]
+        output = outcome.get("output", "")
+        if outcome["status"] == "succeeded":
+            command.status = NodeCommandStatus.SUCCEEDED
+        else:
+            command.status = NodeCommandStatus.FAILED
+            if outcome["status"] == "unsupported":
+                unsupported.add(command.action)
+                output = output or f"The node does not support {command.action!r}."
+        command.result = output
+        command.updated_at = now
+    NodeCommand.objects.bulk_update(commands, ["status", "result", "updated_at"])
+    if unsupported:
+        locked = Node.objects.select_for_update().only("pk", "unsupported_actions").get(pk=node.pk)
+        merged = sorted(set(locked.unsupported_actions or []) | unsupported)
+        if merged != locked.unsupported_actions:
+            Node.objects.filter(pk=node.pk).update(unsupported_actions=merged)
+    return len(commands)
+
+
+def node_commands_abandon(*, node_id: int, reason: str) -> int:
+    """Fail the node's open commands (it left, or its rental ended before they ran)."""
+    return NodeCommand.objects.filter(node_id=node_id, status__in=OPEN_COMMAND_STATUSES).update(
+        status=NodeCommandStatus.FAILED, result=reason, updated_at=timezone.now()
     )
 
 

@@ -74,18 +74,22 @@ class NodeHeartbeatView(APIView):
         data = HeartbeatIn(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
+        node = request.auth
         services.node_record_heartbeat(
-            node=request.auth,
+            node=node,
             metrics=v.get("metrics", {}),
             models=v.get("models"),
             active_requests=v.get("active_requests"),
             sent_models_digest=_sent_models_digest(request),
         )
+        if v.get("results"):
+            services.node_command_results_record(node=node, results=v["results"])
+        commands = services.node_commands_deliver(node=node)
         return Response(
             {
                 "status": NodeStatus.ONLINE,
                 "heartbeat_interval_s": settings.NODE_HEARTBEAT_INTERVAL_S,
-                "commands": [],
+                "commands": [{"id": c.pk, "action": c.action, "params": c.params} for c in commands],
             }
         )
 

@@ -2,11 +2,22 @@ import importlib
 
 import pytest
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, connections
+from django.db.models.signals import pre_migrate
 from rest_framework.test import APIClient
 
 from clients.choices import ClientRole
 from tests.factories import make_client
+
+
+def _btree_gist(sender, using, **kwargs):  # type: ignore[no-untyped-def]
+    """The test database is built from the models (--no-migrations), so the extension that rentals' migration
+    installs (BtreeGistExtension, for the exclusion constraint) is installed here before the tables are created."""
+    with connections[using].cursor() as cursor:
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+
+
+pre_migrate.connect(_btree_gist, dispatch_uid="tests.btree_gist")
 
 
 @pytest.fixture(autouse=True)

@@ -208,6 +208,9 @@ SPECTACULAR_SETTINGS = {
         "NodeStatusEnum": "llm_models.choices.NodeStatus.choices",
         "InferenceStatusEnum": "inference.choices.InferenceStatus.choices",
         "InferenceChannelEnum": "inference.choices.InferenceChannel.choices",
+        "RentalStatusEnum": "rentals.choices.RentalStatus.choices",
+        "NodeCommandStatusEnum": "llm_models.choices.NodeCommandStatus.choices",
+        "NodeCommandActionEnum": "llm_models.choices.NodeCommandAction.choices",
         "LedgerAccountKindEnum": "clients.choices.LedgerAccountKind.choices",
         "LedgerTransactionKindEnum": "clients.choices.LedgerTransactionKind.choices",
     },
@@ -260,6 +263,10 @@ CELERY_BEAT_SCHEDULE = {
     "node-metrics-prune": {
         "task": "llm_models.tasks.node_metrics_prune",
         "schedule": timedelta(hours=1),
+    },
+    "rentals-complete-ended": {
+        "task": "rentals.tasks.rentals_complete_ended",
+        "schedule": timedelta(seconds=NODE_SWEEP_INTERVAL_S),
     },
     "idempotency-record-prune": {
         "task": "core.tasks.idempotency_record_prune",

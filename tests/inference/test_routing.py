@@ -6,13 +6,15 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from clients import ledger
 from clients.choices import ClientRole
 from inference.errors import ModelNotFound, NoCapacity
 from inference.routing import route
 from llm_models import services as node_services
 from llm_models.choices import NodeStatus
 from llm_models.models import Node
-from tests.factories import make_client
+from rentals.services import rental_start
+from tests.factories import GpuFactory, make_client
 from tests.inference.conftest import MODEL, live_node, stale
 
 
@@ -64,6 +66,20 @@ def test_offline_deregistered_and_revoked_nodes_are_never_chosen(provider):
     good = live_node(owner=provider[0])
 
     assert [c.node_id for c in route(model=MODEL)] == [good.pk]
+
+
+def test_a_rented_node_is_never_chosen_and_alone_leaves_no_capacity(provider, user_client):
+    rented = live_node(owner=provider[0], latency_ewma_ms=50.0, gpu=GpuFactory(user=provider[0].user))
+    free = live_node(owner=provider[0], latency_ewma_ms=900.0, input_price="3.00", output_price="9.00")
+    assert route(model=MODEL)[0].node_id == rented.pk  # the better node, until it is rented
+    ledger.credit(client=user_client[0], amount=Decimal("100"), key="routing-test-funds")
+
+    rental_start(client=user_client[0], node_id=rented.pk, hours=1)
+
+    assert [c.node_id for c in route(model=MODEL)] == [free.pk]
+    Node.objects.filter(pk=free.pk).update(status=NodeStatus.OFFLINE)
+    with pytest.raises(NoCapacity):
+        route(model=MODEL)
 
 
 def test_a_node_cooling_down_is_skipped_and_its_cooldown_grows_then_resets(provider):

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from clients.choices import ClientRole
 from config.asgi import django_application
 from llm_models import heartbeat_fastpath
-from llm_models.choices import NodeStatus
+from llm_models.choices import NodeCommandStatus, NodeStatus
 from llm_models.heartbeat_fastpath import HeartbeatFastPath, parse_heartbeat
-from llm_models.models import Node, NodeMetricSample, NodeModel
+from llm_models.models import Node, NodeCommand, NodeMetricSample, NodeModel
 from llm_models.serializers import HeartbeatIn
 from tests.conftest import bearer
 from tests.factories import make_client, make_node
@@ -164,6 +164,49 @@ def test_a_revoked_provider_node_is_refused_by_django(live_node):
     assert errors_of(response) == [("provider_not_approved", None)]
     node.refresh_from_db()
     assert node.status == NodeStatus.OFFLINE
+
+
+def test_a_node_with_a_pending_command_gets_it_from_django(live_node):
+    node, token = live_node
+    command = NodeCommand.objects.create(node=node, action="start", params={"rental_id": 1})
+
+    response, django_calls = post(AGENT_BODY, token=token)
+
+    assert (response.status_code, django_calls) == (200, 1)
+    assert response.json()["commands"] == [{"id": command.pk, "action": "start", "params": {"rental_id": 1}}]
+    command.refresh_from_db()
+    assert command.status == NodeCommandStatus.RUNNING
+
+
+def test_a_command_sent_but_not_reported_is_sent_again_by_django(live_node):
+    node, token = live_node
+    command = NodeCommand.objects.create(node=node, action="stop", status=NodeCommandStatus.RUNNING)
+
+    response, django_calls = post(AGENT_BODY, token=token)
+
+    assert (response.status_code, django_calls) == (200, 1)
+    assert [c["id"] for c in response.json()["commands"]] == [command.pk]
+
+
+def test_once_its_commands_are_reported_a_node_takes_the_lean_path_again(live_node):
+    node, token = live_node
+    NodeCommand.objects.create(node=node, action="stop", status=NodeCommandStatus.SUCCEEDED)
+    NodeCommand.objects.create(node=node, action="reset", status=NodeCommandStatus.FAILED)
+
+    response, django_calls = post(AGENT_BODY, token=token)
+
+    assert (response.status_code, django_calls) == (200, 0)
+    assert response.json()["commands"] == []
+
+
+def test_another_nodes_pending_command_does_not_divert_this_one(live_node):
+    node, token = live_node
+    other, _ = make_node(owner=node.owner)
+    NodeCommand.objects.create(node=other, action="start")
+
+    response, django_calls = post(AGENT_BODY, token=token)
+
+    assert (response.status_code, django_calls) == (200, 0)
 
 
 def test_a_deregistered_node_cannot_come_back(live_node):

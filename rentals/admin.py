@@ -1,0 +1,38 @@
+"""Operator views of rentals: read-only (money moves only through services and the ledger)."""
+
+from datetime import timedelta
+
+from django.contrib import admin
+from django.utils import timezone
+
+from rentals.choices import RentalStatus
+from rentals.models import Rental
+
+
+@admin.register(Rental)
+class RentalAdmin(admin.ModelAdmin):
+    """Filter by node for a node's calendar of rentals."""
+
+    list_display = ["id", "node", "client", "status", "starts_at", "ends_at", "time_remaining", "total", "refunded"]
+    list_filter = ["status", "node"]
+    search_fields = ["node__name", "client__user__username"]
+    list_select_related = ["node", "client__user"]
+    date_hierarchy = "starts_at"
+    ordering = ["-starts_at"]
+    readonly_fields = [f.name for f in Rental._meta.fields] + ["time_remaining"]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False  # never edits money: cancel through the API
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.display(description="time remaining")
+    def time_remaining(self, obj: Rental) -> str:
+        if obj.status != RentalStatus.ACTIVE:
+            return "-"
+        left = max(obj.ends_at - timezone.now(), timedelta(0))
+        return str(left).split(".")[0]

@@ -1,0 +1,9 @@
+from celery import shared_task
+
+from rentals import services
+
+
+@shared_task(name="rentals.tasks.rentals_complete_ended")
+def rentals_complete_ended() -> int:
+    """Beat: complete and settle rentals whose time is up (safe to overlap: row locks, see the service)."""
+    return services.rentals_complete_ended()

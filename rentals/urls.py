@@ -1,0 +1,14 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from rentals import views
+
+router = SimpleRouter()
+router.register("rentals", views.RentalViewSet, basename="rental")
+router.register("jobs", views.JobViewSet, basename="job")
+
+urlpatterns = [
+    path("rentals/inventory/", views.InventoryView.as_view(), name="rental-inventory"),
+    path("rentals/bulk/<str:operation>/", views.RentalBulkView.as_view(), name="rental-bulk"),
+    *router.urls,
+]

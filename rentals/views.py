@@ -1,0 +1,164 @@
+"""The rentals API (API.md §6): rent, read, cancel, lifecycle jobs, bulk operations, and the inventory."""
+
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core.errors import DomainError, NotFound
+from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENCY_RESPONSES, with_idempotency
+from core.openapi import error_response
+from llm_models.models import NodeCommand
+from rentals import selectors, services
+from rentals.choices import RentalAction
+from rentals.filters import RentalFilter
+from rentals.models import Rental
+from rentals.serializers import BulkIn, BulkResultOut, InventoryItemOut, JobOut, RentalOut, RentalStartIn
+
+BULK_OPERATIONS = (*RentalAction.values, "cancel")
+
+
+@extend_validation_errors(["invalid_ssh_key"], field_name="ssh_public_key", actions=["create"])
+class RentalViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The caller's rentals. Another client's rental is a 404."""
+
+    serializer_class = RentalOut
+    lookup_value_regex = r"\d+"
+    filterset_class = RentalFilter
+    search_fields = ["node__name"]
+    ordering_fields = ["id", "created_at", "starts_at", "ends_at", "total", "hours", "status"]
+    ordering = ["-id"]
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        if getattr(self, "swagger_fake_view", False):
+            return Rental.objects.none()
+        return selectors.rental_list_own(client=self.request.user.client)
+
+    @extend_schema(
+        request=RentalStartIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: RentalOut, 402: error_response(402), **IDEMPOTENCY_RESPONSES},
+        summary="Rent a node by the hour (charged up front)",
+    )
+    def create(self, request: Request) -> Response:
+        def rent(ref: str) -> Response:
+            data = RentalStartIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            rental = services.rental_start(client=request.user.client, **data.validated_data)
+            rental = selectors.rental_get_own(client=request.user.client, rental_id=rental.pk)
+            return Response(RentalOut(rental).data, status=status.HTTP_201_CREATED)
+
+        return with_idempotency(request, rent)
+
+    @extend_schema(request=None, responses={200: RentalOut}, summary="Cancel: unused minutes are refunded")
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        services.rental_cancel(rental=self.get_object())
+        return Response(RentalOut(self.get_object()).data)
+
+    def _command(self, action_name: str) -> Response:
+        job = services.rental_command(rental=self.get_object(), action=action_name)
+        return Response(JobOut(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: JobOut, 501: error_response(501)}, summary="Start the node")
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        return self._command(RentalAction.START)
+
+    @extend_schema(request=None, responses={202: JobOut, 501: error_response(501)}, summary="Stop the node")
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str | None = None) -> Response:
+        return self._command(RentalAction.STOP)
+
+    @extend_schema(request=None, responses={202: JobOut, 501: error_response(501)}, summary="Reset the node")
+    @action(detail=True, methods=["post"])
+    def reset(self, request: Request, pk: str | None = None) -> Response:
+        return self._command(RentalAction.RESET)
+
+
+def _bulk_one(client, operation: str, rental_id: int) -> dict:  # type: ignore[no-untyped-def]
+    try:
+        with transaction.atomic():
+            rental = selectors.rental_get_own(client=client, rental_id=rental_id)
+            if operation == "cancel":
+                services.rental_cancel(rental=rental)
+                job = NodeCommand.objects.filter(rental=rental).order_by("-id").first()
+                result = {"id": rental_id, "ok": True, "status": status.HTTP_200_OK}
+            else:
+                job = services.rental_command(rental=rental, action=operation)
+                result = {"id": rental_id, "ok": True, "status": status.HTTP_202_ACCEPTED}
+    except DomainError as err:
+        return {"id": rental_id, "ok": False, "status": err.status, "error": {"code": err.code, "detail": err.detail}}
+    if job is not None:
+        result["job_id"] = job.pk
+    return result
+
+
+class RentalBulkView(GenericAPIView):
+    """One operation on up to 50 of the caller's rentals; each id gets its own result (partial failure allowed)."""
+
+    serializer_class = BulkIn
+    filter_backends: list = []
+    pagination_class = None
+
+    @extend_schema(
+        request=BulkIn,
+        responses={200: BulkResultOut(many=True), 404: error_response(404)},
+        parameters=[OpenApiParameter("operation", str, OpenApiParameter.PATH, enum=list(BULK_OPERATIONS))],
+        summary="Start, stop, reset or cancel several rentals",
+    )
+    def post(self, request: Request, operation: str) -> Response:
+        if operation not in BULK_OPERATIONS:
+            raise NotFound(f"Unknown bulk operation {operation!r}.")
+        data = BulkIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        client = request.user.client
+        return Response([_bulk_one(client, operation, rental_id) for rental_id in data.validated_data["ids"]])
+
+
+class InventoryView(GenericAPIView):
+    """What can be rented now, by GPU model and region. Public, like the model menu: it is the shop window."""
+
+    permission_classes = [AllowAny]
+    serializer_class = InventoryItemOut
+    filter_backends: list = []
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("gpu_model", str, description="GPU model, e.g. H100 (case-insensitive)."),
+            OpenApiParameter("region", str, description="Region, e.g. eu-west (case-insensitive)."),
+        ],
+        responses=InventoryItemOut(many=True),
+        summary="Rentable GPUs by model and region",
+    )
+    def get(self, request: Request) -> Response:
+        rows = selectors.inventory_list(
+            now=timezone.now(),
+            gpu_model=request.query_params.get("gpu_model", "").strip()[:64],
+            region=request.query_params.get("region", "").strip()[:64],
+        )
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(InventoryItemOut(page, many=True).data)
+
+
+class JobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A command sent to a rented node (start, stop, reset, SSH key, end); the caller's own only."""
+
+    serializer_class = JobOut
+    lookup_value_regex = r"\d+"
+    filter_backends: list = []
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        if getattr(self, "swagger_fake_view", False):
+            return NodeCommand.objects.none()
+        return selectors.job_list_own(client=self.request.user.client)

@@ -1,0 +1,85 @@
+"""Commands reach the node in heartbeat replies until it reports their outcome (API.md §3)."""
+
+from llm_models.choices import NodeCommandStatus
+from llm_models.models import Node, NodeCommand
+from rentals import services
+from tests.conftest import bearer
+from tests.factories import make_node
+from tests.llm_models.conftest import HEARTBEAT_URL
+from tests.rentals.conftest import SSH_KEY, make_rentable_node
+
+
+def beat(api_client, token, **body):  # type: ignore[no-untyped-def]
+    return api_client.post(HEARTBEAT_URL, body, format="json", **bearer(token))
+
+
+def test_a_rentals_commands_are_resent_until_their_outcome_arrives(api_client, operator, renter):
+    node, token = make_rentable_node(operator)
+    rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1, ssh_public_key=SSH_KEY)
+    start = services.rental_command(rental=rental, action="start")
+
+    first = beat(api_client, token).json()["commands"]
+    second = beat(api_client, token).json()["commands"]
+
+    assert [c["action"] for c in first] == ["provision_ssh_key", "start"]
+    assert first == second
+    assert first[0]["params"] == {"rental_id": rental.pk, "ssh_public_key": SSH_KEY, "ssh_user": "renter"}
+    assert NodeCommand.objects.get(pk=start.pk).status == NodeCommandStatus.RUNNING
+
+    results = [
+        {"id": first[0]["id"], "status": "succeeded", "output": "key installed"},
+        {"id": start.pk, "status": "failed", "output": "exit 3"},
+    ]
+    third = beat(api_client, token, results=results).json()["commands"]
+
+    assert third == []
+    key_job, start_job = NodeCommand.objects.filter(rental=rental).order_by("id")
+    assert (key_job.status, key_job.result) == ("succeeded", "key installed")
+    assert (start_job.status, start_job.result) == ("failed", "exit 3")
+
+
+def test_unsupported_fails_the_job_and_is_remembered_for_the_node(api_client, operator, renter):
+    node, token = make_rentable_node(operator)
+    rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
+    job = services.rental_command(rental=rental, action="reset")
+    beat(api_client, token)
+
+    beat(api_client, token, results=[{"id": job.pk, "status": "unsupported", "output": ""}])
+
+    job.refresh_from_db()
+    assert job.status == NodeCommandStatus.FAILED
+    assert "does not support" in job.result
+    assert Node.objects.get(pk=node.pk).unsupported_actions == ["reset"]
+    r = api_client.post(f"/api/v1/rentals/{rental.pk}/reset/", **bearer(renter[1]))
+    assert r.status_code == 501
+    assert api_client.post(f"/api/v1/rentals/{rental.pk}/stop/", **bearer(renter[1])).status_code == 202
+
+
+def test_results_for_another_nodes_commands_and_unknown_ids_are_ignored(api_client, operator, renter):
+    _node, token = make_rentable_node(operator)
+    other, _other_token = make_rentable_node(operator)
+    rental = services.rental_start(client=renter[0], node_id=other.pk, hours=1)
+    job = services.rental_command(rental=rental, action="stop")
+
+    r = beat(api_client, token, results=[{"id": job.pk, "status": "succeeded"}, {"id": 987654, "status": "failed"}])
+
+    assert r.status_code == 200
+    assert NodeCommand.objects.get(pk=job.pk).status == NodeCommandStatus.PENDING
+
+
+def test_a_late_result_for_a_closed_command_changes_nothing(api_client, operator, renter):
+    node, token = make_rentable_node(operator)
+    rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
+    job = services.rental_command(rental=rental, action="stop")
+    beat(api_client, token, results=[{"id": job.pk, "status": "succeeded", "output": "ok"}])
+
+    beat(api_client, token, results=[{"id": job.pk, "status": "failed", "output": "again"}])
+
+    job.refresh_from_db()
+    assert (job.status, job.result) == ("succeeded", "ok")
+
+
+def test_a_node_without_commands_gets_an_empty_list(api_client, operator):
+    _, token = make_node(owner=operator)
+
+    assert beat(api_client, token).json()["commands"] == []
