@@ -9,6 +9,8 @@ api_v1 = [
     path("gpu/", include("gpus.urls")),
     path("llm_models/", include("llm_models.urls")),
     path("inference/", include("inference.urls")),
+    # The public market: models/, nodes/, stats/ (docs/API.md §7).
+    path("", include("market.urls")),
 ]
 
 urlpatterns = [
