@@ -10,6 +10,8 @@ api_v1 = [
     path("llm_models/", include("llm_models.urls")),
     path("inference/", include("inference.urls")),
     path("", include("rentals.urls")),  # rentals/ and jobs/
+    # The public market: models/, nodes/, stats/ (docs/API.md §7).
+    path("", include("market.urls")),
 ]
 
 urlpatterns = [

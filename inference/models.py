@@ -73,6 +73,17 @@ class InferenceRequest(models.Model):
             ),
             # In-flight load per node for routing.
             models.Index(fields=["node"], name="inference_running_node_idx", condition=Q(status="running")),
+            # The market's measured latency and throughput over recent completed traffic, per node, per model and
+            # overall (market/selectors.py).
+            models.Index(
+                fields=["node", "finished_at"], name="inference_done_node_idx", condition=Q(status="completed")
+            ),
+            models.Index(
+                fields=["desired_model", "finished_at"],
+                name="inference_done_model_idx",
+                condition=Q(status="completed"),
+            ),
+            models.Index(fields=["finished_at"], name="inference_done_time_idx", condition=Q(status="completed")),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(cost__gte=0, held_amount__gte=0), name="inference_money_not_negative"),

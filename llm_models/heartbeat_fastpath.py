@@ -23,7 +23,6 @@ the latest metrics and active requests, and write a history sample when one is d
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -39,7 +38,7 @@ from core.tokens import hash_secret
 from llm_models.choices import NodeCommandStatus, NodeStatus
 from llm_models.models import Node, NodeCommand, NodeMetricSample
 from llm_models.serializers import HeartbeatGpuIn, HeartbeatIn, HeartbeatMetricsIn
-from llm_models.services import models_digest
+from llm_models.services import metrics_slot_start, models_digest
 
 HEARTBEAT_PATH = "/api/v1/llm_models/heartbeat/"
 
@@ -159,7 +158,7 @@ WITH beat AS (
        SET status = %(online)s, last_heartbeat_at = %(now)s, latest_metrics = %(metrics)s,
            active_requests = COALESCE(%(active)s, n.active_requests),
            last_metrics_sample_at = CASE
-               WHEN n.last_metrics_sample_at IS NULL OR n.last_metrics_sample_at <= %(sample_due_before)s
+               WHEN n.last_metrics_sample_at IS NULL OR n.last_metrics_sample_at < %(slot_start)s
                THEN %(now)s ELSE n.last_metrics_sample_at END
       FROM {client} AS c JOIN {user} AS u ON u.id = c.user_id
      WHERE n.token_digest = %(digest)s AND n.status <> %(deregistered)s AND c.id = n.owner_id
@@ -239,7 +238,7 @@ async def record_heartbeat(*, token: str, heartbeat: Heartbeat) -> bool:
         "pending": NodeCommandStatus.PENDING.value,
         "running": NodeCommandStatus.RUNNING.value,
         "now": now,
-        "sample_due_before": now - timedelta(seconds=settings.NODE_METRICS_SAMPLE_EVERY_S),
+        "slot_start": metrics_slot_start(now),
         "metrics": Jsonb(heartbeat.metrics),
         "active": heartbeat.active_requests,
         "digest": hash_secret(token),

@@ -3,7 +3,7 @@
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -35,6 +35,17 @@ def models_digest(models: object) -> str:
     A list that differs only in spelling (`"0.2"` for `"0.20"`) is simply synced again."""
     canonical = json.dumps(models, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def metrics_slot_start(now: datetime) -> datetime:
+    """The start of the NODE_METRICS_SAMPLE_EVERY_S slot, counted from the Unix epoch, that holds `now`.
+
+    A sample is due at the first heartbeat of each slot: aligned slots (rather than "a period since the last
+    sample") keep one sample in every slot a node heartbeats in, however its heartbeats jitter, so the number of
+    samples in a window measures uptime (market/selectors.py)."""
+    every = settings.NODE_METRICS_SAMPLE_EVERY_S
+    seconds = int(now.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % every, tz=UTC)
 
 
 def _default_prices() -> tuple[Decimal, Decimal]:
@@ -117,7 +128,7 @@ def node_record_heartbeat(
     sent_models_digest: str | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Mark the node live and store its latest metrics; keep a sample every NODE_METRICS_SAMPLE_EVERY_S.
+    """Mark the node live and store its latest metrics; keep a sample per NODE_METRICS_SAMPLE_EVERY_S slot.
 
     The hot path is one UPDATE: a sample row and a model sync are written only when due or changed.
     """
@@ -125,9 +136,7 @@ def node_record_heartbeat(
     fields: dict = {"status": NodeStatus.ONLINE, "last_heartbeat_at": now, "latest_metrics": metrics}
     if active_requests is not None:
         fields["active_requests"] = active_requests
-    sample_due = node.last_metrics_sample_at is None or (
-        now - node.last_metrics_sample_at >= timedelta(seconds=settings.NODE_METRICS_SAMPLE_EVERY_S)
-    )
+    sample_due = node.last_metrics_sample_at is None or node.last_metrics_sample_at < metrics_slot_start(now)
     if sample_due:
         fields["last_metrics_sample_at"] = now
     with transaction.atomic():

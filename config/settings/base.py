@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "llm_models",
     "inference",
     "rentals",
+    "market",
 ]
 
 MIDDLEWARE = [
@@ -254,6 +255,12 @@ ALL_MODELS_CACHE_S = env.int("ALL_MODELS_CACHE_S", default=2)
 # on PostgreSQL, over its own pool of this many connections per web process.
 HEARTBEAT_FAST_PATH = env.bool("HEARTBEAT_FAST_PATH", default=True)
 HEARTBEAT_FAST_PATH_POOL_SIZE = env.int("HEARTBEAT_FAST_PATH_POOL_SIZE", default=4)
+
+# --- Market read API (docs/API.md §7, §9) -------------------------------------------------------------
+# Measured latency and throughput are taken over completed requests that finished within this window.
+MARKET_TRAFFIC_WINDOW_S = env.int("MARKET_TRAFFIC_WINDOW_S", default=24 * 3600)
+# The public market endpoints, for anonymous callers, per address (DRF rate: "<n>/<second|minute|hour|day>").
+MARKET_ANON_THROTTLE_RATE = env("MARKET_ANON_THROTTLE_RATE", default="120/min")
 
 CELERY_BEAT_SCHEDULE = {
     "node-mark-stale-offline": {

@@ -406,3 +406,17 @@ def test_malformed_results_are_400_naming_results(heartbeat, node_and_token, res
 
     assert r.status_code == 400
     assert all(attr.startswith("results") for _, attr in errors_of(r)), errors_of(r)
+
+
+def test_a_sample_is_kept_at_the_first_heartbeat_of_each_slot(heartbeat, node_and_token, settings):
+    node, token = node_and_token
+    settings.NODE_METRICS_SAMPLE_EVERY_S = 60
+
+    for at, expected in [
+        (NOW + timedelta(seconds=59), 1),
+        (NOW + timedelta(seconds=60), 2),
+        (NOW + timedelta(seconds=119), 2),
+    ]:
+        with time_machine.travel(at, tick=False):
+            assert heartbeat(token, {"metrics": METRICS}).status_code == 200
+        assert NodeMetricSample.objects.filter(node=node).count() == expected, at

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inference', '0001_initial'),
+        ('inference', '0002_completed_traffic_indexes'),
         ('llm_models', '0002_node_routing_state'),
     ]
 
