@@ -35,7 +35,7 @@ from rest_framework import serializers
 from clients.models import Client
 from core.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, header, host_allowed, read_body, replaying, send_json
 from core.tokens import hash_secret
-from llm_models.choices import NodeCommandStatus, NodeStatus
+from llm_models.choices import OPEN_COMMAND_STATUSES, NodeStatus
 from llm_models.models import Node, NodeCommand, NodeMetricSample
 from llm_models.serializers import HeartbeatGpuIn, HeartbeatIn, HeartbeatMetricsIn
 from llm_models.services import metrics_slot_start, models_digest
@@ -166,7 +166,7 @@ WITH beat AS (
        AND (%(models_digest)s::text IS NULL OR n.models_digest = %(models_digest)s::text)
        -- A node with commands to deliver gets its answer from the Django view, which sends them.
        AND NOT EXISTS (SELECT 1 FROM {command} AS cmd
-                        WHERE cmd.node_id = n.id AND cmd.status IN (%(pending)s, %(running)s))
+                        WHERE cmd.node_id = n.id AND cmd.status IN ({open_statuses}))
  RETURNING n.id, n.last_metrics_sample_at = %(now)s AS sampled
 ), sample AS (
     INSERT INTO {sample} (node_id, recorded_at, metrics, active_requests)
@@ -184,6 +184,9 @@ def heartbeat_sql() -> str:
         user=get_user_model()._meta.db_table,
         sample=NodeMetricSample._meta.db_table,
         command=NodeCommand._meta.db_table,
+        # Literals, not parameters: a prepared statement's generic plan can then use the partial index of open
+        # commands. They are our own constants, never input.
+        open_statuses=", ".join(f"'{status}'" for status in OPEN_COMMAND_STATUSES),
     )
 
 
@@ -235,8 +238,6 @@ async def record_heartbeat(*, token: str, heartbeat: Heartbeat) -> bool:
     params = {
         "online": NodeStatus.ONLINE.value,
         "deregistered": NodeStatus.DEREGISTERED.value,
-        "pending": NodeCommandStatus.PENDING.value,
-        "running": NodeCommandStatus.RUNNING.value,
         "now": now,
         "slot_start": metrics_slot_start(now),
         "metrics": Jsonb(heartbeat.metrics),

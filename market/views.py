@@ -176,6 +176,8 @@ class MarketNodeDetailView(MarketView, RetrieveAPIView):
         return super().get(request, *args, **kwargs)
 
 
+@extend_validation_errors(["invalid", "make_aware", "overflow"], field_name="since", methods=["get"])
+@extend_validation_errors(["invalid", "make_aware", "overflow"], field_name="until", methods=["get"])
 class MarketNodeMonitoringView(MarketView):
     """A node's latest metrics and its kept history (one sample per slot, newest first), paginated."""
 
