@@ -19,6 +19,7 @@ class LedgerTransactionKind(models.TextChoices):
     CREDIT = "credit", "Credit"
     HOLD = "hold", "Hold"
     SETTLE = "settle", "Settle"
+    USAGE = "usage", "Usage"  # a charge from a hold that stays open (a lease: inference/leases.py)
     RELEASE = "release", "Release"
 
 

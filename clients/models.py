@@ -3,7 +3,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from clients.choices import ClientRole, HoldStatus, LedgerAccountKind, LedgerTransactionKind
 from core.tokens import CLIENT_KEY_PREFIX, mask
@@ -121,6 +121,12 @@ class Hold(models.Model):
     key = models.CharField(max_length=200, unique=True)
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="holds")
     amount = models.DecimalField(max_digits=20, decimal_places=6)
+    consumed = models.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        default=0,
+        help_text="Charged from the hold while it stays open (a lease); what is still held is amount - consumed.",
+    )
     status = models.CharField(max_length=16, choices=HoldStatus.choices, default=HoldStatus.HELD)
     created_at = models.DateTimeField(auto_now_add=True)
     settled_at = models.DateTimeField(null=True, blank=True, help_text="When it was settled or released.")
@@ -129,6 +135,9 @@ class Hold(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="hold_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(consumed__gte=0, consumed__lte=F("amount")), name="hold_consumed_within_amount"
+            ),
             models.CheckConstraint(condition=Q(status__in=HoldStatus.values), name="hold_status_valid"),
             models.CheckConstraint(
                 condition=Q(status=HoldStatus.HELD, settled_at__isnull=True)

@@ -1,7 +1,8 @@
 """ASGI entry point: `uvicorn config.asgi:application`.
 
-Django serves everything; the heartbeat's common case is answered in front of it by a lean path
-(llm_models/heartbeat_fastpath.py) that hands Django whatever it does not handle.
+Django serves everything; two hot endpoints have their common case answered in front of it by lean paths that
+hand Django whatever they do not handle: `POST /v1/chat/completions` (inference/lean_chat.py) and the node
+heartbeat (llm_models/heartbeat_fastpath.py).
 """
 
 import os
@@ -12,6 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 django_application = get_asgi_application()
 
-from llm_models.heartbeat_fastpath import HeartbeatFastPath  # noqa: E402  (needs the apps loaded above)
+from inference.lean_chat import ChatCompletionsLeanPath  # noqa: E402  (needs the apps loaded above)
+from llm_models.heartbeat_fastpath import HeartbeatFastPath  # noqa: E402
 
-application = HeartbeatFastPath(django_application)
+application = ChatCompletionsLeanPath(HeartbeatFastPath(django_application))

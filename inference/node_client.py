@@ -1,4 +1,4 @@
-"""HTTP calls to a node's OpenAI-compatible server (httpx, async).
+"""HTTP calls to a node's OpenAI-compatible server (aiohttp: the cheapest Python HTTP client per request).
 
 Every call re-resolves the node's host, checks every address with the SSRF guard and connects to the checked
 address (so DNS that changes after registration, "rebinding", cannot point us at an internal service), sending the
@@ -21,8 +21,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+from aiohttp import ClientResponse
 from django.conf import settings
+from yarl import URL
 
 from core.crypto import decrypt
 from inference.routing import Candidate
@@ -79,56 +81,79 @@ async def pin(base_url: str, path: str) -> Pinned:
     return Pinned(url=url, host_header=host_header, sni_hostname=None if literal else host)
 
 
-def new_http_client() -> httpx.AsyncClient:
-    timeout = httpx.Timeout(
+def new_http_client() -> aiohttp.ClientSession:
+    """A pooled HTTP client for node calls (keep-alive; no redirects, no proxies from the environment)."""
+    timeout = aiohttp.ClientTimeout(
+        total=None,
         connect=settings.INFERENCE_CONNECT_TIMEOUT_S,
-        read=settings.INFERENCE_READ_TIMEOUT_S,
-        write=settings.INFERENCE_READ_TIMEOUT_S,
-        pool=settings.INFERENCE_CONNECT_TIMEOUT_S,
+        sock_connect=settings.INFERENCE_CONNECT_TIMEOUT_S,
+        sock_read=settings.INFERENCE_READ_TIMEOUT_S,
     )
-    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, use_dns_cache=False)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trust_env=False, auto_decompress=True, skip_auto_headers=("User-Agent",)
+    )
 
 
-_shared: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
+_shared: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, AsyncIterator[None]]]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def shared_http_client() -> httpx.AsyncClient:
-    """One pooled client per event loop (the web process has one loop; a worker makes a client per task)."""
+async def _closed_with_the_loop(session: aiohttp.ClientSession) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+def shared_http_client() -> aiohttp.ClientSession:
+    """One pooled client per event loop (the web process has one loop; a worker makes a client per task).
+
+    The client is closed when its loop shuts down (`asyncio.run` and uvicorn finalize a loop's async generators
+    then; a started generator registered with the loop does the closing), so short-lived loops leak nothing.
+    """
     loop = asyncio.get_running_loop()
-    client = _shared.get(loop)
-    if client is None:
-        client = _shared[loop] = new_http_client()
-    return client
+    entry = _shared.get(loop)
+    if entry is not None and not entry[0].closed:
+        return entry[0]
+    session = new_http_client()
+    closer = _closed_with_the_loop(session)
+    step = closer.__anext__()  # registers the generator with this loop's shutdown hook
+    with contextlib.suppress(StopIteration):
+        step.send(None)  # run it to its `yield` (nothing there awaits), so closing it runs the `finally`
+    _shared[loop] = (session, closer)
+    return session
 
 
-async def _send(http: httpx.AsyncClient, candidate: Candidate, body: dict, *, accept: str) -> httpx.Response:
+async def _send(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, accept: str) -> ClientResponse:
     pinned = await pin(candidate.base_url, "/chat/completions")
     headers = {"Host": pinned.host_header, "Accept": accept, "Content-Type": "application/json"}
     key = decrypt(candidate.api_key_encrypted)
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    extensions = {"sni_hostname": pinned.sni_hostname} if pinned.sni_hostname else {}
-    request = http.build_request(
-        "POST", pinned.url, content=json.dumps(body).encode(), headers=headers, extensions=extensions
-    )
+    extra = {"server_hostname": pinned.sni_hostname} if pinned.sni_hostname else {}
     try:
-        response = await http.send(request, stream=True)
-    except httpx.TimeoutException as exc:
+        response = await http.post(
+            URL(pinned.url, encoded=True),
+            data=json.dumps(body).encode(),
+            headers=headers,
+            allow_redirects=False,
+            **extra,
+        )
+    except TimeoutError as exc:
         raise NodeCallError("node_timeout", "The node did not answer in time.") from exc
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, OSError) as exc:
         raise NodeCallError("node_unreachable", "The node could not be reached.") from exc
-    if response.status_code != 200:
+    if response.status != 200:
         snippet = b""
         try:
-            async for data in response.aiter_bytes():
-                snippet += data
-                if len(snippet) >= _ERROR_SNIPPET_BYTES:
-                    break
-        except httpx.HTTPError:
+            snippet = await response.content.read(_ERROR_SNIPPET_BYTES)
+        except (aiohttp.ClientError, OSError, TimeoutError):
             pass
         finally:
-            await response.aclose()
-        raise _status_error(response.status_code, snippet[:_ERROR_SNIPPET_BYTES])
+            response.release()
+        raise _status_error(response.status, snippet[:_ERROR_SNIPPET_BYTES])
     return response
 
 
@@ -142,25 +167,25 @@ def _status_error(status: int, snippet: bytes) -> NodeCallError:
     return NodeCallError("node_bad_status", f"The node answered HTTP {status}.", status=status)
 
 
-async def complete(http: httpx.AsyncClient, candidate: Candidate, body: dict) -> dict:
+async def complete(http: aiohttp.ClientSession, candidate: Candidate, body: dict) -> dict:
     """POST a non-stream chat completion; the node's JSON answer (size-bounded)."""
     response = await _send(http, candidate, {**body, "stream": False}, accept="application/json")
     limit = settings.INFERENCE_MAX_RESPONSE_BYTES
-    deadline = time.monotonic() + settings.INFERENCE_MAX_DURATION_S
-    raw = bytearray()
     try:
-        async for data in response.aiter_bytes():
-            raw += data
+        if response.content_length is not None and response.content_length > limit:
+            raise NodeCallError("node_response_too_large", "The node's answer is too large.")
+        async with asyncio.timeout(settings.INFERENCE_MAX_DURATION_S):
+            raw = await response.content.read(limit + 1)
             if len(raw) > limit:
                 raise NodeCallError("node_response_too_large", "The node's answer is too large.")
-            if time.monotonic() > deadline:
-                raise NodeCallError("node_timeout", "The node took too long to answer.")
-    except httpx.TimeoutException as exc:
+            if not response.content.at_eof():
+                raise NodeCallError("node_broken_response", "The node's answer was cut off.")
+    except TimeoutError as exc:
         raise NodeCallError("node_timeout", "The node stopped answering.") from exc
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, OSError) as exc:
         raise NodeCallError("node_broken_response", "The node's answer was cut off.") from exc
     finally:
-        await response.aclose()
+        response.release()
     try:
         payload = json.loads(raw)
     except ValueError as exc:
@@ -171,7 +196,7 @@ async def complete(http: httpx.AsyncClient, candidate: Candidate, body: dict) ->
 
 
 @asynccontextmanager
-async def stream(http: httpx.AsyncClient, candidate: Candidate, body: dict) -> AsyncIterator[AsyncIterator[dict]]:
+async def stream(http: aiohttp.ClientSession, candidate: Candidate, body: dict) -> AsyncIterator[AsyncIterator[dict]]:
     """Open a streamed chat completion; yields an iterator of the node's chunk objects, ending at `[DONE]`.
 
     Raises NodeCallError when opening fails (nothing received yet) or from the iterator when the stream breaks.
@@ -181,16 +206,19 @@ async def stream(http: httpx.AsyncClient, candidate: Candidate, body: dict) -> A
     try:
         yield _events(response)
     finally:
-        await response.aclose()
+        if response.content.at_eof():
+            response.release()  # the whole stream was read: the connection goes back to the pool
+        else:
+            response.close()  # stopped early: drop the connection, which ends the node's generation
 
 
-async def _events(response: httpx.Response) -> AsyncIterator[dict]:
+async def _events(response: ClientResponse) -> AsyncIterator[dict]:
     limit = settings.INFERENCE_MAX_RESPONSE_BYTES
     deadline = time.monotonic() + settings.INFERENCE_MAX_DURATION_S
     total = 0
     buffer = b""
     try:
-        async for data in response.aiter_bytes():
+        async for data in response.content.iter_any():
             total += len(data)
             if total > limit:
                 raise NodeCallError("node_response_too_large", "The node's stream is too large.")
@@ -211,8 +239,8 @@ async def _events(response: httpx.Response) -> AsyncIterator[dict]:
                     raise NodeCallError("node_bad_response", "The node sent a malformed event.") from exc
                 if isinstance(chunk, dict):
                     yield chunk
-    except httpx.TimeoutException as exc:
+    except TimeoutError as exc:
         raise NodeCallError("node_timeout", "The node stopped streaming.") from exc
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, OSError) as exc:
         raise NodeCallError("node_broken_stream", "The node's stream was cut off.") from exc
     raise NodeCallError("node_broken_stream", "The node's stream ended without [DONE].")

@@ -61,7 +61,7 @@ class UpstreamRejected(DomainError):
     code = "upstream_rejected"
 
 
-def _error_type(status: int) -> str:
+def error_type(status: int) -> str:
     if status == 401:
         return "authentication_error"
     if status == 402:
@@ -72,7 +72,7 @@ def _error_type(status: int) -> str:
 
 
 def openai_error(status: int, *, message: str, code: str, param: str | None = None, headers=None) -> Response:  # type: ignore[no-untyped-def]
-    body = {"error": {"message": message, "type": _error_type(status), "param": param, "code": code}}
+    body = {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
     return Response(body, status=status, headers=headers)
 
 
@@ -190,7 +190,7 @@ def parse_chat_request(data: object) -> tuple[dict, bool, bool]:
     return body, stream, bool(options.get("include_usage"))
 
 
-def _question_of(body: dict) -> str:
+def question_of(body: dict) -> str:
     """The last user message's text, kept as the record's question_text."""
     for message in reversed(body["messages"]):
         if message.get("role") == "user":
@@ -235,7 +235,7 @@ class ChatCompletionsView(_OpenAIView):
         opened = services.inference_open(
             client=request.user.client,
             desired_model=body["model"],
-            question_text=_question_of(body),
+            question_text=question_of(body),
             max_tokens=body["max_tokens"],
             body=body,
             channel=InferenceChannel.DIRECT,
@@ -252,7 +252,7 @@ class ChatCompletionsView(_OpenAIView):
         opened = services.inference_open(
             client=request.user.client,
             desired_model=body["model"],
-            question_text=_question_of(body),
+            question_text=question_of(body),
             max_tokens=body["max_tokens"],
             body=body,
             channel=InferenceChannel.DIRECT,

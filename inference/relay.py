@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-import httpx
+import aiohttp
 from django.conf import settings
 
 from inference import node_client
@@ -216,7 +216,7 @@ async def relay_stream(
     candidates: list[Candidate],
     body: dict,
     delivery: Delivery,
-    http: httpx.AsyncClient | None = None,
+    http: aiohttp.ClientSession | None = None,
     max_attempts: int | None = None,
 ) -> AsyncIterator[dict]:
     """Yield the chunks of a streamed chat completion from the first node that answers.
@@ -255,7 +255,7 @@ async def relay_complete(
     candidates: list[Candidate],
     body: dict,
     delivery: Delivery,
-    http: httpx.AsyncClient | None = None,
+    http: aiohttp.ClientSession | None = None,
     max_attempts: int | None = None,
 ) -> dict | None:
     """A non-stream chat completion from the first node that answers: the node's JSON, or None (see `delivery`)."""

@@ -179,19 +179,13 @@ def _billable(delivery: Delivery, usage: relay.Usage) -> tuple[int, int]:
     return usage.prompt_tokens, usage.completion_tokens
 
 
-def inference_finish(
-    *, req: InferenceRequest, attempt: int, delivery: Delivery, prompt: PromptSize, now: datetime | None = None
-) -> InferenceRequest | None:
-    """Record the outcome, settle (or release) the hold, and tell routing how the nodes did.
-
-    Returns the updated row, or None if this dispatch no longer owns it (the sweeper re-queued or failed it).
-    """
-    now = now or timezone.now()
+def outcome(*, delivery: Delivery, prompt: PromptSize, max_tokens: int, held_amount: Decimal, now: datetime) -> dict:
+    """The fields a finished request's row gets from what was relayed, `cost` included (never above the hold)."""
     candidate = delivery.candidate
     fields: dict = {"finished_at": now, "updated_at": now}
     cost = Decimal("0")
     if delivery.started and candidate is not None:
-        usage = relay.meter(delivery, prompt=prompt, max_tokens=req.max_tokens)
+        usage = relay.meter(delivery, prompt=prompt, max_tokens=max_tokens)
         billed_prompt, billed_completion = _billable(delivery, usage)
         cost = relay.price(
             prompt_tokens=billed_prompt,
@@ -199,7 +193,7 @@ def inference_finish(
             input_per_million=candidate.input_price_per_million,
             output_per_million=candidate.output_price_per_million,
         )
-        cost = min(cost, req.held_amount)
+        cost = min(cost, held_amount)
         fields.update(
             node_id=candidate.node_id,
             answer_text=delivery.answer_text,
@@ -223,6 +217,20 @@ def inference_finish(
             code, detail = "no_answer", "No node answered."
         fields.update(status=InferenceStatus.FAILED, error_code=code, error_detail=detail[:500])
     fields["cost"] = cost
+    return fields
+
+
+def inference_finish(
+    *, req: InferenceRequest, attempt: int, delivery: Delivery, prompt: PromptSize, now: datetime | None = None
+) -> InferenceRequest | None:
+    """Record the outcome, settle (or release) the hold, and tell routing how the nodes did.
+
+    Returns the updated row, or None if this dispatch no longer owns it (the sweeper re-queued or failed it).
+    """
+    now = now or timezone.now()
+    candidate = delivery.candidate
+    fields = outcome(delivery=delivery, prompt=prompt, max_tokens=req.max_tokens, held_amount=req.held_amount, now=now)
+    cost = fields["cost"]
     with transaction.atomic():
         owned = InferenceRequest.objects.filter(pk=req.pk, status=InferenceStatus.RUNNING, attempts=attempt).update(
             **fields
@@ -234,13 +242,14 @@ def inference_finish(
             ledger.hold_settle(key=req.hold_key, charge=cost, operator=operator, memo=f"inference #{req.pk}")
         else:
             _release(req)
-    _teach_routing(delivery)
+    teach_routing(delivery)
     for name, value in fields.items():
         setattr(req, name, value)
     return req
 
 
-def _teach_routing(delivery: Delivery) -> None:
+def teach_routing(delivery: Delivery) -> None:
+    """Cool down the nodes that failed; fold the answering node's first-byte latency into its EWMA."""
     for node_id, error in delivery.failures:
         if error.node_fault:
             node_services.node_record_failure(node_id=node_id)

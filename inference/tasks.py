@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from inference import services
+from inference import services, usage, usage_journal
 
 
 @shared_task(
@@ -18,3 +18,16 @@ def inference_dispatch(request_id: int) -> None:
 @shared_task(name="inference.tasks.inference_requeue_stuck", ignore_result=True)
 def inference_requeue_stuck() -> dict[str, int]:
     return services.inference_requeue_stuck()
+
+
+@shared_task(name="inference.tasks.inference_usage_drain", ignore_result=True)
+def inference_usage_drain() -> int:
+    """Apply the /v1 lean path's usage journal to PostgreSQL (exactly once: see inference/usage_journal.py)."""
+    return usage_journal.drain()
+
+
+@shared_task(name="inference.tasks.inference_leases_release_stale", ignore_result=True)
+def inference_leases_release_stale() -> int:
+    """Release leases of web processes that died; their journaled usage is applied first."""
+    usage_journal.drain()
+    return usage.release_stale_leases()

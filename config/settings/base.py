@@ -332,3 +332,30 @@ CELERY_BEAT_SCHEDULE["inference-requeue-stuck"] = {
     "task": "inference.tasks.inference_requeue_stuck",
     "schedule": timedelta(seconds=INFERENCE_SWEEP_INTERVAL_S),
 }
+
+# --- The lean /v1/chat/completions path (inference/lean_chat.py; docs/API.md §8) ---------------------------
+# On PostgreSQL with a usage journal, POST /v1/chat/completions is served beside Django without a database round
+# trip per request. The journal is a Redis stream: by default the Celery broker's Redis, if that is Redis.
+INFERENCE_LEAN_PATH = env.bool("INFERENCE_LEAN_PATH", default=True)
+USAGE_JOURNAL_URL = env(
+    "USAGE_JOURNAL_URL", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+# Journal entries are applied to PostgreSQL this often; entries a dead drainer left are taken over after this long.
+USAGE_DRAIN_INTERVAL_S = env.float("USAGE_DRAIN_INTERVAL_S", default=1.0)
+USAGE_DRAIN_CLAIM_IDLE_S = env.float("USAGE_DRAIN_CLAIM_IDLE_S", default=30.0)
+# A web process holds a client's money in leases of this much (or this many requests' most possible cost, if more,
+# or all the client has, if less), taking new requests on one lease for INFERENCE_LEASE_TTL_S.
+INFERENCE_LEASE_AMOUNT = Decimal(env("INFERENCE_LEASE_AMOUNT", default="2.00"))
+INFERENCE_LEASE_REQUESTS = env.int("INFERENCE_LEASE_REQUESTS", default=20)
+INFERENCE_LEASE_TTL_S = env.float("INFERENCE_LEASE_TTL_S", default=30.0)
+# A model's route (live nodes, ranked) is reused this long per process.
+INFERENCE_ROUTE_CACHE_S = env.float("INFERENCE_ROUTE_CACHE_S", default=1.0)
+
+CELERY_BEAT_SCHEDULE["inference-usage-drain"] = {
+    "task": "inference.tasks.inference_usage_drain",
+    "schedule": timedelta(seconds=USAGE_DRAIN_INTERVAL_S),
+}
+CELERY_BEAT_SCHEDULE["inference-leases-release-stale"] = {
+    "task": "inference.tasks.inference_leases_release_stale",
+    "schedule": timedelta(seconds=60),
+}

@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 
 from clients.choices import HoldStatus
 from clients.models import Client, Hold, LedgerEntry, LedgerTransaction
@@ -28,5 +28,5 @@ def assert_books_balanced() -> None:
     for client in Client.objects.all():
         assert client.balance >= 0, client
         assert client.balance == client_ledger_balance(client), client
-    open_holds = Hold.objects.filter(status=HoldStatus.HELD).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+    open_holds = Hold.objects.filter(status=HoldStatus.HELD).aggregate(s=Sum(F("amount") - F("consumed")))["s"] or 0
     assert account_sum("escrow") == open_holds

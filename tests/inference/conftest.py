@@ -99,12 +99,12 @@ def balance(client) -> Decimal:  # type: ignore[no-untyped-def]
 # --- The service as a real HTTP server (uvicorn, ASGI) ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def live_service(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
-    """A real `uvicorn config.asgi:application` process on a free port, on this run's test database.
+def start_service(log_path, **extra_env: str):  # type: ignore[no-untyped-def]
+    """Start `uvicorn config.asgi:application` on a free port, on this run's test database; returns the process
+    (with `base_url` and `log_path`) once it answers /healthz. Stop it with tests/llm_models/conftest.py's `_stop`.
 
-    Tests using it need `transactional_db` so that what they write is committed and visible to it. Stub nodes
-    run in this process; private endpoints are allowed in the server so it may call them.
+    Stub nodes run in the test process; private endpoints are allowed in the server so it may call them. The lean
+    /v1 path retires leases within a second or two and reuses no route across tests.
     """
     import os
     import socket
@@ -115,26 +115,25 @@ def live_service(django_db_setup, django_db_blocker, tmp_path_factory):  # type:
 
     from tests.llm_models.conftest import REPO_ROOT, _stop, _test_database_url
 
-    with django_db_blocker.unblock():
-        database_url = _test_database_url()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log_path = tmp_path_factory.mktemp("uvicorn") / "server.log"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": _test_database_url(),
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "ALLOW_PRIVATE_NODE_ENDPOINTS": "true",
         "INFERENCE_READ_TIMEOUT_S": "5",
+        "INFERENCE_LEASE_TTL_S": "0.5",
+        "INFERENCE_ROUTE_CACHE_S": "0",
         "PYTHONUNBUFFERED": "1",
+        **extra_env,
     }
-    log = log_path.open("w")
     process = subprocess.Popen(
         [str(REPO_ROOT / ".venv" / "bin" / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1",
          "--port", str(port), "--no-access-log", "--log-level", "warning"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO_ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -150,11 +149,52 @@ def live_service(django_db_setup, django_db_blocker, tmp_path_factory):  # type:
         time.sleep(0.2)
     process.base_url = base  # type: ignore[attr-defined]
     process.log_path = log_path  # type: ignore[attr-defined]
+    return process
+
+
+@pytest.fixture(scope="module")
+def live_service(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real uvicorn process (`start_service`) for the module. Tests using it need `transactional_db` so that
+    what they write is committed and visible to it."""
+    from tests.llm_models.conftest import _stop
+
+    with django_db_blocker.unblock():
+        process = start_service(tmp_path_factory.mktemp("uvicorn") / "server.log")
     try:
         yield process
     finally:
         _stop(process)
-        log.close()
+
+
+@pytest.fixture
+def usage_journal_clean():  # type: ignore[no-untyped-def]
+    """An empty usage journal: entries a previous test left name rows that test's flush removed."""
+    import redis
+
+    from inference import usage_journal
+
+    client = redis.Redis.from_url(usage_journal.settings.USAGE_JOURNAL_URL)
+    client.delete(usage_journal.STREAM, usage_journal.DEAD)
+    yield client
+    client.close()
+
+
+def settle_usage(*, timeout_s: float = 15.0) -> None:
+    """Wait until the lean path's leases are closed and its journal applied (what the Celery beat drain does)."""
+    import time
+
+    from clients.choices import HoldStatus
+    from clients.models import Hold
+    from inference import usage_journal
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        usage_journal.drain()
+        if not Hold.objects.filter(key__startswith="lease:", status=HoldStatus.HELD).exists():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("leases still open after the journal was drained")
+        time.sleep(0.1)
 
 
 # --- Real Celery workers ------------------------------------------------------------------------------------

@@ -12,9 +12,13 @@ import pytest
 from clients import ledger
 from clients.models import LedgerEntry
 from inference.models import InferenceRequest
-from tests.inference.conftest import MODEL, NODE_KEY, balance, fund, live_node, stale
+from tests.inference.conftest import MODEL, NODE_KEY, balance, fund, live_node, settle_usage, stale
 
-pytestmark = [pytest.mark.live_server, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.live_server,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("usage_journal_clean"),
+]
 MESSAGES = [{"role": "user", "content": "Say something nice"}]
 
 
@@ -38,6 +42,7 @@ def test_the_sdk_completes_a_chat_and_the_node_gets_its_own_key(live_service, us
     sent = stub.chat_requests[0]
     assert sent.headers["Authorization"] == f"Bearer {NODE_KEY}"
     assert (sent.body["temperature"], sent.body["seed"], sent.body["max_tokens"]) == (0.2, 7, 50)
+    settle_usage()
     record = InferenceRequest.objects.get()
     assert (record.status, record.channel, record.node_id, record.cost) == (
         "completed",
@@ -63,6 +68,7 @@ def test_the_sdk_streams_a_chat_with_usage(live_service, user_client, node_on):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "one two three four"
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 4
+    settle_usage()
     record = InferenceRequest.objects.get()
     assert record.status == "completed" and record.answer_text == text
     assert balance(client) == Decimal("1.00") - record.cost
@@ -140,6 +146,7 @@ def test_a_node_dying_mid_stream_raises_in_the_sdk_and_charges_only_what_was_del
             received.append(chunk.choices[0].delta.content or "")
 
     assert "".join(received) == "a b c "
+    settle_usage()
     record = InferenceRequest.objects.get()
     assert (record.status, record.error_code, record.completion_tokens) == ("failed", "node_broken_stream", 2)
     assert record.cost == Decimal("0.002")  # ceil(6 characters / 4) output tokens; no usage arrived
@@ -164,9 +171,7 @@ def test_a_client_disconnect_cancels_the_upstream_and_settles_what_was_delivered
         got = [line for line, _ in zip(lines, range(6), strict=False)]
     assert any("w0" in line for line in got)
 
-    deadline = time.monotonic() + 15
-    while InferenceRequest.objects.get().status == "running" and time.monotonic() < deadline:
-        time.sleep(0.2)
+    settle_usage()
     record = InferenceRequest.objects.get()
     assert (record.status, record.error_code) == ("failed", "client_disconnected")
     assert 0 < record.completion_tokens < 40 and record.cost > 0
@@ -208,6 +213,8 @@ def test_forty_parallel_requests_against_a_balance_for_ten_never_overspend(live_
 
     assert held == codes.count(200) == 10
     assert codes.count(402) == 30
+    settle_usage()
+    assert InferenceRequest.objects.filter(status="completed").count() == 10
     assert sum(LedgerEntry.objects.values_list("amount", flat=True)) == 0
     assert ledger.reconcile() == []
     spent = sum(InferenceRequest.objects.values_list("cost", flat=True))

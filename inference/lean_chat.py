@@ -1,0 +1,402 @@
+"""`POST /v1/chat/completions`, the hot path, served beside Django (config/asgi.py).
+
+Every request is authenticated, held, metered, settled and recorded, as on the Django path (openai_views.py),
+but none of that costs a database round trip on the request path:
+  - the API key and the model's route come from short per-process caches (inference/lean_lookups.py);
+  - the hold is a reservation from a lease, money already held in the ledger for many requests
+    (inference/leases.py);
+  - the usage entry (row fields and cost) goes to a Redis journal *before* the client gets the end of its answer,
+    and a Celery task applies it to PostgreSQL exactly once (inference/usage_journal.py, inference/usage.py).
+    If Redis cannot take it, the entry is applied to PostgreSQL directly instead.
+
+It serves the common case only; anything else goes to the Django view unchanged, which answers it (errors
+included) in OpenAI's shape: a body it cannot parse or check, no or an unknown key, an `Idempotency-Key` (the
+Django path stores responses for replay), a model with no live node, a client whose balance is too low for a
+lease. On SQLite, or with no journal (USAGE_JOURNAL_URL empty) or INFERENCE_LEAN_PATH off, Django serves all.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from contextlib import aclosing
+from decimal import Decimal
+from typing import Any
+
+import redis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from clients import ledger
+from clients.models import Client
+from core.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, header, host_allowed, read_body, replaying
+from inference import lean_lookups, relay, services, usage, usage_journal
+from inference.leases import Lease, LeaseBook
+from inference.openai_views import BadChatRequest, error_type, parse_chat_request, question_of
+from inference.relay import Delivery, PromptSize, sse, sse_error
+from inference.routing import Candidate
+from llm_models import services as node_services
+
+log = logging.getLogger(__name__)
+
+PATH = "/v1/chat/completions"
+_JSON_HEADERS = [(b"content-type", b"application/json"), (b"x-content-type-options", b"nosniff")]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+def enabled() -> bool:
+    return (
+        settings.INFERENCE_LEAN_PATH
+        and usage_journal.enabled()
+        and settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    )
+
+
+def _bearer(scope: Scope) -> str | None:
+    value = header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.decode("latin-1").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token and " " not in token else None
+
+
+# --- Money: leases placed and closed through the ledger and the journal ---------------------------------------
+
+
+def _place_hold(client_id: int, amount: Decimal, minimum: Decimal, key: str) -> Decimal:
+    try:
+        hold = ledger.hold_place_up_to(
+            client=Client(pk=client_id), amount=amount, minimum=minimum, key=key, memo="inference lease (/v1)"
+        )
+        return hold.amount
+    finally:
+        close_old_connections()
+
+
+def _apply_now(entries: list[dict[str, Any]]) -> None:
+    try:
+        usage.apply(entries)
+    finally:
+        close_old_connections()
+
+
+_place_hold_async = sync_to_async(_place_hold)
+_apply_now_async = sync_to_async(_apply_now)
+
+
+async def record(entry: dict[str, Any]) -> None:
+    """Journal an entry; if Redis cannot take it, apply it to PostgreSQL now (slower, never lost)."""
+    try:
+        await usage_journal.append(entry)
+    except (redis.RedisError, OSError):
+        log.warning("usage journal unavailable: applying a %s entry to PostgreSQL directly", entry["t"], exc_info=True)
+        await _apply_now_async([entry])
+
+
+async def _close_lease(key: str) -> None:
+    await record(usage.close_entry(key))
+
+
+# --- Responses ----------------------------------------------------------------------------------------------------
+
+
+def _error_body(status: int, *, message: str, code: str) -> bytes:
+    error = {"message": message, "type": error_type(status), "param": None, "code": code}
+    return json.dumps({"error": error}).encode()
+
+
+async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_failure(send: Send, delivery: Delivery) -> None:
+    """Nothing was relayed: 400 if the node refused the request itself, otherwise 503 with Retry-After."""
+    error = delivery.error
+    if error is not None and not error.node_fault:
+        await _send_json(send, 400, _error_body(400, message=error.detail, code="upstream_rejected"))
+        return
+    retry = str(settings.INFERENCE_RETRY_AFTER_S).encode()
+    body = _error_body(503, message="No node could answer the request; retry later.", code="no_capacity")
+    await _send_json(send, 503, body, [(b"retry-after", retry)])
+
+
+# --- The handler --------------------------------------------------------------------------------------------------
+
+
+class ChatCompletionsLeanPath:
+    """ASGI middleware: `POST /v1/chat/completions` here in the common case, everything else to `app`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.leases = LeaseBook(place=_place_hold_async, close=_close_lease)
+        self.running: dict[int, int] = defaultdict(int)  # requests this process is relaying, by first-choice node
+        self._background: set[asyncio.Task] = set()
+        self._ticker: asyncio.Task | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if not (
+            scope["type"] == "http"
+            and scope["path"] == PATH
+            and scope["method"] == "POST"
+            and enabled()
+            and host_allowed(scope, settings.ALLOWED_HOSTS)
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_body(receive, limit=settings.MAX_REQUEST_BODY_BYTES)
+        except BodyTooLarge as too_large:
+            await self.app(scope, replaying(too_large.received, receive, complete=too_large.complete), send)
+            return
+        if not await self._serve(scope, body, receive, send):
+            await self.app(scope, replaying(body, receive), send)
+
+    async def _serve(self, scope: Scope, raw: bytes, receive: Receive, send: Send) -> bool:
+        """Answer the request; False (nothing sent, nothing held) when the Django view must answer it."""
+        token = _bearer(scope)
+        if token is None or header(scope, b"idempotency-key") is not None:
+            return False
+        try:
+            body, stream, include_usage = parse_chat_request(json.loads(raw))
+        except (ValueError, RecursionError, BadChatRequest):
+            return False
+        client_id = await lean_lookups.client_of_key(token)
+        if client_id is None:
+            return False
+        candidates = await lean_lookups.route(body["model"])
+        if not candidates:
+            return False
+        candidates = self._by_load(candidates)
+        prompt = PromptSize.of(body)
+        need = relay.max_cost(prompt=prompt, max_tokens=body["max_tokens"], candidates=candidates)
+        try:
+            lease = await self.leases.reserve(client_id, need)
+        except ledger.InsufficientFunds:
+            return False
+        self._start_ticker()
+        spent = Decimal(0)
+        first = candidates[0].node_id
+        self.running[first] += 1
+        try:
+            relayer = self._stream if stream else self._complete
+            spent = await relayer(
+                send=send,
+                receive=receive,
+                lease=lease,
+                client_id=client_id,
+                candidates=candidates,
+                body=body,
+                prompt=prompt,
+                need=need,
+                include_usage=include_usage,
+            )
+        finally:
+            self.running[first] -= 1
+            await self.leases.finish(lease, reserved=need, spent=spent)
+        return True
+
+    def _by_load(self, candidates: list[Candidate]) -> list[Candidate]:
+        """The cached ranking, with what this process is relaying to each node added to its load."""
+        if not any(self.running.get(c.node_id) for c in candidates):
+            return candidates
+        weight = settings.INFERENCE_WEIGHT_LOAD
+        return sorted(candidates, key=lambda c: (c.score + weight * self.running.get(c.node_id, 0), c.node_id))
+
+    async def _finish(
+        self,
+        *,
+        delivery: Delivery,
+        lease: Lease,
+        client_id: int,
+        body: dict,
+        prompt: PromptSize,
+        need: Decimal,
+        began: Any,
+    ) -> tuple[dict, relay.Usage]:
+        """Meter, price and journal the request (before its end reaches the client); learn from failures."""
+        fields = services.outcome(
+            delivery=delivery, prompt=prompt, max_tokens=body["max_tokens"], held_amount=need, now=timezone.now()
+        )
+        candidate = delivery.candidate
+        entry = usage.use_entry(
+            key=usage.new_request_key(),
+            lease_key=lease.key,
+            client_id=client_id,
+            owner_id=candidate.owner_id if candidate else None,
+            model=body["model"],
+            question_text=question_of(body),
+            max_tokens=body["max_tokens"],
+            held=need,
+            fields=fields,
+            created_at=began,
+            first_byte_ms=delivery.first_byte_ms,
+        )
+        await record(entry)
+        self._learn(body["model"], delivery)
+        return fields, relay.meter(delivery, prompt=prompt, max_tokens=body["max_tokens"])
+
+    def _learn(self, model: str, delivery: Delivery) -> None:
+        """Nodes that failed cool down now (in the background), and this process stops routing to them."""
+        failed = [node_id for node_id, error in delivery.failures if error.node_fault]
+        if delivery.error is not None and delivery.error.node_fault and delivery.candidate is not None:
+            failed.append(delivery.candidate.node_id)
+        if not failed:
+            return
+        lean_lookups.forget_route(model)
+        for node_id in dict.fromkeys(failed):
+            self._in_background(_record_failure_async(node_id=node_id))
+
+    async def _complete(
+        self, *, send: Send, lease: Lease, candidates: list[Candidate], body: dict, **context: Any
+    ) -> Decimal:
+        began = timezone.now()
+        delivery = Delivery()
+        payload = await relay.relay_complete(candidates=candidates, body=body, delivery=delivery)
+        context.pop("receive")
+        context.pop("include_usage")
+        fields, metered = await self._finish(delivery=delivery, lease=lease, body=body, began=began, **context)
+        if payload is None:
+            await _send_failure(send, delivery)
+        else:
+            payload["model"] = body["model"]
+            payload["usage"] = metered.as_openai()
+            await _send_json(send, 200, json.dumps(payload, separators=(",", ":")).encode())
+        return fields["cost"]
+
+    async def _stream(
+        self,
+        *,
+        send: Send,
+        receive: Receive,
+        lease: Lease,
+        candidates: list[Candidate],
+        body: dict,
+        include_usage: bool,
+        **context: Any,
+    ) -> Decimal:
+        began = timezone.now()
+        delivery = Delivery()
+        state = {"started": False, "last": {}}
+
+        async def safe_send(message: dict) -> None:
+            try:
+                await send(message)
+            except OSError:  # the client is gone (uvicorn raises ClientDisconnected, an OSError)
+                delivery.client_gone = True
+                raise asyncio.CancelledError from None
+
+        async def pump() -> None:
+            async with aclosing(relay.relay_stream(candidates=candidates, body=body, delivery=delivery)) as chunks:
+                async for chunk in chunks:
+                    if not chunk.get("choices"):
+                        continue  # the node's usage chunk: ours is sent at the end
+                    if not state["started"]:
+                        state["started"] = True
+                        await safe_send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                    state["last"] = chunk
+                    await safe_send({"type": "http.response.body", "body": sse(chunk), "more_body": True})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        relaying = asyncio.create_task(pump())
+        watching = asyncio.create_task(disconnected())
+        try:
+            await asyncio.wait({relaying, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.cancel()
+            if not relaying.done():
+                delivery.client_gone = True
+                relaying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relaying  # a relay error other than cancellation is a bug: it propagates
+        fields, _ = await self._finish(delivery=delivery, lease=lease, body=body, began=began, **context)
+        if delivery.client_gone:
+            return fields["cost"]
+        if not state["started"]:
+            await _send_failure(send, delivery)
+            return fields["cost"]
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.body", "body": self._stream_end(delivery, body, state, include_usage)})
+        return fields["cost"]
+
+    @staticmethod
+    def _stream_end(delivery: Delivery, body: dict, state: dict, include_usage: bool) -> bytes:
+        if delivery.error is not None:
+            return sse_error(message=delivery.error.detail, code=delivery.error.code)
+        tail = b""
+        if include_usage:
+            metered = relay.meter(delivery, prompt=PromptSize.of(body), max_tokens=body["max_tokens"])
+            last = state["last"]
+            tail = sse(
+                {
+                    "id": last.get("id", "chatcmpl-lean"),
+                    "object": "chat.completion.chunk",
+                    "created": last.get("created", int(time.time())),
+                    "model": body["model"],
+                    "choices": [],
+                    "usage": metered.as_openai(),
+                }
+            )
+        return tail + sse("[DONE]")
+
+    # --- Background work: lease expiry, node failures, shutdown ------------------------------------------------
+
+    def _in_background(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _start_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.leases.retire_expired()
+            except Exception:  # a Redis or database outage: try again next second
+                log.exception("retiring expired leases failed")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Django has no lifespan handling; on shutdown, hand back this process's leases."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                with contextlib.suppress(Exception):
+                    await self.leases.retire_all()
+                    if self._background:
+                        await asyncio.wait(self._background, timeout=5)
+                if self._ticker is not None:
+                    self._ticker.cancel()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _record_failure(*, node_id: int) -> None:
+    try:
+        node_services.node_record_failure(node_id=node_id)
+    finally:
+        close_old_connections()
+
+
+_record_failure_async = sync_to_async(_record_failure)

@@ -1,0 +1,124 @@
+"""What the lean /v1 path looks up, remembered briefly per process: API keys and routes.
+
+Each lookup runs the same query the Django path runs (in Django's thread for sync code), at most once per key or
+model per TTL however many requests ask at the same moment (single flight). Consequences, by design:
+  - a revoked key or a deactivated user is refused at most INFERENCE_KEY_CACHE_S late (as on the Django /v1 path);
+  - routes are at most INFERENCE_ROUTE_CACHE_S old: a node that went away since is skipped by failover, a node that
+    failed here is dropped from this process's copy at once (`forget_route`).
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from clients.authentication import LAST_USED_RESOLUTION
+from clients.models import ApiKey
+from core.tokens import hash_secret
+from inference import routing
+from inference.errors import ModelNotFound, NoCapacity
+from inference.routing import Candidate
+
+T = TypeVar("T")
+_MAX_ENTRIES = 10_000
+
+
+class TtlCache(Generic[T]):
+    """Values (not None) by key for `ttl()` seconds; concurrent misses of one key share one load."""
+
+    def __init__(self, ttl: Callable[[], float]) -> None:
+        self._ttl = ttl
+        self._values: dict[str, tuple[float, T]] = {}
+        self._loading: dict[str, asyncio.Future[T]] = {}
+
+    async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        hit = self._values.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            value = await load()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            del self._loading[key]
+        future.set_result(value)
+        ttl = self._ttl()
+        if ttl > 0 and value is not None:  # misses are not kept: a key made a moment later works at once
+            if len(self._values) >= _MAX_ENTRIES:
+                self._values.clear()
+            self._values[key] = (time.monotonic() + ttl, value)
+        return value
+
+    def forget(self, key: str) -> None:
+        self._values.pop(key, None)
+
+
+def _with_fresh_connection(fn: Callable[..., T]) -> Callable[..., T]:
+    def run(*args: object, **kwargs: object) -> T:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()  # back to the pool; a broken connection is not kept
+
+    return run
+
+
+def _client_of_key(digest: str) -> int | None:
+    """The client id of an active key of an active user (clients.authentication.ApiKeyAuthentication's rule)."""
+    found = (
+        ApiKey.objects.filter(digest=digest, revoked_at__isnull=True, client__user__is_active=True)
+        .values_list("pk", "client_id", "last_used_at")
+        .first()
+    )
+    if found is None:
+        return None
+    pk, client_id, last_used_at = found
+    now = timezone.now()
+    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=pk).update(last_used_at=now)
+    return client_id
+
+
+class DomainMiss:
+    """No route: the Django path answers (404 or 503 with its Retry-After)."""
+
+
+def _route(model: str) -> list[Candidate] | DomainMiss:
+    try:
+        return routing.route(model=model)
+    except (ModelNotFound, NoCapacity):
+        return DomainMiss()
+
+
+_keys: TtlCache[int | None] = TtlCache(lambda: settings.INFERENCE_KEY_CACHE_S)
+_routes: TtlCache[list[Candidate] | DomainMiss] = TtlCache(lambda: settings.INFERENCE_ROUTE_CACHE_S)
+_client_of_key_async = sync_to_async(_with_fresh_connection(_client_of_key))
+_route_async = sync_to_async(_with_fresh_connection(_route))
+
+
+async def client_of_key(raw: str) -> int | None:
+    """The client id of this API key, or None (unknown, revoked, inactive user: the Django path answers 401)."""
+    digest = hash_secret(raw)
+    return await _keys.get(digest, lambda: _client_of_key_async(digest))
+
+
+async def route(model: str) -> list[Candidate] | None:
+    """Candidates for `model`, best first, or None when there are none (the Django path answers)."""
+    found = await _routes.get(model, lambda: _route_async(model))
+    return None if isinstance(found, DomainMiss) else found
+
+
+def forget_route(model: str) -> None:
+    _routes.forget(model)

@@ -1,0 +1,224 @@
+"""What the lean /v1 path owes PostgreSQL: usage entries, and applying them (rows and charges) exactly once.
+
+The lean path (inference/lean_chat.py) writes nothing to the database per request. It reserves the request's most
+possible cost from a lease (a ledger hold of many requests' worth, inference/leases.py), relays, and journals one
+*use* entry (inference/usage_journal.py); a lease that is done with journals a *close* entry. `apply` turns entries
+into what the Django path writes at once: one `InferenceRequest` row per request (channel `direct`) and its charge,
+taken from the lease hold and split 70/25/5 (one ledger transaction per lease and operator per batch), then the
+release of closed leases.
+
+Exactly once: a use entry's row has a unique `hold_key` (`v1:<request id>`), inserted with ON CONFLICT DO NOTHING
+in the same transaction as the charges, and only rows inserted now are charged. An entry applied twice (a drainer
+killed before acknowledging it) finds its row and moves no money. Closes release a hold once (ledger.hold_release).
+"""
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from clients import ledger
+from clients.models import Client
+from inference.choices import InferenceChannel, InferenceStatus
+from inference.models import InferenceRequest
+from llm_models import services as node_services
+
+USE, CLOSE = "use", "close"
+_COLUMNS = (
+    "client_id",
+    "question_text",
+    "desired_model",
+    "answer_text",
+    "status",
+    "channel",
+    "node_id",
+    "max_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "usage_estimated",
+    "input_price_per_million",
+    "output_price_per_million",
+    "held_amount",
+    "cost",
+    "hold_key",
+    "latency_ms",
+    "error_code",
+    "error_detail",
+    "attempts",
+    "deadline_at",
+    "claimed_at",
+    "finished_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def new_request_key() -> str:
+    """The `hold_key` of a lean request's row: its identity for exactly-once application."""
+    return f"v1:{uuid.uuid4().hex}"
+
+
+def use_entry(
+    *,
+    key: str,
+    lease_key: str,
+    client_id: int,
+    owner_id: int | None,
+    model: str,
+    question_text: str,
+    max_tokens: int,
+    held: Decimal,
+    fields: dict[str, Any],
+    created_at: datetime,
+    first_byte_ms: int | None,
+) -> dict[str, Any]:
+    """One request's journal entry: the row's fields (services.outcome) and what to charge whom."""
+    return {
+        "t": USE,
+        "key": key,
+        "lease": lease_key,
+        "client": client_id,
+        "owner": owner_id,
+        "model": model,
+        "question": question_text,
+        "max_tokens": max_tokens,
+        "held": str(held),
+        "created": created_at.isoformat(),
+        "first_byte_ms": first_byte_ms,
+        "row": {name: (str(v) if isinstance(v, Decimal | datetime) else v) for name, v in fields.items()},
+    }
+
+
+def close_entry(lease_key: str) -> dict[str, Any]:
+    """A lease its process is done with: release what is left of it once the uses before it are applied."""
+    return {"t": CLOSE, "lease": lease_key}
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _row(entry: dict[str, Any]) -> tuple:
+    row = entry["row"]
+    created = parse_datetime(entry["created"])
+    finished = parse_datetime(row["finished_at"])
+    values = {
+        "client_id": entry["client"],
+        "question_text": entry["question"],
+        "desired_model": entry["model"],
+        "answer_text": row.get("answer_text", ""),
+        "status": row["status"],
+        "channel": InferenceChannel.DIRECT.value,
+        "node_id": row.get("node_id"),
+        "max_tokens": entry["max_tokens"],
+        "prompt_tokens": row.get("prompt_tokens", 0),
+        "completion_tokens": row.get("completion_tokens", 0),
+        "usage_estimated": row.get("usage_estimated", False),
+        "input_price_per_million": _decimal(row.get("input_price_per_million")),
+        "output_price_per_million": _decimal(row.get("output_price_per_million")),
+        "held_amount": Decimal(entry["held"]),
+        "cost": Decimal(row["cost"]),
+        "hold_key": entry["key"],
+        "latency_ms": row.get("latency_ms"),
+        "error_code": row.get("error_code", ""),
+        "error_detail": row.get("error_detail", ""),
+        "attempts": 1,
+        "deadline_at": created + timedelta(seconds=settings.INFERENCE_DEADLINE_S),
+        "claimed_at": created,
+        "finished_at": finished,
+        "created_at": created,
+        "updated_at": finished,
+    }
+    return tuple(values[name] for name in _COLUMNS)
+
+
+def _insert_rows(uses: list[dict[str, Any]]) -> set[str]:
+    """Insert the rows not inserted before; the hold keys of those inserted now."""
+    if not uses:
+        return set()
+    one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    sql = (
+        f"INSERT INTO {InferenceRequest._meta.db_table} ({', '.join(_COLUMNS)}) "  # noqa: S608 - our own names
+        f"VALUES {', '.join([one] * len(uses))} ON CONFLICT (hold_key) DO NOTHING RETURNING hold_key"
+    )
+    params = [value for entry in uses for value in _row(entry)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {key for (key,) in cursor.fetchall()}
+
+
+def _charge(uses: list[dict[str, Any]]) -> None:
+    """One ledger transaction per (lease, operator): the sum of those requests' costs, from the lease hold."""
+    totals: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
+    first_key: dict[tuple[str, int], str] = {}
+    counts: dict[tuple[str, int], int] = defaultdict(int)
+    for entry in uses:
+        cost = Decimal(entry["row"]["cost"])
+        if cost > 0 and entry["owner"] is not None:
+            group = (entry["lease"], entry["owner"])
+            totals[group] += cost
+            counts[group] += 1
+            first_key.setdefault(group, entry["key"])
+    for (lease_key, owner_id), total in sorted(totals.items()):
+        ledger.hold_consume(
+            key=lease_key,
+            use_key=f"{lease_key}:{first_key[lease_key, owner_id]}",
+            charge=total,
+            operator=Client(pk=owner_id),
+            memo=f"inference usage: {counts[lease_key, owner_id]} request(s) over /v1",
+        )
+
+
+def _teach_routing(uses: list[dict[str, Any]]) -> None:
+    """Fold each node's mean first-byte latency of this batch into its EWMA (failures were applied at once)."""
+    latencies: dict[int, list[int]] = defaultdict(list)
+    for entry in uses:
+        row = entry["row"]
+        if row["status"] == InferenceStatus.COMPLETED and entry.get("first_byte_ms") is not None:
+            latencies[row["node_id"]].append(entry["first_byte_ms"])
+    for node_id, values in sorted(latencies.items()):
+        node_services.node_record_success(node_id=node_id, latency_ms=sum(values) / len(values))
+
+
+@dataclass(frozen=True)
+class Applied:
+    rows: int  # rows inserted now (entries seen before are not counted)
+    closed: int  # leases released
+
+
+@transaction.atomic
+def apply(entries: list[dict[str, Any]]) -> Applied:
+    """Write these journal entries to PostgreSQL in one transaction; entries applied before change nothing."""
+    uses = [e for e in entries if e["t"] == USE]
+    inserted = _insert_rows(uses)
+    new = [e for e in uses if e["key"] in inserted]
+    _charge(new)
+    _teach_routing(new)
+    closes = [e["lease"] for e in entries if e["t"] == CLOSE]
+    for lease_key in closes:  # after the charges: a lease's close comes after all of its uses
+        ledger.hold_release(key=lease_key)
+    return Applied(rows=len(new), closed=len(closes))
+
+
+def release_stale_leases(*, now: datetime | None = None) -> int:
+    """Release leases whose process died before closing them (past any use it could still journal).
+
+    Call after draining the journal, so that uses of those leases are charged from the hold first.
+    """
+    from clients.choices import HoldStatus
+    from clients.models import Hold
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.INFERENCE_LEASE_TTL_S + settings.INFERENCE_DEADLINE_S + 60)
+    stale = Hold.objects.filter(key__startswith="lease:", status=HoldStatus.HELD, created_at__lt=cutoff)
+    keys = list(stale.values_list("key", flat=True)[:1000])
+    for key in keys:
+        ledger.hold_release(key=key)
+    return len(keys)

@@ -1,0 +1,132 @@
+"""The usage journal: a Redis stream between the lean /v1 path and PostgreSQL.
+
+The lean path (inference/lean_chat.py) appends one entry per request (and one when a lease closes) before the
+client receives the end of its answer; `drain` (a Celery beat task, every USAGE_DRAIN_INTERVAL_S) applies them to
+PostgreSQL with inference/usage.py and only then acknowledges them. A drainer that dies between the two leaves its
+entries pending; the next drain claims them after USAGE_DRAIN_CLAIM_IDLE_S and applies them again, which changes
+nothing the first time did (usage.apply is idempotent). So each entry takes effect exactly once, whichever process
+dies when.
+
+Durability is Redis's: in production give it an append-only file (`appendonly yes`, `appendfsync everysec` or
+`always`), or entries written in the last second before a Redis crash are lost.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import weakref
+from typing import Any
+
+import redis
+import redis.asyncio
+from django.conf import settings
+
+from inference import usage
+
+log = logging.getLogger(__name__)
+
+STREAM = "gm:inference:usage"
+DEAD = "gm:inference:usage:dead"  # entries that could not be applied even alone: kept for an operator
+GROUP = "usage-drain"
+
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def enabled() -> bool:
+    return bool(settings.USAGE_JOURNAL_URL)
+
+
+def _async_client() -> redis.asyncio.Redis:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = _async_clients[loop] = redis.asyncio.Redis.from_url(
+            settings.USAGE_JOURNAL_URL, socket_timeout=2, socket_connect_timeout=2
+        )
+    return client
+
+
+def _encode(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, separators=(",", ":"), default=str).encode()
+
+
+async def append(entry: dict[str, Any]) -> None:
+    """Add one entry (usage.use_entry / usage.close_entry); raises redis.RedisError when Redis cannot take it."""
+    await _async_client().xadd(STREAM, {"e": _encode(entry)})
+
+
+def _sync_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.USAGE_JOURNAL_URL, socket_timeout=10, socket_connect_timeout=5)
+
+
+def _ensure_group(client: redis.Redis) -> None:
+    try:
+        client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _apply(client: redis.Redis, messages: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+    """Apply these messages and acknowledge them; one that fails even alone goes to the dead stream."""
+    if not messages:
+        return 0
+    ids = [message_id for message_id, _ in messages]
+    entries = [json.loads(fields[b"e"]) for _, fields in messages]
+    try:
+        usage.apply(entries)
+    except Exception:
+        log.exception("usage drain: a batch of %d failed; applying its entries one by one", len(entries))
+        for (message_id, fields), entry in zip(messages, entries, strict=True):
+            try:
+                usage.apply([entry])
+            except Exception:
+                log.exception("usage drain: entry %s could not be applied; moved to %s", message_id, DEAD)
+                client.xadd(DEAD, fields)
+    pipe = client.pipeline()
+    pipe.xack(STREAM, GROUP, *ids)
+    pipe.xdel(STREAM, *ids)
+    pipe.execute()
+    return len(ids)
+
+
+def drain(*, batch_size: int = 500, max_batches: int = 200) -> int:
+    """Apply what the journal holds (and what a dead drainer left pending); returns the entries applied."""
+    if not enabled():
+        return 0
+    client = _sync_client()
+    try:
+        _ensure_group(client)
+        consumer = f"{socket.gethostname()}-{os.getpid()}"
+        idle_ms = int(settings.USAGE_DRAIN_CLAIM_IDLE_S * 1000)
+        applied = 0
+        start = "0-0"
+        while True:  # first, entries another drainer read and never acknowledged
+            start, messages, *_ = client.xautoclaim(STREAM, GROUP, consumer, idle_ms, start, count=batch_size)
+            applied += _apply(client, [m for m in messages if m[1]])
+            if start in (b"0-0", "0-0"):
+                break
+        for _ in range(max_batches):
+            read = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=batch_size)
+            messages = read[0][1] if read else []
+            if not messages:
+                break
+            applied += _apply(client, messages)
+        return applied
+    finally:
+        client.close()
+
+
+def pending() -> int:
+    """Entries appended and not yet applied (for health checks and tests)."""
+    if not enabled():
+        return 0
+    client = _sync_client()
+    try:
+        return int(client.xlen(STREAM))
+    finally:
+        client.close()

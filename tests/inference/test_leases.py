@@ -1,0 +1,111 @@
+"""inference/leases.py: reservations from a lease never exceed it; a retired lease closes after its last request."""
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from clients.ledger import InsufficientFunds
+from inference.leases import LeaseBook
+
+
+class Ledger:
+    """Stands in for the ledger's hold placement (the real one is tested in tests/clients/test_ledger_leases.py)."""
+
+    def __init__(self, balance: str) -> None:
+        self.balance = Decimal(balance)
+        self.placed: list[tuple[str, Decimal]] = []
+        self.closed: list[str] = []
+
+    async def place(self, client_id: int, amount: Decimal, minimum: Decimal, key: str) -> Decimal:
+        await asyncio.sleep(0.01)  # a database round trip: other requests arrive meanwhile
+        if self.balance < minimum:
+            raise InsufficientFunds("too little")
+        amount = min(amount, self.balance)
+        self.balance -= amount
+        self.placed.append((key, amount))
+        return amount
+
+    async def close(self, key: str) -> None:
+        self.closed.append(key)
+
+
+@pytest.fixture(autouse=True)
+def lease_settings(settings):  # type: ignore[no-untyped-def]
+    settings.INFERENCE_LEASE_AMOUNT = Decimal("1.00")
+    settings.INFERENCE_LEASE_REQUESTS = 4
+    settings.INFERENCE_LEASE_TTL_S = 60
+
+
+def test_concurrent_requests_share_one_lease_placed_once():
+    money = Ledger("10")
+    book = LeaseBook(place=money.place, close=money.close)
+
+    async def run():  # type: ignore[no-untyped-def]
+        return await asyncio.gather(*(book.reserve(1, Decimal("0.1")) for _ in range(8)))
+
+    leases = asyncio.run(run())
+    assert len(money.placed) == 1 and len({lease.key for lease in leases}) == 1
+    assert leases[0].committed == Decimal("0.8") and leases[0].running == 8
+
+
+def test_reservations_never_exceed_what_the_client_has():
+    money = Ledger("0.35")
+    book = LeaseBook(place=money.place, close=money.close)
+
+    async def run():  # type: ignore[no-untyped-def]
+        return await asyncio.gather(*(book.reserve(1, Decimal("0.1")) for _ in range(6)), return_exceptions=True)
+
+    results = asyncio.run(run())
+    granted = [r for r in results if not isinstance(r, Exception)]
+    assert len(granted) == 3  # 0.35 held, three reservations of 0.1 fit, the rest are refused
+    assert all(isinstance(r, InsufficientFunds) for r in results if isinstance(r, Exception))
+    assert sum(lease.committed for lease in {id(g): g for g in granted}.values()) <= Decimal("0.35")
+
+
+def test_finishing_keeps_what_was_spent_and_frees_the_rest():
+    money = Ledger("10")
+    book = LeaseBook(place=money.place, close=money.close)
+
+    async def run():  # type: ignore[no-untyped-def]
+        lease = await book.reserve(1, Decimal("0.5"))
+        await book.finish(lease, reserved=Decimal("0.5"), spent=Decimal("0.2"))
+        return lease
+
+    lease = asyncio.run(run())
+    assert (lease.committed, lease.running) == (Decimal("0.2"), 0)
+
+
+def test_a_retired_lease_closes_only_when_its_last_request_finishes(settings):
+    settings.INFERENCE_LEASE_REQUESTS = 1  # a lease of 1.00
+    money = Ledger("10")
+    book = LeaseBook(place=money.place, close=money.close)
+
+    async def run():  # type: ignore[no-untyped-def]
+        first = await book.reserve(1, Decimal("0.6"))
+        second = await book.reserve(1, Decimal("0.6"))  # does not fit in 1.00 with the first: a new lease
+        assert second is not first and first.retired
+        assert money.closed == []  # the first still has a request running
+        await book.finish(first, reserved=Decimal("0.6"), spent=Decimal("0.1"))
+        assert money.closed == [first.key]
+        await book.finish(second, reserved=Decimal("0.6"), spent=Decimal("0"))
+        assert money.closed == [first.key]  # the current lease stays open for more requests
+        await book.retire_all()
+        assert money.closed == [first.key, second.key]
+
+    asyncio.run(run())
+
+
+def test_an_expired_lease_is_retired_by_the_ticker(settings):
+    settings.INFERENCE_LEASE_TTL_S = 0
+    money = Ledger("10")
+    book = LeaseBook(place=money.place, close=money.close)
+
+    async def run():  # type: ignore[no-untyped-def]
+        lease = await book.reserve(1, Decimal("0.1"))
+        await book.retire_expired()
+        assert money.closed == []  # still running
+        await book.finish(lease, reserved=Decimal("0.1"), spent=Decimal("0.1"))
+        assert money.closed == [lease.key]
+
+    asyncio.run(run())
