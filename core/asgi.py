@@ -33,6 +33,16 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def bearer(scope: Scope) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None (no header, another scheme, a malformed one)."""
+    value = header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.decode("latin-1").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token and " " not in token else None
+
+
 def host_allowed(scope: Scope, allowed_hosts: list[str]) -> bool:
     """Django's ALLOWED_HOSTS check on the Host header, so a lean path serves exactly the hosts Django does."""
     host = header(scope, b"host")

@@ -25,7 +25,6 @@ from contextlib import aclosing
 from decimal import Decimal
 from typing import Any
 
-import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
@@ -33,11 +32,11 @@ from django.utils import timezone
 
 from clients import ledger
 from clients.models import Client
-from core.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, header, host_allowed, read_body, replaying
+from core.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, bearer, header, host_allowed, read_body, replaying
 from inference import lean_lookups, relay, services, usage, usage_journal
 from inference.leases import Lease, LeaseBook
 from inference.openai_views import BadChatRequest, error_type, parse_chat_request, question_of
-from inference.relay import Delivery, PromptSize, sse, sse_error
+from inference.relay import Delivery, PromptSize, sse, sse_error, sse_raw
 from inference.routing import Candidate
 from llm_models import services as node_services
 
@@ -59,15 +58,6 @@ def enabled() -> bool:
         and usage_journal.enabled()
         and settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     )
-
-
-def _bearer(scope: Scope) -> str | None:
-    value = header(scope, b"authorization")
-    if value is None:
-        return None
-    scheme, _, token = value.decode("latin-1").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token and " " not in token else None
 
 
 # --- Money: leases placed and closed through the ledger and the journal ---------------------------------------
@@ -98,7 +88,7 @@ async def record(entry: dict[str, Any]) -> None:
     """Journal an entry; if Redis cannot take it, apply it to PostgreSQL now (slower, never lost)."""
     try:
         await usage_journal.append(entry)
-    except (redis.RedisError, OSError):
+    except Exception:  # whatever kept Redis from taking it, the entry must not be lost
         log.warning("usage journal unavailable: applying a %s entry to PostgreSQL directly", entry["t"], exc_info=True)
         await _apply_now_async([entry])
 
@@ -168,7 +158,7 @@ class ChatCompletionsLeanPath:
 
     async def _serve(self, scope: Scope, raw: bytes, receive: Receive, send: Send) -> bool:
         """Answer the request; False (nothing sent, nothing held) when the Django view must answer it."""
-        token = _bearer(scope)
+        token = bearer(scope)
         if token is None or header(scope, b"idempotency-key") is not None:
             return False
         try:
@@ -301,15 +291,16 @@ class ChatCompletionsLeanPath:
                 raise asyncio.CancelledError from None
 
         async def pump() -> None:
-            async with aclosing(relay.relay_stream(candidates=candidates, body=body, delivery=delivery)) as chunks:
-                async for chunk in chunks:
+            chunks = relay.relay_stream(candidates=candidates, body=body, delivery=delivery, raw=True)
+            async with aclosing(chunks):
+                async for chunk, payload in chunks:
                     if not chunk.get("choices"):
                         continue  # the node's usage chunk: ours is sent at the end
                     if not state["started"]:
                         state["started"] = True
                         await safe_send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
                     state["last"] = chunk
-                    await safe_send({"type": "http.response.body", "body": sse(chunk), "more_body": True})
+                    await safe_send({"type": "http.response.body", "body": sse_raw(payload), "more_body": True})
 
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":

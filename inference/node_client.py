@@ -196,8 +196,11 @@ async def complete(http: aiohttp.ClientSession, candidate: Candidate, body: dict
 
 
 @asynccontextmanager
-async def stream(http: aiohttp.ClientSession, candidate: Candidate, body: dict) -> AsyncIterator[AsyncIterator[dict]]:
-    """Open a streamed chat completion; yields an iterator of the node's chunk objects, ending at `[DONE]`.
+async def stream(
+    http: aiohttp.ClientSession, candidate: Candidate, body: dict
+) -> AsyncIterator[AsyncIterator[tuple[dict, bytes]]]:
+    """Open a streamed chat completion; yields an iterator of the node's chunks, ending at `[DONE]`: each the parsed
+    object and its JSON as sent (one line, checked to parse as an object, so it may be relayed as it is).
 
     Raises NodeCallError when opening fails (nothing received yet) or from the iterator when the stream breaks.
     Leaving the `async with` closes the upstream connection, which stops the node's generation.
@@ -212,7 +215,7 @@ async def stream(http: aiohttp.ClientSession, candidate: Candidate, body: dict) 
             response.close()  # stopped early: drop the connection, which ends the node's generation
 
 
-async def _events(response: ClientResponse) -> AsyncIterator[dict]:
+async def _events(response: ClientResponse) -> AsyncIterator[tuple[dict, bytes]]:
     limit = settings.INFERENCE_MAX_RESPONSE_BYTES
     deadline = time.monotonic() + settings.INFERENCE_MAX_DURATION_S
     total = 0
@@ -238,7 +241,7 @@ async def _events(response: ClientResponse) -> AsyncIterator[dict]:
                 except ValueError as exc:
                     raise NodeCallError("node_bad_response", "The node sent a malformed event.") from exc
                 if isinstance(chunk, dict):
-                    yield chunk
+                    yield chunk, payload
     except TimeoutError as exc:
         raise NodeCallError("node_timeout", "The node stopped streaming.") from exc
     except (aiohttp.ClientError, OSError) as exc:

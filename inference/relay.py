@@ -218,12 +218,14 @@ async def relay_stream(
     delivery: Delivery,
     http: aiohttp.ClientSession | None = None,
     max_attempts: int | None = None,
-) -> AsyncIterator[dict]:
+    raw: bool = False,
+) -> AsyncIterator[dict] | AsyncIterator[tuple[dict, bytes]]:
     """Yield the chunks of a streamed chat completion from the first node that answers.
 
     `body` is an OpenAI chat request (its `stream`/`stream_options` are set here: usage is always asked for).
     Ends normally in every case; `delivery.error` says whether and how the stream failed. Closing this generator
-    early (a client that went away) closes the upstream connection.
+    early (a client that went away) closes the upstream connection. `raw=True` yields (chunk, its JSON as the node
+    sent it) instead, for callers that relay the bytes without encoding the chunk again.
     """
     http = http or node_client.shared_http_client()
     upstream = {**body, "stream": True, "stream_options": {"include_usage": True}}
@@ -232,12 +234,12 @@ async def relay_stream(
         delivery._begin(candidate)
         try:
             async with node_client.stream(http, candidate, upstream) as events:
-                async for chunk in events:
+                async for chunk, payload in events:
                     delivery.observe_chunk(chunk)
                     if not delivery.started:
                         delivery.started = True
                         delivery.first_byte_ms = delivery._elapsed_ms()
-                    yield chunk
+                    yield (chunk, payload) if raw else chunk
             delivery.latency_ms = delivery._elapsed_ms()
             return
         except NodeCallError as exc:
@@ -288,6 +290,11 @@ async def collect(*, candidates: list[Candidate], body: dict, delivery: Delivery
     async with node_client.new_http_client() as http:
         async for _ in relay_stream(candidates=candidates, body=body, delivery=delivery, http=http):
             pass
+
+
+def sse_raw(payload: bytes) -> bytes:
+    """One server-sent event from JSON already encoded on one line (node_client checked it)."""
+    return b"data: " + payload + b"\n\n"
 
 
 def sse(payload: dict | str) -> bytes:

@@ -33,7 +33,19 @@ from psycopg_pool import AsyncConnectionPool
 from rest_framework import serializers
 
 from clients.models import Client
-from core.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, header, host_allowed, read_body, replaying, send_json
+from core.asgi import (
+    ASGIApp,
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    bearer,
+    header,
+    host_allowed,
+    read_body,
+    replaying,
+    send_json,
+)
 from core.tokens import hash_secret
 from llm_models.choices import OPEN_COMMAND_STATUSES, NodeStatus
 from llm_models.models import Node, NodeCommand, NodeMetricSample
@@ -260,15 +272,6 @@ def _enabled() -> bool:
     return settings.HEARTBEAT_FAST_PATH and settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 
 
-def _bearer(scope: Scope) -> str | None:
-    value = header(scope, b"authorization")
-    if value is None:
-        return None
-    scheme, _, token = value.decode("latin-1").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token and " " not in token else None
-
-
 def _is_json(scope: Scope) -> bool:
     content_type = header(scope, b"content-type") or b""
     return content_type.split(b";")[0].strip().lower() == b"application/json"
@@ -296,7 +299,7 @@ class HeartbeatFastPath:
         except BodyTooLarge as too_large:
             await self.app(scope, replaying(too_large.received, receive, complete=too_large.complete), send)
             return
-        token = _bearer(scope)
+        token = bearer(scope)
         heartbeat = parse_heartbeat(body) if token else None
         if heartbeat is None or not await record_heartbeat(token=token, heartbeat=heartbeat):  # type: ignore[arg-type]
             await self.app(scope, replaying(body, receive), send)
