@@ -56,7 +56,8 @@ $(BENCH_STAMP): bench/requirements.txt $(STAMP)
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	touch $(BENCH_STAMP)
 
-## Benchmarks (PostgreSQL); figures go to bench/README.md. BENCH_ARGS="--compare --profile" adds the comparisons.
+## Benchmarks (PostgreSQL, Redis; builds bench/.litellm-venv on first use); figures go to bench/README.md.
+## BENCH_ARGS="--only inference" runs one scenario; "--compare --profile" adds the heartbeat comparisons.
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -47,6 +47,46 @@ def _postgres_cpu_s(database: str) -> float:
     return total
 
 
+def processes_cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the given processes have used so far."""
+    return sum(_process_cpu_s(pid) for pid in pids)
+
+
+def postgres_cpu_s(database: str) -> float:
+    """CPU seconds so far of the PostgreSQL processes working for `database` (see _postgres_cpu_s)."""
+    return _postgres_cpu_s(database)
+
+
+def postgres_exited_cpu_s() -> float:
+    """CPU seconds of every PostgreSQL process that has exited so far (the postmaster's reaped children: cutime +
+    cstime), whatever its database: a backend per connection that closes is otherwise missed by postgres_cpu_s."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = _stat(int(entry.name))
+            parent = Path(f"/proc/{fields[1]}/comm").read_text().strip() if fields else "postgres"
+        except OSError:
+            continue
+        if fields is not None and parent != "postgres":  # the postmaster: the one postgres not started by another
+            # fields[13] and [14] are cutime and cstime (proc(5) fields 16 and 17).
+            return (int(fields[13]) + int(fields[14])) / TICK
+    return 0.0
+
+
+def self_cpu_s() -> float:
+    """CPU seconds this process (the load generator) has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_s() -> float:
+    """Busy CPU seconds over all cores since boot."""
+    return _machine_busy_s()[0]
+
+
 def _machine_busy_s() -> tuple[float, float]:
     """(busy, total) CPU seconds over all cores since boot, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.inference import table as inference_table
+
 HEARTBEAT_TARGET_PER_S = 2000
 SWEEP_TARGET_MS = 1000
 ALL_MODELS_TARGET_MS = 20
@@ -108,8 +110,18 @@ def table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def failed(record: dict[str, Any]) -> list[str]:
+    """Every figure that missed its target, the inference table's included."""
+    out = [row.measure for row in rows(record) if row.ok is False]
+    if inference := record.get("inference"):
+        out += [f"inference: {row.figure}" for row in inference_table.rows(inference) if row.ok is False]
+    return out
+
+
 def render(record: dict[str, Any]) -> str:
-    parts = [table(record)]
+    parts = [table(record)] if rows(record) else []
+    if inference := record.get("inference"):
+        parts.append(inference_table.render(inference))
     if profile := record.get("profile"):
         parts.append(profile_text(profile))
     return "\n\n".join(parts)

@@ -1,4 +1,5 @@
-"""`make bench`: heartbeat ingestion over HTTP, the stale-node sweep and the all-models menu, on PostgreSQL.
+"""`make bench`: inference against a stub node (direct vs ours vs LiteLLM), heartbeat ingestion over HTTP, the
+stale-node sweep and the all-models menu, on PostgreSQL (and Redis, the inference scenario's broker).
 
 Drops and recreates its own database each run, prints one table and writes the raw figures to
 bench/results/<timestamp>.json. bench/README.md says what each figure means.
@@ -12,6 +13,7 @@ import random
 import subprocess
 import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import database, report, scenarios, seed, server  # noqa: E402
+from bench.inference import scenario as inference  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
+SCENARIOS = ["inference", "heartbeat", "sweep", "all-models"]
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,7 +53,20 @@ def parse_args() -> argparse.Namespace:
         help="also run the heartbeat through the Django view alone (HEARTBEAT_FAST_PATH=false; marked *)",
     )
     parser.add_argument("--profile", action="store_true", help="one more heartbeat run under py-spy (best server)")
-    parser.add_argument("--only", choices=["heartbeat", "sweep", "all-models"], action="append")
+    parser.add_argument("--only", choices=SCENARIOS, action="append", help="run only this scenario (repeatable)")
+    inference = parser.add_argument_group("inference (direct vs ours vs LiteLLM)")
+    inference.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379"))
+    inference.add_argument("--inference-rounds", type=int, default=3, help="alternating rounds")
+    inference.add_argument("--inference-window", type=float, default=5.0, help="seconds measured per window")
+    inference.add_argument("--inference-warmup", type=float, default=1.0, help="seconds of load before each window")
+    inference.add_argument(
+        "--inference-streams",
+        default="25,100,250,500,1000,1500",
+        help="concurrent stream levels, tried in turn until one fails",
+    )
+    inference.add_argument(
+        "--inference-workers", type=int, default=1, help="ours' uvicorn --workers and LiteLLM's --num_workers"
+    )
     return parser.parse_args()
 
 
@@ -148,9 +165,31 @@ def run_all_models(args: argparse.Namespace, record: dict, env: dict, best: serv
     record["all_models"] = menu
 
 
+def run_inference(args: argparse.Namespace, record: dict, env: dict) -> None:
+    """Direct vs ours vs LiteLLM; a failure is recorded (and fails the run) without stopping the other scenarios."""
+    plan = inference.Plan(
+        rounds=args.inference_rounds,
+        window_s=args.inference_window,
+        warmup_s=args.inference_warmup,
+        stream_levels=tuple(int(n) for n in args.inference_streams.split(",") if n.strip()),
+        workers=args.inference_workers,
+    )
+    try:
+        record["inference"] = inference.run(
+            plan=plan,
+            env=env,
+            database=args.db_name,
+            redis_url=args.redis_url,
+            logs=RESULTS / f"{record['stamp']}-inference",
+        )
+    except Exception as exc:  # any failure is reported in the table and fails the run
+        traceback.print_exc()
+        record["inference"] = {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def main() -> None:
     args = parse_args()
-    only = set(args.only or ["heartbeat", "sweep", "all-models"])
+    only = set(args.only or SCENARIOS)
     started = datetime.now(UTC)
     RESULTS.mkdir(parents=True, exist_ok=True)
     url = database.database_url(host=args.db_host, port=args.db_port, user=args.db_user, name=args.db_name)
@@ -179,6 +218,9 @@ def main() -> None:
             "CONN_HEALTH_CHECKS": settings.DATABASES["default"].get("CONN_HEALTH_CHECKS"),
         },
     }
+    if "inference" in only:
+        run_inference(args, record, env)
+
     owner_id = seed.create_provider("bench-provider")
 
     if only & {"heartbeat", "all-models"}:
@@ -206,7 +248,7 @@ def main() -> None:
     print()
     print(report.render(record))
     print(f"\nraw figures: {out.relative_to(REPO)}")
-    failed = [row.measure for row in report.rows(record) if row.ok is False]
+    failed = report.failed(record)
     if failed:
         print("\nbench: targets missed:\n  " + "\n  ".join(failed), file=sys.stderr)
         sys.exit(1)

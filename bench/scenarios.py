@@ -66,7 +66,8 @@ def reset_steady_state() -> None:
     _sql(
         f"UPDATE {Node._meta.db_table} SET status = 'online',"
         " last_heartbeat_at = now() - random() * %(interval)s * interval '1 s',"
-        " last_metrics_sample_at = now() - random() * %(every)s * interval '1 s'",
+        " last_metrics_sample_at = now() - random() * %(every)s * interval '1 s'"
+        " WHERE status <> 'deregistered'",  # the inference scenario's stub node stays gone
         {"interval": settings.NODE_HEARTBEAT_INTERVAL_S, "every": settings.NODE_METRICS_SAMPLE_EVERY_S},
     )
     vacuum_analyze()

@@ -84,10 +84,15 @@ class RunningServer:
 
 
 @contextmanager
-def serve(config: ServerConfig, env: dict[str, str]) -> Iterator[RunningServer]:
+def serve(config: ServerConfig, env: dict[str, str], log: Path | None = None) -> Iterator[RunningServer]:
+    """Start the server (its output to `log`, else to the bench's own) and wait until it answers /healthz."""
     port = free_port()
     env = {**env, "DJANGO_SETTINGS_MODULE": config.settings_module, **dict(config.environment)}
-    process = subprocess.Popen(config.command(port), cwd=REPO, env=env)
+    if log is None:
+        process = subprocess.Popen(config.command(port), cwd=REPO, env=env)
+    else:
+        with log.open("ab") as out:
+            process = subprocess.Popen(config.command(port), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         base_url = f"http://127.0.0.1:{port}"
         _wait_ready(f"{base_url}/healthz", process)
