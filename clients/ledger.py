@@ -188,18 +188,24 @@ def credit(*, client: Client, amount: Decimal, key: str, memo: str = "") -> Ledg
 
 
 @transaction.atomic
-def hold_place(*, client: Client, amount: Decimal, key: str, memo: str = "") -> Hold:
-    """Move `amount` from the client's balance to escrow; InsufficientFunds if it has less. Idempotent by key."""
+def hold_place(*, client: Client, amount: Decimal, key: str, memo: str = "", minimum: Decimal | None = None) -> Hold:
+    """Move `amount` from the client's balance to escrow; InsufficientFunds if it has less. Idempotent by key.
+
+    With `minimum` (a lease: inference/leases.py), hold as much of `amount` as the balance has, if that is at least
+    `minimum`; a retry then returns the first hold whatever it held.
+    """
     amount = _exact(amount, name="amount")
+    floor = amount if minimum is None else _exact(minimum, name="minimum")
     locked = _lock_clients(client.pk)[client.pk]  # concurrent holds of one client queue here: none can overspend
     hold = Hold.objects.filter(key=_key(key)).first()
     if hold is not None:
-        if hold.client_id != client.pk or hold.amount != amount:
+        if hold.client_id != client.pk or (minimum is None and hold.amount != amount):
             raise LedgerKeyReused(f"Hold key {key!r} already holds another client's money or another amount.")
         _refresh_balance(client)
         return hold
-    if locked.balance < amount:
-        raise InsufficientFunds(f"The available balance ({locked.balance}) is less than {amount}.")
+    if locked.balance < floor:
+        raise InsufficientFunds(f"The available balance ({locked.balance}) is less than {floor}.")
+    amount = min(amount, locked.balance)
     try:
         with transaction.atomic():
             hold = Hold.objects.create(key=key, client=client, amount=amount)
@@ -214,23 +220,6 @@ def hold_place(*, client: Client, amount: Decimal, key: str, memo: str = "") -> 
     )
     _refresh_balance(client)
     return hold
-
-
-@transaction.atomic
-def hold_place_up_to(*, client: Client, amount: Decimal, minimum: Decimal, key: str, memo: str = "") -> Hold:
-    """Hold `amount`, or all of the available balance if that is less but still at least `minimum` (a lease:
-    inference/leases.py); InsufficientFunds below `minimum`. Idempotent by key, like `hold_place`."""
-    amount = _exact(amount, name="amount")
-    minimum = _exact(minimum, name="minimum")
-    locked = _lock_clients(client.pk)[client.pk]
-    existing = Hold.objects.filter(key=_key(key)).first()
-    if existing is not None:
-        if existing.client_id != client.pk:
-            raise LedgerKeyReused(f"Hold key {key!r} already holds another client's money.")
-        return existing
-    if locked.balance < minimum:
-        raise InsufficientFunds(f"The available balance ({locked.balance}) is less than {minimum}.")
-    return hold_place(client=client, amount=min(amount, locked.balance), key=key, memo=memo)
 
 
 def _open_hold(key: str) -> Hold | None:

@@ -8,12 +8,27 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def database_call(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """`fn` (sync, using the ORM) as a coroutine function run in Django's sync thread, its connection handed back
+    to the pool afterwards: a lean path has no request cycle to do that (and to drop a broken connection)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run)
 
 
 class BodyTooLarge(Exception):

@@ -19,23 +19,41 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections import defaultdict
 from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import timezone
 
 from clients import ledger
 from clients.models import Client
-from core.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, bearer, header, host_allowed, read_body, replaying
+from core.asgi import (
+    ASGIApp,
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    bearer,
+    database_call,
+    header,
+    host_allowed,
+    read_body,
+    replaying,
+)
 from inference import lean_lookups, relay, services, usage, usage_journal
 from inference.leases import Lease, LeaseBook
-from inference.openai_views import BadChatRequest, error_type, parse_chat_request, question_of
+from inference.openai_views import (
+    BadChatRequest,
+    openai_error_body,
+    parse_chat_request,
+    question_of,
+    relay_failure,
+    usage_chunk,
+)
 from inference.relay import Delivery, PromptSize, sse, sse_error, sse_raw
 from inference.routing import Candidate
 from llm_models import services as node_services
@@ -64,24 +82,15 @@ def enabled() -> bool:
 
 
 def _place_hold(client_id: int, amount: Decimal, minimum: Decimal, key: str) -> Decimal:
-    try:
-        hold = ledger.hold_place_up_to(
-            client=Client(pk=client_id), amount=amount, minimum=minimum, key=key, memo="inference lease (/v1)"
-        )
-        return hold.amount
-    finally:
-        close_old_connections()
+    hold = ledger.hold_place(
+        client=Client(pk=client_id), amount=amount, minimum=minimum, key=key, memo="inference lease (/v1)"
+    )
+    return hold.amount
 
 
-def _apply_now(entries: list[dict[str, Any]]) -> None:
-    try:
-        usage.apply(entries)
-    finally:
-        close_old_connections()
-
-
-_place_hold_async = sync_to_async(_place_hold)
-_apply_now_async = sync_to_async(_apply_now)
+_place_hold_async = database_call(_place_hold)
+_apply_now_async = database_call(usage.apply)
+_record_failure_async = database_call(node_services.node_record_failure)
 
 
 async def record(entry: dict[str, Any]) -> None:
@@ -100,11 +109,6 @@ async def _close_lease(key: str) -> None:
 # --- Responses ----------------------------------------------------------------------------------------------------
 
 
-def _error_body(status: int, *, message: str, code: str) -> bytes:
-    error = {"message": message, "type": error_type(status), "param": None, "code": code}
-    return json.dumps({"error": error}).encode()
-
-
 async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -112,17 +116,33 @@ async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[byt
 
 
 async def _send_failure(send: Send, delivery: Delivery) -> None:
-    """Nothing was relayed: 400 if the node refused the request itself, otherwise 503 with Retry-After."""
-    error = delivery.error
-    if error is not None and not error.node_fault:
-        await _send_json(send, 400, _error_body(400, message=error.detail, code="upstream_rejected"))
-        return
-    retry = str(settings.INFERENCE_RETRY_AFTER_S).encode()
-    body = _error_body(503, message="No node could answer the request; retry later.", code="no_capacity")
-    await _send_json(send, 503, body, [(b"retry-after", retry)])
+    """Nothing was relayed: the Django view's answer for the same failure (openai_views.relay_failure)."""
+    error = relay_failure(delivery)
+    retry_after = getattr(error, "retry_after", None)
+    extra = [(b"retry-after", str(retry_after).encode())] if retry_after else []
+    body = openai_error_body(error.status, message=error.detail, code=error.code)
+    await _send_json(send, error.status, json.dumps(body).encode(), extra)
 
 
 # --- The handler --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Call:
+    """One request being served: who asks, what, where it may go, and the money reserved for it."""
+
+    client_id: int
+    body: dict
+    candidates: list[Candidate]
+    prompt: PromptSize
+    need: Decimal  # reserved from `lease`: the most the request can cost
+    lease: Lease
+    began: datetime = field(default_factory=timezone.now)
+    delivery: Delivery = field(default_factory=Delivery)
+
+    @property
+    def model(self) -> str:
+        return self.body["model"]
 
 
 class ChatCompletionsLeanPath:
@@ -179,22 +199,15 @@ class ChatCompletionsLeanPath:
         except ledger.InsufficientFunds:
             return False
         self._start_ticker()
+        call = _Call(client_id=client_id, body=body, candidates=candidates, prompt=prompt, need=need, lease=lease)
         spent = Decimal(0)
         first = candidates[0].node_id
         self.running[first] += 1
         try:
-            relayer = self._stream if stream else self._complete
-            spent = await relayer(
-                send=send,
-                receive=receive,
-                lease=lease,
-                client_id=client_id,
-                candidates=candidates,
-                body=body,
-                prompt=prompt,
-                need=need,
-                include_usage=include_usage,
-            )
+            if stream:
+                spent = await self._stream(call, send, receive, include_usage=include_usage)
+            else:
+                spent = await self._complete(call, send)
         finally:
             self.running[first] -= 1
             await self.leases.finish(lease, reserved=need, spent=spent)
@@ -207,38 +220,31 @@ class ChatCompletionsLeanPath:
         weight = settings.INFERENCE_WEIGHT_LOAD
         return sorted(candidates, key=lambda c: (c.score + weight * self.running.get(c.node_id, 0), c.node_id))
 
-    async def _finish(
-        self,
-        *,
-        delivery: Delivery,
-        lease: Lease,
-        client_id: int,
-        body: dict,
-        prompt: PromptSize,
-        need: Decimal,
-        began: Any,
-    ) -> tuple[dict, relay.Usage]:
-        """Meter, price and journal the request (before its end reaches the client); learn from failures."""
+    async def _finish(self, call: _Call) -> tuple[Decimal, relay.Usage]:
+        """Meter, price and journal the request (before its end reaches the client); learn from failures.
+        Returns its cost and the usage to show."""
+        delivery = call.delivery
+        max_tokens = call.body["max_tokens"]
         fields = services.outcome(
-            delivery=delivery, prompt=prompt, max_tokens=body["max_tokens"], held_amount=need, now=timezone.now()
+            delivery=delivery, prompt=call.prompt, max_tokens=max_tokens, held_amount=call.need, now=timezone.now()
         )
         candidate = delivery.candidate
         entry = usage.use_entry(
             key=usage.new_request_key(),
-            lease_key=lease.key,
-            client_id=client_id,
+            lease_key=call.lease.key,
+            client_id=call.client_id,
             owner_id=candidate.owner_id if candidate else None,
-            model=body["model"],
-            question_text=question_of(body),
-            max_tokens=body["max_tokens"],
-            held=need,
+            model=call.model,
+            question_text=question_of(call.body),
+            max_tokens=max_tokens,
+            held=call.need,
             fields=fields,
-            created_at=began,
+            created_at=call.began,
             first_byte_ms=delivery.first_byte_ms,
         )
         await record(entry)
-        self._learn(body["model"], delivery)
-        return fields, relay.meter(delivery, prompt=prompt, max_tokens=body["max_tokens"])
+        self._learn(call.model, delivery)
+        return fields["cost"], relay.meter(delivery, prompt=call.prompt, max_tokens=max_tokens)
 
     def _learn(self, model: str, delivery: Delivery) -> None:
         """Nodes that failed cool down now (in the background), and this process stops routing to them."""
@@ -251,37 +257,20 @@ class ChatCompletionsLeanPath:
         for node_id in dict.fromkeys(failed):
             self._in_background(_record_failure_async(node_id=node_id))
 
-    async def _complete(
-        self, *, send: Send, lease: Lease, candidates: list[Candidate], body: dict, **context: Any
-    ) -> Decimal:
-        began = timezone.now()
-        delivery = Delivery()
-        payload = await relay.relay_complete(candidates=candidates, body=body, delivery=delivery)
-        context.pop("receive")
-        context.pop("include_usage")
-        fields, metered = await self._finish(delivery=delivery, lease=lease, body=body, began=began, **context)
+    async def _complete(self, call: _Call, send: Send) -> Decimal:
+        payload = await relay.relay_complete(candidates=call.candidates, body=call.body, delivery=call.delivery)
+        cost, metered = await self._finish(call)
         if payload is None:
-            await _send_failure(send, delivery)
+            await _send_failure(send, call.delivery)
         else:
-            payload["model"] = body["model"]
+            payload["model"] = call.model
             payload["usage"] = metered.as_openai()
             await _send_json(send, 200, json.dumps(payload, separators=(",", ":")).encode())
-        return fields["cost"]
+        return cost
 
-    async def _stream(
-        self,
-        *,
-        send: Send,
-        receive: Receive,
-        lease: Lease,
-        candidates: list[Candidate],
-        body: dict,
-        include_usage: bool,
-        **context: Any,
-    ) -> Decimal:
-        began = timezone.now()
-        delivery = Delivery()
-        state = {"started": False, "last": {}}
+    async def _stream(self, call: _Call, send: Send, receive: Receive, *, include_usage: bool) -> Decimal:
+        delivery = call.delivery
+        last: dict = {}  # the last chunk relayed; empty until the first, which starts the response
 
         async def safe_send(message: dict) -> None:
             try:
@@ -291,15 +280,15 @@ class ChatCompletionsLeanPath:
                 raise asyncio.CancelledError from None
 
         async def pump() -> None:
-            chunks = relay.relay_stream(candidates=candidates, body=body, delivery=delivery, raw=True)
+            nonlocal last
+            chunks = relay.relay_stream(candidates=call.candidates, body=call.body, delivery=delivery, raw=True)
             async with aclosing(chunks):
                 async for chunk, payload in chunks:
                     if not chunk.get("choices"):
                         continue  # the node's usage chunk: ours is sent at the end
-                    if not state["started"]:
-                        state["started"] = True
+                    if not last:
                         await safe_send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-                    state["last"] = chunk
+                    last = chunk
                     await safe_send({"type": "http.response.body", "body": sse_raw(payload), "more_body": True})
 
         async def disconnected() -> None:
@@ -317,35 +306,20 @@ class ChatCompletionsLeanPath:
                 relaying.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relaying  # a relay error other than cancellation is a bug: it propagates
-        fields, _ = await self._finish(delivery=delivery, lease=lease, body=body, began=began, **context)
+        cost, metered = await self._finish(call)
         if delivery.client_gone:
-            return fields["cost"]
-        if not state["started"]:
+            return cost
+        if not last:
             await _send_failure(send, delivery)
-            return fields["cost"]
-        with contextlib.suppress(OSError):
-            await send({"type": "http.response.body", "body": self._stream_end(delivery, body, state, include_usage)})
-        return fields["cost"]
-
-    @staticmethod
-    def _stream_end(delivery: Delivery, body: dict, state: dict, include_usage: bool) -> bytes:
+            return cost
         if delivery.error is not None:
-            return sse_error(message=delivery.error.detail, code=delivery.error.code)
-        tail = b""
-        if include_usage:
-            metered = relay.meter(delivery, prompt=PromptSize.of(body), max_tokens=body["max_tokens"])
-            last = state["last"]
-            tail = sse(
-                {
-                    "id": last.get("id", "chatcmpl-lean"),
-                    "object": "chat.completion.chunk",
-                    "created": last.get("created", int(time.time())),
-                    "model": body["model"],
-                    "choices": [],
-                    "usage": metered.as_openai(),
-                }
-            )
-        return tail + sse("[DONE]")
+            end = sse_error(message=delivery.error.detail, code=delivery.error.code)
+        else:
+            tail = usage_chunk(last, model=call.model, usage=metered, fallback_id="chatcmpl-lean")
+            end = (sse(tail) if include_usage else b"") + sse("[DONE]")
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.body", "body": end})
+        return cost
 
     # --- Background work: lease expiry, node failures, shutdown ------------------------------------------------
 
@@ -381,13 +355,3 @@ class ChatCompletionsLeanPath:
                     self._ticker.cancel()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def _record_failure(*, node_id: int) -> None:
-    try:
-        node_services.node_record_failure(node_id=node_id)
-    finally:
-        close_old_connections()
-
-
-_record_failure_async = sync_to_async(_record_failure)

@@ -12,13 +12,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import timezone
 
 from clients.authentication import LAST_USED_RESOLUTION
 from clients.models import ApiKey
+from core.asgi import database_call
 from core.tokens import hash_secret
 from inference import routing
 from inference.errors import ModelNotFound, NoCapacity
@@ -65,16 +64,6 @@ class TtlCache(Generic[T]):
         self._values.pop(key, None)
 
 
-def _with_fresh_connection(fn: Callable[..., T]) -> Callable[..., T]:
-    def run(*args: object, **kwargs: object) -> T:
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            close_old_connections()  # back to the pool; a broken connection is not kept
-
-    return run
-
-
 def _client_of_key(digest: str) -> int | None:
     """The client id of an active key of an active user (clients.authentication.ApiKeyAuthentication's rule)."""
     found = (
@@ -104,8 +93,8 @@ def _route(model: str) -> list[Candidate] | DomainMiss:
 
 _keys: TtlCache[int | None] = TtlCache(lambda: settings.INFERENCE_KEY_CACHE_S)
 _routes: TtlCache[list[Candidate] | DomainMiss] = TtlCache(lambda: settings.INFERENCE_ROUTE_CACHE_S)
-_client_of_key_async = sync_to_async(_with_fresh_connection(_client_of_key))
-_route_async = sync_to_async(_with_fresh_connection(_route))
+_client_of_key_async = database_call(_client_of_key)
+_route_async = database_call(_route)
 
 
 async def client_of_key(raw: str) -> int | None:

@@ -49,7 +49,6 @@ class LeaseBook:
     place: PlaceHold
     close: CloseLease
     current: dict[int, Lease] = field(default_factory=dict)
-    retiring: set[Lease] = field(default_factory=set)
     _placing: dict[int, asyncio.Lock] = field(default_factory=dict)
 
     async def reserve(self, client_id: int, need: Decimal) -> Lease:
@@ -84,20 +83,14 @@ class LeaseBook:
         lease.committed -= reserved - min(spent, reserved)
         lease.running -= 1
         if lease.retired and lease.running == 0:
-            await self._close(lease)
+            await self.close(lease.key)
 
     async def _retire(self, lease: Lease) -> None:
         lease.retired = True
         if self.current.get(lease.client_id) is lease:
             del self.current[lease.client_id]
         if lease.running == 0:
-            await self._close(lease)
-        else:
-            self.retiring.add(lease)
-
-    async def _close(self, lease: Lease) -> None:
-        self.retiring.discard(lease)
-        await self.close(lease.key)
+            await self.close(lease.key)  # otherwise its last request closes it (`finish`)
 
     async def retire_expired(self) -> None:
         """Retire leases past their time (a ticker calls this every second)."""

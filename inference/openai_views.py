@@ -71,9 +71,34 @@ def error_type(status: int) -> str:
     return "server_error" if status >= 500 else "invalid_request_error"
 
 
+def openai_error_body(status: int, *, message: str, code: str, param: str | None = None) -> dict:
+    """OpenAI's error shape, which its SDKs turn into the matching exception."""
+    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+
+
 def openai_error(status: int, *, message: str, code: str, param: str | None = None, headers=None) -> Response:  # type: ignore[no-untyped-def]
-    body = {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
-    return Response(body, status=status, headers=headers)
+    return Response(openai_error_body(status, message=message, code=code, param=param), status=status, headers=headers)
+
+
+def relay_failure(delivery: Delivery) -> DomainError:
+    """Why nothing was relayed, as the error to answer: the node refused the request itself (400), or no node
+    could answer it (503 with Retry-After)."""
+    error = delivery.error
+    if error is not None and not error.node_fault:
+        return UpstreamRejected(error.detail)
+    return NoCapacity("No node could answer the request; retry later.", retry_after=settings.INFERENCE_RETRY_AFTER_S)
+
+
+def usage_chunk(last: dict, *, model: str, usage: relay.Usage, fallback_id: str) -> dict:
+    """The stream's closing `chat.completion.chunk` carrying `usage` (stream_options.include_usage)."""
+    return {
+        "id": last.get("id", fallback_id),
+        "object": "chat.completion.chunk",
+        "created": last.get("created", int(time.time())),
+        "model": model,
+        "choices": [],
+        "usage": usage.as_openai(),
+    }
 
 
 def _first_error(detail: object, path: str = "") -> tuple[str | None, str, str]:
@@ -213,16 +238,8 @@ async def _openai_stream(opened: Opened, *, include_usage: bool) -> AsyncIterato
             yield sse_error(message=item.error.detail, code=item.error.code)
             return
         if include_usage and item.usage is not None:
-            yield sse(
-                {
-                    "id": last.get("id", f"chatcmpl-{item.request.pk}"),
-                    "object": "chat.completion.chunk",
-                    "created": last.get("created", int(time.time())),
-                    "model": opened.request.desired_model,
-                    "choices": [],
-                    "usage": item.usage.as_openai(),
-                }
-            )
+            model = opened.request.desired_model
+            yield sse(usage_chunk(last, model=model, usage=item.usage, fallback_id=f"chatcmpl-{item.request.pk}"))
         yield sse("[DONE]")
 
 
@@ -264,12 +281,7 @@ class ChatCompletionsView(_OpenAIView):
             req=opened.request, attempt=opened.request.attempts, delivery=delivery, prompt=opened.prompt
         )
         if payload is None:
-            error = delivery.error
-            if error is not None and not error.node_fault:
-                raise UpstreamRejected(error.detail)
-            raise NoCapacity(
-                "No node could answer the request; retry later.", retry_after=settings.INFERENCE_RETRY_AFTER_S
-            )
+            raise relay_failure(delivery)
         usage = relay.meter(delivery, prompt=opened.prompt, max_tokens=opened.request.max_tokens)
         payload["model"] = opened.request.desired_model
         payload["usage"] = usage.as_openai()

@@ -25,7 +25,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from clients import ledger
-from clients.models import Client
+from clients.choices import HoldStatus
+from clients.models import Client, Hold
 from inference.choices import InferenceChannel, InferenceStatus
 from inference.models import InferenceRequest
 from llm_models import services as node_services
@@ -212,9 +213,6 @@ def release_stale_leases(*, now: datetime | None = None) -> int:
 
     Call after draining the journal, so that uses of those leases are charged from the hold first.
     """
-    from clients.choices import HoldStatus
-    from clients.models import Hold
-
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.INFERENCE_LEASE_TTL_S + settings.INFERENCE_DEADLINE_S + 60)
     stale = Hold.objects.filter(key__startswith="lease:", status=HoldStatus.HELD, created_at__lt=cutoff)

@@ -1,4 +1,4 @@
-"""Holds used as leases: charged many times while open (`hold_consume`), placed up to the balance, released."""
+"""Holds used as leases: placed up to the balance (`minimum`), charged while open (`hold_consume`), released."""
 
 from decimal import Decimal
 
@@ -25,18 +25,18 @@ def operator(db):  # type: ignore[no-untyped-def]
 
 
 def test_a_lease_is_placed_up_to_the_balance_but_never_below_the_minimum(payer):
-    lease = ledger.hold_place_up_to(client=payer, amount=Decimal("25"), minimum=Decimal("1"), key="lease:a")
+    lease = ledger.hold_place(client=payer, amount=Decimal("25"), minimum=Decimal("1"), key="lease:a")
     assert lease.amount == Decimal("10") and ledger.balance_of(client=payer) == 0
 
     with pytest.raises(ledger.InsufficientFunds):
-        ledger.hold_place_up_to(client=payer, amount=Decimal("25"), minimum=Decimal("0.01"), key="lease:b")
+        ledger.hold_place(client=payer, amount=Decimal("25"), minimum=Decimal("0.01"), key="lease:b")
     assert not Hold.objects.filter(key="lease:b").exists()
     assert_books_balanced()
 
 
 def test_a_lease_placed_again_with_its_key_holds_nothing_more(payer):
-    first = ledger.hold_place_up_to(client=payer, amount=Decimal("4"), minimum=Decimal("1"), key="lease:a")
-    again = ledger.hold_place_up_to(client=payer, amount=Decimal("4"), minimum=Decimal("1"), key="lease:a")
+    first = ledger.hold_place(client=payer, amount=Decimal("4"), minimum=Decimal("1"), key="lease:a")
+    again = ledger.hold_place(client=payer, amount=Decimal("4"), minimum=Decimal("1"), key="lease:a")
     assert again.pk == first.pk and ledger.balance_of(client=payer) == Decimal("6")
 
 

@@ -170,10 +170,11 @@ def live_service(django_db_setup, django_db_blocker, tmp_path_factory):  # type:
 def usage_journal_clean():  # type: ignore[no-untyped-def]
     """An empty usage journal: entries a previous test left name rows that test's flush removed."""
     import redis
+    from django.conf import settings
 
     from inference import usage_journal
 
-    client = redis.Redis.from_url(usage_journal.settings.USAGE_JOURNAL_URL)
+    client = redis.Redis.from_url(settings.USAGE_JOURNAL_URL)
     client.delete(usage_journal.STREAM, usage_journal.DEAD)
     yield client
     client.close()
