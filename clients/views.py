@@ -208,8 +208,8 @@ class ClientViewSet(
             client = self.get_object()
             data = CreditIn(data=request.data)
             data.is_valid(raise_exception=True)
-            ledger.credit(client=client, key=f"admin-credit:{ref}", **data.validated_data)
-            return Response(ClientOut(self.get_object()).data)
+            ledger.credit(client=client, key=f"admin-credit:{ref}", **data.validated_data)  # refreshes its balance
+            return Response(ClientOut(client).data)
 
         return with_idempotency(request, top_up)
 

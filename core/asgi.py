@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
@@ -112,3 +113,41 @@ async def send_json(send: Send, status: int, payload: bytes | dict[str, Any]) ->
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class LeanPath:
+    """ASGI middleware that answers the common case of one hot `POST` endpoint beside Django (config/asgi.py).
+
+    A subclass names `path`, says when it is on (`wants`) and answers in `serve`, which returns False when it
+    sent nothing: Django then gets the request, body included, as does every other request and a body over
+    MAX_REQUEST_BODY_BYTES (Django answers that 413).
+    """
+
+    path: str
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def wants(self, scope: Scope) -> bool:
+        return True
+
+    async def serve(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and scope["path"] == self.path
+            and scope["method"] == "POST"
+            and self.wants(scope)
+            and host_allowed(scope, settings.ALLOWED_HOSTS)
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_body(receive, limit=settings.MAX_REQUEST_BODY_BYTES)
+        except BodyTooLarge as too_large:
+            await self.app(scope, replaying(too_large.received, receive, complete=too_large.complete), send)
+            return
+        if not await self.serve(scope, body, receive, send):
+            await self.app(scope, replaying(body, receive), send)

@@ -33,16 +33,13 @@ from clients import ledger
 from clients.models import Client
 from core.asgi import (
     ASGIApp,
-    BodyTooLarge,
+    LeanPath,
     Receive,
     Scope,
     Send,
     bearer,
     database_call,
     header,
-    host_allowed,
-    read_body,
-    replaying,
 )
 from inference import lean_lookups, relay, services, usage, usage_journal
 from inference.leases import Lease, LeaseBook
@@ -145,11 +142,13 @@ class _Call:
         return self.body["model"]
 
 
-class ChatCompletionsLeanPath:
+class ChatCompletionsLeanPath(LeanPath):
     """ASGI middleware: `POST /v1/chat/completions` here in the common case, everything else to `app`."""
 
+    path = PATH
+
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+        super().__init__(app)
         self.leases = LeaseBook(place=_place_hold_async, close=_close_lease)
         self.running: dict[int, int] = defaultdict(int)  # requests this process is relaying, by first-choice node
         self._background: set[asyncio.Task] = set()
@@ -158,25 +157,13 @@ class ChatCompletionsLeanPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-            return
-        if not (
-            scope["type"] == "http"
-            and scope["path"] == PATH
-            and scope["method"] == "POST"
-            and enabled()
-            and host_allowed(scope, settings.ALLOWED_HOSTS)
-        ):
-            await self.app(scope, receive, send)
-            return
-        try:
-            body = await read_body(receive, limit=settings.MAX_REQUEST_BODY_BYTES)
-        except BodyTooLarge as too_large:
-            await self.app(scope, replaying(too_large.received, receive, complete=too_large.complete), send)
-            return
-        if not await self._serve(scope, body, receive, send):
-            await self.app(scope, replaying(body, receive), send)
+        else:
+            await super().__call__(scope, receive, send)
 
-    async def _serve(self, scope: Scope, raw: bytes, receive: Receive, send: Send) -> bool:
+    def wants(self, scope: Scope) -> bool:
+        return enabled()
+
+    async def serve(self, scope: Scope, raw: bytes, receive: Receive, send: Send) -> bool:
         """Answer the request; False (nothing sent, nothing held) when the Django view must answer it."""
         token = bearer(scope)
         if token is None or header(scope, b"idempotency-key") is not None:

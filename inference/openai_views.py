@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
@@ -28,7 +28,7 @@ from inference.direct import Finished, relay_and_finish
 from inference.errors import NoCapacity
 from inference.relay import Delivery, sse, sse_error
 from inference.services import Opened
-from inference.views import stream_ref
+from inference.views import sse_response, stream_ref
 from llm_models.models import LlmModel
 from llm_models.selectors import model_list_available
 
@@ -249,24 +249,12 @@ class ChatCompletionsView(_OpenAIView):
         body, stream, include_usage = parse_chat_request(request.data)
         if not stream:
             return with_idempotency(request, lambda ref: self._complete(request, body, ref))
-        opened = services.inference_open(
-            client=request.user.client,
-            desired_model=body["model"],
-            question_text=question_of(body),
-            max_tokens=body["max_tokens"],
-            body=body,
-            channel=InferenceChannel.DIRECT,
-            ref=stream_ref(request),
-        )
-        response = StreamingHttpResponse(
-            _openai_stream(opened, include_usage=include_usage), content_type="text/event-stream"
-        )
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
+        opened = self._open(request, body, ref=stream_ref(request))
+        return sse_response(_openai_stream(opened, include_usage=include_usage))
 
-    def _complete(self, request: Request, body: dict, ref: str) -> Response:
-        opened = services.inference_open(
+    @staticmethod
+    def _open(request: Request, body: dict, *, ref: str | None) -> Opened:
+        return services.inference_open(
             client=request.user.client,
             desired_model=body["model"],
             question_text=question_of(body),
@@ -275,6 +263,9 @@ class ChatCompletionsView(_OpenAIView):
             channel=InferenceChannel.DIRECT,
             ref=ref,
         )
+
+    def _complete(self, request: Request, body: dict, ref: str) -> Response:
+        opened = self._open(request, body, ref=ref)
         delivery = Delivery()
         payload = async_to_sync(relay.relay_complete)(candidates=opened.candidates, body=opened.body, delivery=delivery)
         services.inference_finish(

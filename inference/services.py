@@ -87,7 +87,6 @@ def inference_open(
     max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
     body = {**(body or chat_body(model=desired_model, question_text=question_text, max_tokens=max_tokens))}
     body["max_tokens"] = max_tokens
-    body.pop("max_completion_tokens", None)
     prompt = PromptSize.of(body)
     direct = channel == InferenceChannel.DIRECT
     hold_key = f"inference:{ref or uuid.uuid4().hex}"
@@ -238,7 +237,7 @@ def inference_finish(
         if not owned:
             return None
         if cost > 0:
-            operator = Client.objects.get(pk=candidate.owner_id)  # type: ignore[union-attr]
+            operator = Client(pk=candidate.owner_id)  # type: ignore[union-attr]  (the ledger needs only its id)
             ledger.hold_settle(key=req.hold_key, charge=cost, operator=operator, memo=f"inference #{req.pk}")
         else:
             _release(req)
@@ -282,7 +281,7 @@ def inference_run(*, request_id: int, now: datetime | None = None) -> None:
     )
     if not claimed:
         return
-    req = InferenceRequest.objects.select_related("client").get(pk=request_id)
+    req = InferenceRequest.objects.get(pk=request_id)
     try:
         candidates = routing.route(model=req.desired_model)
     except (ModelNotFound, NoCapacity) as exc:
@@ -304,7 +303,7 @@ def inference_requeue_stuck(*, now: datetime | None = None, limit: int = 200) ->
     deadline = timedelta(seconds=settings.INFERENCE_DEADLINE_S)
     counts = {"requeued": 0, "failed": 0}
     stuck = InferenceRequest.objects.filter(status__in=UNFINISHED, deadline_at__lt=now).order_by("deadline_at")
-    for req in stuck.select_related("client")[:limit]:
+    for req in stuck[:limit]:
         give_up = (
             req.channel == InferenceChannel.DIRECT
             or req.attempts >= settings.INFERENCE_MAX_DISPATCHES

@@ -82,6 +82,30 @@ def _wait_for(req: InferenceRequest, *, timeout: float) -> InferenceRequest:
     return req
 
 
+def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened:
+    """Check a seed-style question (InferenceIn) and open it: row written, hold placed."""
+    client = request.user.client
+    data = InferenceIn(data=request.data, context={"client": client})
+    data.is_valid(raise_exception=True)
+    v = data.validated_data
+    return services.inference_open(
+        client=client,
+        desired_model=v["desired_model"],
+        question_text=v["question_text"],
+        max_tokens=v.get("max_tokens"),
+        channel=channel,
+        ref=ref,
+    )
+
+
+def sse_response(events: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    """A server-sent event stream, not to be cached or buffered by a proxy."""
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
 async def _seed_stream(opened: Opened) -> AsyncIterator[bytes]:
     """Chunk events, then `event: inference` with the saved record, then `[DONE]` (no `[DONE]` after an error)."""
     async for item in relay_and_finish(opened):
@@ -129,19 +153,8 @@ class InferenceViewSet(
         summary="Ask a model; waits for the answer unless `Prefer: respond-async`",
     )
     def create(self, request: Request) -> Response:
-        client = request.user.client
-
         def ask(ref: str) -> Response:
-            data = InferenceIn(data=request.data, context={"client": client})
-            data.is_valid(raise_exception=True)
-            v = data.validated_data
-            opened = services.inference_open(
-                client=client,
-                desired_model=v["desired_model"],
-                question_text=v["question_text"],
-                max_tokens=v.get("max_tokens"),
-                ref=ref,
-            )
+            opened = _open_question(request, ref=ref, channel=InferenceChannel.WORKER)
             req = opened.request
             if not _wants_async(request):
                 req = _wait_for(req, timeout=settings.INFERENCE_SYNC_WAIT_S)
@@ -195,22 +208,8 @@ class InferenceViewSet(
     )
     @action(detail=False, methods=["post"], url_path="stream")
     def stream(self, request: Request) -> StreamingHttpResponse:
-        client = request.user.client
-        data = InferenceIn(data=request.data, context={"client": client})
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
-        opened = services.inference_open(
-            client=client,
-            desired_model=v["desired_model"],
-            question_text=v["question_text"],
-            max_tokens=v.get("max_tokens"),
-            channel=InferenceChannel.DIRECT,
-            ref=stream_ref(request),
-        )
-        response = StreamingHttpResponse(_seed_stream(opened), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
+        opened = _open_question(request, ref=stream_ref(request), channel=InferenceChannel.DIRECT)
+        return sse_response(_seed_stream(opened))
 
     @extend_schema(
         request=InferenceBatchIn,

@@ -34,16 +34,12 @@ from rest_framework import serializers
 
 from clients.models import Client
 from core.asgi import (
-    ASGIApp,
-    BodyTooLarge,
+    LeanPath,
     Receive,
     Scope,
     Send,
     bearer,
     header,
-    host_allowed,
-    read_body,
-    replaying,
     send_json,
 )
 from core.tokens import hash_secret
@@ -277,33 +273,19 @@ def _is_json(scope: Scope) -> bool:
     return content_type.split(b";")[0].strip().lower() == b"application/json"
 
 
-class HeartbeatFastPath:
+class HeartbeatFastPath(LeanPath):
     """ASGI middleware: the heartbeat's common case here, everything else to `app` (Django)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    path = HEARTBEAT_PATH
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (
-            scope["type"] == "http"
-            and scope["path"] == HEARTBEAT_PATH
-            and scope["method"] == "POST"
-            and _enabled()
-            and _is_json(scope)
-            and host_allowed(scope, settings.ALLOWED_HOSTS)
-        ):
-            await self.app(scope, receive, send)
-            return
-        try:
-            body = await read_body(receive, limit=settings.MAX_REQUEST_BODY_BYTES)
-        except BodyTooLarge as too_large:
-            await self.app(scope, replaying(too_large.received, receive, complete=too_large.complete), send)
-            return
+    def wants(self, scope: Scope) -> bool:
+        return _enabled() and _is_json(scope)
+
+    async def serve(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
         token = bearer(scope)
         heartbeat = parse_heartbeat(body) if token else None
         if heartbeat is None or not await record_heartbeat(token=token, heartbeat=heartbeat):  # type: ignore[arg-type]
-            await self.app(scope, replaying(body, receive), send)
-            return
+            return False
         await send_json(
             send,
             200,
@@ -313,3 +295,4 @@ class HeartbeatFastPath:
                 "commands": [],
             },
         )
+        return True

@@ -8,20 +8,11 @@ from clients import ledger
 from clients.choices import HoldStatus, LedgerAccountKind, LedgerTransactionKind
 from clients.models import Hold, LedgerTransaction
 from tests.clients.ledger_helpers import account_sum, assert_books_balanced
-from tests.factories import make_client
 
 
 @pytest.fixture
-def payer(db):  # type: ignore[no-untyped-def]
-    client, _ = make_client()
-    ledger.credit(client=client, amount=Decimal("10"), key="seed")
-    return client
-
-
-@pytest.fixture
-def operator(db):  # type: ignore[no-untyped-def]
-    client, _ = make_client()
-    return client
+def payer_funds() -> Decimal:
+    return Decimal("10")
 
 
 def test_a_lease_is_placed_up_to_the_balance_but_never_below_the_minimum(payer):

@@ -10,20 +10,6 @@ from clients.models import Client, Hold, LedgerAccount, LedgerEntry, LedgerTrans
 from tests.clients.ledger_helpers import account_sum, assert_books_balanced
 from tests.factories import make_client
 
-
-@pytest.fixture
-def payer(db):  # type: ignore[no-untyped-def]
-    client, _ = make_client()
-    ledger.credit(client=client, amount=Decimal("100"), key="seed")
-    return client
-
-
-@pytest.fixture
-def operator(db):  # type: ignore[no-untyped-def]
-    client, _ = make_client()
-    return client
-
-
 # --- split_revenue -------------------------------------------------------------------------------------------
 
 

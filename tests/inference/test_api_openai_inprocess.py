@@ -1,6 +1,9 @@
 """/v1/ through Django's test client: input checks and the OpenAI error shape (the SDK tests use a real server)."""
 
+import json
+
 import pytest
+from asgiref.sync import async_to_sync
 
 from tests.conftest import bearer
 from tests.inference.conftest import MODEL, fund
@@ -71,3 +74,45 @@ def test_when_every_node_fails_before_answering_it_is_503(api_client, user_clien
 
     assert r.status_code == 503 and _error(r)["code"] == "no_capacity"
     assert int(r["Retry-After"]) > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_through_the_django_view_relays_chunks_then_the_billed_usage(api_client, user_client, node_on):
+    # The live-server tests reach the lean path (inference/lean_chat.py); this view serves streams sent with an
+    # Idempotency-Key, and every stream where the lean path is off (SQLite, no Redis).
+    from decimal import Decimal
+
+    from inference.models import InferenceRequest
+    from tests.inference.conftest import balance, sse_events
+
+    fund(user_client[0], "1.00")
+    _, stub = node_on()
+    stub.behaviour.answer = "one two three"
+
+    r = api_client.post(
+        URL,
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "count"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+        format="json",
+        **bearer(user_client[1]),
+    )
+
+    assert r.status_code == 200 and r["Content-Type"] == "text/event-stream"
+
+    async def read() -> bytes:  # the view's stream is an async iterator, as it is under ASGI
+        return b"".join([part async for part in r.streaming_content])
+
+    events = sse_events(async_to_sync(read)().decode())
+    assert events[-1] == (None, "[DONE]")
+    chunks = [json.loads(data) for _, data in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "one two three"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["model"] == MODEL
+    assert chunks[-1]["usage"]["completion_tokens"] == 3
+    record = InferenceRequest.objects.get()
+    assert record.status == "completed" and record.answer_text == text
+    assert balance(user_client[0]) == Decimal("1.00") - record.cost
