@@ -136,7 +136,3 @@ class NodeCommand(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} #{self.pk} for node {self.node_id} ({self.status})"
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_COMMAND_STATUSES

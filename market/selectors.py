@@ -169,10 +169,6 @@ def model_list(*, now: datetime | None = None, region: str = "", gpu_model: str 
     return qs
 
 
-def model_get(*, pk: int, now: datetime | None = None) -> LlmModel:
-    return get_object_or_404(model_list(now=now), pk=pk)
-
-
 def model_providers(*, model: LlmModel, now: datetime | None = None) -> QuerySet[NodeModel]:
     """The live nodes serving `model`, as NodeModel rows with their node's public figures."""
     now = now or timezone.now()
@@ -209,17 +205,10 @@ def node_list(*, now: datetime | None = None) -> QuerySet[Node]:
     )
 
 
-def node_get(*, pk: int, now: datetime | None = None) -> Node:
-    """A registered node; 404 for an unknown or deregistered one."""
-    return get_object_or_404(node_list(now=now), pk=pk)
-
-
-def node_served_models(*, node_ids: list[int]) -> dict[int, list[NodeModel]]:
-    """The models each node serves, by node id: one query for a whole page."""
-    served: dict[int, list[NodeModel]] = {pk: [] for pk in node_ids}
-    for offer in NodeModel.objects.filter(node_id__in=node_ids).select_related("model").order_by("model__name"):
-        served[offer.node_id].append(offer)
-    return served
+def node_get_live(*, pk: int, now: datetime | None = None) -> Node:
+    """A registered node with only its `live` flag (no figures): 404 for an unknown or deregistered one."""
+    now = now or timezone.now()
+    return get_object_or_404(Node.objects.exclude(status=NodeStatus.DEREGISTERED).annotate(live=_live(now)), pk=pk)
 
 
 def node_metric_samples(
@@ -246,10 +235,15 @@ def provider_public_name(client: Client) -> str:
 # --- Revenue ---------------------------------------------------------------------------------------------------------
 
 
+# The transactions that charge a hold: a settle (which closes it) and a usage (a lease's charge, hold kept open).
+CHARGE_KINDS = (LedgerTransactionKind.SETTLE, LedgerTransactionKind.USAGE)
+
+
 def operator_earnings_q() -> Q:
-    """Ledger entries that are an operator's share of a charge: a client's leg of a settle transaction, other
-    than the paying client's own (whose leg is its refund; a provider paying its own node earns nothing)."""
-    return Q(transaction__kind=LedgerTransactionKind.SETTLE, account__kind=LedgerAccountKind.CLIENT) & ~Q(
+    """Ledger entries that are an operator's share of a charge: a client's leg of a settle or usage transaction,
+    other than the paying client's own (its refund, or what it paid from its balance; a provider paying its own
+    node earns nothing)."""
+    return Q(transaction__kind__in=CHARGE_KINDS, account__kind=LedgerAccountKind.CLIENT) & ~Q(
         account__client_id=F("transaction__hold__client_id")
     )
 
@@ -268,10 +262,10 @@ class Revenue:
 
 
 def revenue_by_share() -> Revenue:
-    """What settled charges paid each share, from the ledger's settle transactions."""
+    """What charges paid each share, from the ledger's settle and usage transactions."""
     zero = Value(Decimal("0"), output_field=MONEY)
-    settled = LedgerEntry.objects.filter(transaction__kind=LedgerTransactionKind.SETTLE)
-    totals = settled.aggregate(
+    charged = LedgerEntry.objects.filter(transaction__kind__in=CHARGE_KINDS)
+    totals = charged.aggregate(
         operator=Coalesce(Sum("amount", filter=operator_earnings_q()), zero),
         platform=Coalesce(Sum("amount", filter=Q(account__kind=LedgerAccountKind.PLATFORM)), zero),
         treasury=Coalesce(Sum("amount", filter=Q(account__kind=LedgerAccountKind.TREASURY)), zero),
@@ -289,12 +283,13 @@ def market_stats(*, now: datetime | None = None) -> dict:
         total=Count("id"),
         live=Count("id", filter=node_live_q(now=now)),
     )
-    gpus = Node.objects.filter(node_live_q(now=now), gpu__isnull=False).aggregate(
-        machines=Count("gpu_id", distinct=True),
+    # Over the GPU machines, so each live one counts once even when several nodes run on it.
+    live_gpu = Q(pk__in=Node.objects.filter(node_live_q(now=now), gpu__isnull=False).values("gpu_id"))
+    gpus = Gpu.objects.aggregate(
+        total=Count("id"),
+        live=Count("id", filter=live_gpu),
+        live_gpus=Coalesce(Sum("gpu_count", filter=live_gpu), Value(0)),
     )
-    # Sum each live GPU machine once, even when several nodes run on it.
-    live_gpu_ids = Node.objects.filter(node_live_q(now=now), gpu__isnull=False).values("gpu_id")
-    gpu_count = Gpu.objects.filter(pk__in=live_gpu_ids).aggregate(n=Coalesce(Sum("gpu_count"), Value(0)))["n"]
     live_models = NodeModel.objects.filter(node_live_q(now=now, prefix="node__")).values("model_id")
     models = LlmModel.objects.aggregate(
         total=Count("id"),
@@ -310,7 +305,7 @@ def market_stats(*, now: datetime | None = None) -> dict:
     revenue = revenue_by_share()
     return {
         "nodes": {"total": nodes["total"], "live": nodes["live"]},
-        "gpus": {"live_machines": gpus["machines"], "live_gpus": gpu_count, "total_machines": Gpu.objects.count()},
+        "gpus": {"live_machines": gpus["live"], "live_gpus": gpus["live_gpus"], "total_machines": gpus["total"]},
         "models": {"total": models["total"], "live": models["live"]},
         "inferences": {"today": inferences["today"], "total": inferences["total"]},
         "average_latency_ms": avg,

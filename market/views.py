@@ -191,7 +191,7 @@ class MarketNodeMonitoringView(MarketView):
     def get(self, request: Request, pk: int) -> Response:
         query = MonitoringQueryIn(data=request.query_params)
         query.is_valid(raise_exception=True)
-        node = selectors.node_get(pk=pk)
+        node = selectors.node_get_live(pk=pk)
         samples = selectors.node_metric_samples(node=node, **query.validated_data)
         page = self.paginate_queryset(samples)
         paginated = self.get_paginated_response(MetricSampleOut(page, many=True).data).data

@@ -25,7 +25,7 @@ SSH_KEY_TYPES = (
     "sk-ssh-ed25519@openssh.com",
     "sk-ecdsa-sha2-nistp256@openssh.com",
 )
-SSH_KEY_PATTERN = r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}( [!-~][ -~]{0,254})?$"  # noqa: E501
+SSH_KEY_PATTERN = "^(" + "|".join(map(re.escape, SSH_KEY_TYPES)) + r") [A-Za-z0-9+/]+={0,2}( [!-~][ -~]{0,254})?$"
 MAX_BULK_IDS = 50
 
 

@@ -28,6 +28,7 @@ from rentals.errors import (
     RentalNotActive,
 )
 from rentals.models import Rental
+from rentals.selectors import rental_active_q
 
 SWEEP_BATCH = 100
 
@@ -39,7 +40,9 @@ def _used_minutes(rental: Rental, now: datetime) -> int:
 
 
 def rental_charge_for(*, rental: Rental, now: datetime) -> Decimal:
-    """What the renter pays for the time used until `now`: total x used minutes / paid minutes (6 places)."""
+    """What the renter pays for the time used until `now`: total x used minutes / paid minutes (6 places).
+
+    Never more than the total, and exactly the total once the term is over (ends_at is starts_at + hours)."""
     exact = rental.total * _used_minutes(rental, now) / (rental.hours * 60)
     return exact.quantize(ledger.Q6, ROUND_HALF_UP)  # as the ledger rounds a charge
 
@@ -65,7 +68,7 @@ def rental_start(*, client: Client, node_id: int, hours: int, ssh_public_key: st
     now = timezone.now()
     if not Node.objects.filter(node_live_q(now=now), pk=node.pk).exists():
         raise NodeUnavailable(f"Node {node_id} is not online.")
-    if Rental.objects.filter(node=node, status=RentalStatus.ACTIVE, ends_at__gt=now).exists():
+    if Rental.objects.filter(rental_active_q(now=now), node=node).exists():
         raise NodeAlreadyRented(f"Node {node_id} is already rented.")
     price = node.gpu.price_per_hour
     try:
@@ -93,11 +96,10 @@ def _settle(rental: Rental, *, status: str, now: datetime, charge: Decimal) -> R
     ledger.hold_settle(
         key=rental.ledger_key, charge=charge, operator=rental.node.owner, memo=f"Rental #{rental.pk} {status}"
     )
-    charged = min(charge, rental.total)
     rental.status = status
     rental.ended_at = now
-    rental.charged = charged
-    rental.refunded = rental.total - charged
+    rental.charged = charge
+    rental.refunded = rental.total - charge
     rental.save(update_fields=["status", "ended_at", "charged", "refunded", "updated_at"])
     return rental
 
@@ -164,8 +166,7 @@ def rental_end_for_node(*, node_id: int, now: datetime | None = None) -> int:
         rental = _lock_active(rental_id)
         if rental is None:
             continue
-        charge = rental.total if rental.ends_at <= now else rental_charge_for(rental=rental, now=now)
-        _settle(rental, status=RentalStatus.TERMINATED, now=now, charge=charge)
+        _settle(rental, status=RentalStatus.TERMINATED, now=now, charge=rental_charge_for(rental=rental, now=now))
         count += 1
     node_services.node_commands_abandon(node_id=node_id, reason="The node left the marketplace.")
     return count

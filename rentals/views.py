@@ -56,15 +56,14 @@ class RentalViewSet(
             data = RentalStartIn(data=request.data)
             data.is_valid(raise_exception=True)
             rental = services.rental_start(client=request.user.client, **data.validated_data)
-            rental = selectors.rental_get_own(client=request.user.client, rental_id=rental.pk)
             return Response(RentalOut(rental).data, status=status.HTTP_201_CREATED)
 
         return with_idempotency(request, rent)
 
     @extend_schema(request=None, responses={200: RentalOut}, summary="Cancel: unused minutes are refunded")
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        services.rental_cancel(rental=self.get_object())
-        return Response(RentalOut(self.get_object()).data)
+        rental = services.rental_cancel(rental=self.get_object())
+        return Response(RentalOut(rental).data)
 
     def _command(self, action_name: str) -> Response:
         job = services.rental_command(rental=self.get_object(), action=action_name)

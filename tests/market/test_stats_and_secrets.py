@@ -70,6 +70,32 @@ def test_admin_shows_node_uptime_and_latency_and_provider_earnings(client, admin
     assert "1.400000" in provider_page
 
 
+def test_stats_and_admin_count_charges_paid_from_a_lease(
+    api_client, client, admin, provider, other_provider, user_client
+):
+    """The /v1 lean path charges an open hold (a lease) with usage transactions: counted as settles are."""
+    payer, operator = user_client[0], provider[0]
+    ledger.credit(client=payer, amount=Decimal("100"), key="top-up:lease")
+    ledger.hold_place(client=payer, amount=Decimal("10"), key="lease:x")
+    ledger.hold_consume(key="lease:x", use_key="u1", charge=Decimal("2.000000"), operator=operator)
+    ledger.hold_release(key="lease:x")  # the rest back to the payer: no revenue
+    # Work delivered after the lease closed is charged from the payer's balance: still revenue.
+    ledger.hold_consume(key="lease:x", use_key="u2", charge=Decimal("1.000000"), operator=operator)
+    pay(payer, other_provider[0], "1.000000", "inference:1")  # a settle beside them
+    ledger.credit(client=operator, amount=Decimal("100"), key="top-up:own")
+    ledger.hold_place(client=operator, amount=Decimal("10"), key="lease:own")
+    ledger.hold_consume(key="lease:own", use_key="own", charge=Decimal("1.000000"), operator=operator)  # own node
+    client.force_login(admin[0].user)
+
+    body = api_client.get("/api/v1/stats/").json()
+    clients = client.get("/admin/clients/client/").content.decode()
+    provider_page = client.get(f"/admin/clients/client/{operator.pk}/change/").content.decode()
+
+    assert body["revenue"] == {"operator": "2.800000", "platform": "1.250000", "treasury": "0.250000"}
+    assert "2.100000" in clients and "0.700000" in clients
+    assert "2.100000" in provider_page
+
+
 # --- No secrets ------------------------------------------------------------------------------------------------------
 
 ENDPOINT = "http://secret-node.example.net:8000/v1"
