@@ -48,18 +48,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+def wait_ready(
+    url: str, proc: subprocess.Popen, *, timeout_s: float = 60, what: str = "server", log: Path | None = None
+) -> None:
+    """Poll `url` until it answers 200; RuntimeError if `proc` exits first or time runs out."""
+    see = f"; see {log}" if log else ""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before serving")
+            raise RuntimeError(f"{what} exited with {proc.returncode} before serving{see}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"server not ready at {url} after {timeout_s}s")
+    raise RuntimeError(f"{what} not ready at {url} after {timeout_s:.0f} s{see}")
+
+
+@contextmanager
+def child(argv: list[str], *, env: dict[str, str], log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """A child process (its output to `log`, else to the bench's own); terminated, then killed, on exit."""
+    if log is None:
+        proc = subprocess.Popen(argv, cwd=REPO, env=env)
+    else:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def worker_pids(root_pid: int) -> list[int]:
@@ -88,20 +111,8 @@ def serve(config: ServerConfig, env: dict[str, str], log: Path | None = None) ->
     """Start the server (its output to `log`, else to the bench's own) and wait until it answers /healthz."""
     port = free_port()
     env = {**env, "DJANGO_SETTINGS_MODULE": config.settings_module, **dict(config.environment)}
-    if log is None:
-        process = subprocess.Popen(config.command(port), cwd=REPO, env=env)
-    else:
-        with log.open("ab") as out:
-            process = subprocess.Popen(config.command(port), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
+    with child(config.command(port), env=env, log=log) as process:
         base_url = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{base_url}/healthz", process)
+        wait_ready(f"{base_url}/healthz", process, log=log)
         time.sleep(1.0)  # let every worker finish importing before load starts
         yield RunningServer(config=config, base_url=base_url, process=process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -3,7 +3,6 @@
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,36 +30,6 @@ class Target:
     host: str = "127.0.0.1"
 
 
-def _wait_http_ok(url: str, proc: subprocess.Popen, *, timeout_s: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} before serving; see {log}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{what} not ready at {url} after {timeout_s:.0f} s; see {log}")
-
-
-@contextmanager
-def process(argv: list[str], *, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """A child process with its output in `log`; terminated (then killed) on exit."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @contextmanager
 def stub_node(*, env: dict[str, str], log: Path, chunks: int, pacing_ms: float) -> Iterator[Target]:
     port = server.free_port()
@@ -71,8 +40,8 @@ def stub_node(*, env: dict[str, str], log: Path, chunks: int, pacing_ms: float) 
         f"--chunks={chunks}",
         f"--pacing-ms={pacing_ms}",
     ]
-    with process(argv, env=env, log=log) as proc:
-        _wait_http_ok(f"http://127.0.0.1:{port}/health", proc, timeout_s=30, what="stub node", log=log)
+    with server.child(argv, env=env, log=log) as proc:
+        server.wait_ready(f"http://127.0.0.1:{port}/health", proc, timeout_s=30, what="stub node", log=log)
         yield Target(name="direct", label="direct (stub node)", port=port, pids=lambda: [proc.pid])
 
 
@@ -132,8 +101,8 @@ def service(*, env: dict[str, str], logs: Path) -> Iterator[Service]:
     commands = celery_commands(logs / "celerybeat-schedule")
     config = server.uvicorn(1)
     with (
-        process(commands["worker"], env=env, log=logs / "celery-worker.log") as worker,
-        process(commands["beat"], env=env, log=logs / "celery-beat.log"),
+        server.child(commands["worker"], env=env, log=logs / "celery-worker.log") as worker,
+        server.child(commands["beat"], env=env, log=logs / "celery-beat.log"),
         server.serve(config, env, log=logs / "web.log") as web,
     ):
         _wait_pool(worker.pid, children=2, timeout_s=30)
@@ -151,7 +120,7 @@ class LiteLLM:
 
     def ready(self) -> Target:
         url = f"http://127.0.0.1:{self.port}/health/liveliness"
-        _wait_http_ok(url, self.process, timeout_s=180, what="LiteLLM proxy", log=self.log)
+        server.wait_ready(url, self.process, timeout_s=180, what="LiteLLM proxy", log=self.log)
         root = self.process.pid
         return Target(
             name="litellm",
@@ -170,5 +139,5 @@ def litellm(*, stub_port: int, models: list[str], workers: int, logs: Path) -> I
     litellm_proxy.write_config(config, stub_url=f"http://127.0.0.1:{stub_port}", models=models)
     port = server.free_port()
     log = logs / "litellm.log"
-    with process(litellm_proxy.command(config, port, workers), env=litellm_proxy.environment(), log=log) as proc:
+    with server.child(litellm_proxy.command(config, port, workers), env=litellm_proxy.environment(), log=log) as proc:
         yield LiteLLM(process=proc, port=port, workers=workers, log=log)
