@@ -131,8 +131,3 @@ class CommandBook:
                     self._acknowledged[result["id"]] = result
             while len(self._acknowledged) > REMEMBERED_RESULTS:
                 self._acknowledged.popitem(last=False)
-
-    @property
-    def busy(self) -> bool:
-        with self._lock:
-            return bool(self._running)

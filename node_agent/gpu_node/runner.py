@@ -58,6 +58,11 @@ class Backoff:
     def reset(self) -> None:
         self.failures = 0
 
+    @property
+    def failing(self) -> bool:
+        """The last heartbeat failed: the server is down (or erring) until one succeeds."""
+        return self.failures > 0
+
 
 class Agent:
     def __init__(
@@ -77,7 +82,6 @@ class Agent:
         self.backoff = Backoff(first=min(1.0, self.interval), cap=config.max_backoff_s)
         self.models_acked: list[str] | None = None  # what the server last accepted; None: send on first beat
         self.backend_error: str | None = None
-        self.server_down = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-node-hook")  # in order, one at a time
@@ -138,9 +142,8 @@ class Agent:
                 self.book.acknowledge(results)
             self.models_acked = None
             return self.interval
-        if self.server_down:
+        if self.backoff.failing:
             log.info("server reachable again")
-            self.server_down = False
         self.backoff.reset()
         self.book.acknowledge(results)
         if models is not None:
@@ -153,7 +156,6 @@ class Agent:
     def _failed(self, reason: str) -> float:
         delay = self.backoff.next()
         log.warning("%s; retrying in %.1f s", reason, delay)
-        self.server_down = True
         return delay
 
     # --- commands ----------------------------------------------------------------------------------

@@ -47,13 +47,10 @@ def _error_of(r: httpx.Response) -> ServerError:
 
 
 class ServerApi:
-    def __init__(self, base_url: str, *, timeout: float = TIMEOUT_S, transport: httpx.BaseTransport | None = None):
+    def __init__(self, base_url: str, *, timeout: float = TIMEOUT_S):
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            headers={"User-Agent": f"gpu-node/{__version__}"},
+            base_url=self.base_url, timeout=timeout, headers={"User-Agent": f"gpu-node/{__version__}"}
         )
 
     def close(self) -> None:

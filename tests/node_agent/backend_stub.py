@@ -10,22 +10,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class BackendStub:
     """Real HTTP on 127.0.0.1. `models` is what `/v1/models` lists; `openai=False` makes it an ordinary web page."""
 
-    def __init__(self, models: list[str] | None = None, *, api_key: str = "", openai: bool = True) -> None:
+    def __init__(self, models: list[str] | None = None, *, openai: bool = True) -> None:
         self.models = list(models or [])
-        self.api_key = api_key
         self.openai = openai
-        self.requests = 0
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                stub.requests += 1
                 if not stub.openai:
                     self._send(200, b"<html><body>It works!</body></html>", "text/html")
                 elif self.path.rstrip("/") != "/v1/models":
                     self._send(404, b'{"error": {"message": "not found"}}', "application/json")
-                elif stub.api_key and self.headers.get("Authorization") != f"Bearer {stub.api_key}":
-                    self._send(401, b'{"error": {"message": "bad key"}}', "application/json")
                 else:
                     data = [{"id": name, "object": "model", "owned_by": "stub"} for name in stub.models]
                     self._send(200, json.dumps({"object": "list", "data": data}).encode(), "application/json")

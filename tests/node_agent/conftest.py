@@ -4,19 +4,18 @@ and the real `gpu-node` console script run as a subprocess against them."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.llm_models.conftest import _test_database_url
+from tests.llm_models.conftest import _stop, _test_database_url
 from tests.node_agent.backend_stub import BackendStub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,18 +49,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
-    """Stop a process we started, by its own process group."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
 
 
 class Service:
@@ -203,20 +190,8 @@ def agent(tmp_path: Path, fake_bin: Path) -> Iterator[Agent]:
     runner = Agent(tmp_path, fake_bin)
     yield runner
     for process in runner.processes:
-        _stop(process, signal.SIGKILL)
+        _stop(process)
 
 
 def log_of(process: subprocess.Popen) -> str:
     return Path(process.log_path).read_text()  # type: ignore[attr-defined]
-
-
-def wait_for(predicate: Callable[[], object], *, timeout: float = 15, process: subprocess.Popen | None = None) -> None:
-    """Poll until `predicate()` is truthy; fail with the agent's log on timeout or if it exits early."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if process is not None and process.poll() is not None:
-            pytest.fail(f"gpu-node exited with {process.returncode}:\n{log_of(process)[-4000:]}")
-        time.sleep(0.1)
-    pytest.fail(f"not within {timeout} s\n{log_of(process)[-4000:] if process else ''}")

@@ -13,8 +13,9 @@ from gpus.models import Gpu
 from llm_models.choices import NodeStatus
 from llm_models.models import Node, NodeMetricSample, NodeModel
 from tests.factories import make_client
+from tests.llm_models.conftest import wait_until
 from tests.node_agent.backend_stub import BackendStub
-from tests.node_agent.conftest import log_of, wait_for
+from tests.node_agent.conftest import log_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live_server]
 
@@ -68,7 +69,7 @@ def test_run_sends_live_metrics_that_land_on_the_server(service, backend, agent,
 
     process = agent.start("run")
 
-    wait_for(lambda: NodeMetricSample.objects.filter(node=node).count() >= 2, process=process)
+    wait_until(lambda: NodeMetricSample.objects.filter(node=node).count() >= 2, timeout=15, process=process)
     node.refresh_from_db()
     assert node.status == NodeStatus.ONLINE
     metrics = node.latest_metrics
@@ -84,17 +85,17 @@ def test_run_follows_the_backends_model_list(service, backend, agent, provider_k
     agent.register(service, backend, provider_key)
     node = the_node()
     process = agent.start("run")
-    wait_for(lambda: the_node().status == NodeStatus.ONLINE, process=process)
+    wait_until(lambda: the_node().status == NodeStatus.ONLINE, timeout=15, process=process)
 
     backend.models = ["mistralai/Mistral-7B-Instruct-v0.3"]
 
-    wait_for(lambda: served_names(node) == ["mistralai/Mistral-7B-Instruct-v0.3"], process=process)
+    wait_until(lambda: served_names(node) == ["mistralai/Mistral-7B-Instruct-v0.3"], timeout=15, process=process)
 
 
 def test_sigterm_deregisters_the_node_and_exits_0(service, backend, agent, provider_key):
     agent.register(service, backend, provider_key)
     process = agent.start("run")
-    wait_for(lambda: the_node().status == NodeStatus.ONLINE, process=process)
+    wait_until(lambda: the_node().status == NodeStatus.ONLINE, timeout=15, process=process)
 
     process.send_signal(signal.SIGTERM)
 
@@ -106,16 +107,16 @@ def test_sigterm_deregisters_the_node_and_exits_0(service, backend, agent, provi
 def test_heartbeats_resume_after_the_server_restarts(service, backend, agent, provider_key):
     agent.register(service, backend, provider_key)
     process = agent.start("run")
-    wait_for(lambda: the_node().status == NodeStatus.ONLINE, process=process)
+    wait_until(lambda: the_node().status == NodeStatus.ONLINE, timeout=15, process=process)
 
     service.stop()
     try:
-        wait_for(lambda: "retrying in" in log_of(process), process=process)
+        wait_until(lambda: "retrying in" in log_of(process), timeout=15, process=process)
         silent_since = the_node().last_heartbeat_at
     finally:
         service.start()
 
-    wait_for(lambda: the_node().last_heartbeat_at > silent_since, process=process)
+    wait_until(lambda: the_node().last_heartbeat_at > silent_since, timeout=15, process=process)
     assert "server reachable again" in log_of(process)
 
 
@@ -123,7 +124,7 @@ def test_a_revoked_provider_stops_the_agent_with_a_clear_message(service, backen
     client, key = make_client(role=ClientRole.GPU_PROVIDER, approved=True)
     agent.register(service, backend, key)
     process = agent.start("run")
-    wait_for(lambda: the_node().status == NodeStatus.ONLINE, process=process)
+    wait_until(lambda: the_node().status == NodeStatus.ONLINE, timeout=15, process=process)
 
     client.is_gpu_provider_approved = False
     client.save(update_fields=["is_gpu_provider_approved"])

@@ -13,7 +13,7 @@ from llm_models.models import Node, NodeCommand
 from rentals import services
 from tests.conftest import bearer
 from tests.factories import make_client
-from tests.node_agent.conftest import wait_for
+from tests.llm_models.conftest import wait_until
 from tests.rentals.conftest import SSH_KEY, fund
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live_server]
@@ -53,7 +53,7 @@ def test_the_agent_runs_a_rentals_commands_through_its_hooks(service, backend, a
     agent.config_path.write_text(json.dumps(config))
     process = agent.start("run")
     node = Node.objects.get()
-    wait_for(lambda: Node.objects.get(pk=node.pk).status == NodeStatus.ONLINE, process=process)
+    wait_until(lambda: Node.objects.get(pk=node.pk).status == NodeStatus.ONLINE, timeout=15, process=process)
     renter, raw = make_client()
     fund(renter)
 
@@ -63,7 +63,7 @@ def test_the_agent_runs_a_rentals_commands_through_its_hooks(service, backend, a
     reset = services.rental_command(rental=rental, action="reset")
     key = NodeCommand.objects.get(rental=rental, action="provision_ssh_key")
     for job in (key, start, stop, reset):
-        wait_for(lambda job=job: finished(job), process=process)
+        wait_until(lambda job=job: finished(job), timeout=15, process=process)
 
     assert (key.status, key.result.strip()) == ("succeeded", "hook provision_ssh_key ran")
     assert (start.status, start.result.strip()) == ("succeeded", "hook start ran")
@@ -83,5 +83,5 @@ def test_the_agent_runs_a_rentals_commands_through_its_hooks(service, backend, a
     cancelled = api.delete(f"/api/v1/rentals/{rental.pk}/", **bearer(raw))
     assert cancelled.json()["status"] == "cancelled"
     end = NodeCommand.objects.get(rental=rental, action="end")
-    wait_for(lambda: finished(end), process=process)
+    wait_until(lambda: finished(end), timeout=15, process=process)
     assert end.status == "succeeded"

@@ -1,5 +1,6 @@
 """Commands from heartbeats: the hook runner, and results reported until a heartbeat carrying them is accepted."""
 
+import contextlib
 import json
 import sys
 import threading
@@ -98,7 +99,7 @@ def server() -> ScriptedServer:
     return ScriptedServer()
 
 
-def make_agent(server: ScriptedServer, tmp_path: Path, models: list[str] | None = None, **hooks_: Hook) -> Agent:
+def make_agent(server: ScriptedServer, models: list[str] | None = None, **hooks_: Hook) -> Agent:
     config = NodeConfig(
         server_url="http://server", node_id=1, node_token="gmn_x", backend_url="http://backend/v1", hooks=hooks_
     )
@@ -115,7 +116,7 @@ def run_commands_to_completion(agent: Agent) -> None:
 
 
 def test_results_are_resent_until_a_heartbeat_carrying_them_is_accepted(server, tmp_path):
-    agent = make_agent(server, tmp_path, reset=python_hook(tmp_path, "print('ok')"))
+    agent = make_agent(server, reset=python_hook(tmp_path, "print('ok')"))
     server.script = [
         reply({"id": 9, "action": "reset", "params": {}}),
         ServerUnreachable("down"),
@@ -137,7 +138,7 @@ def test_results_are_resent_until_a_heartbeat_carrying_them_is_accepted(server, 
 def test_a_command_sent_again_is_not_run_again(server, tmp_path):
     counter = tmp_path / "runs"
     hook = python_hook(tmp_path, f"open({str(counter)!r}, 'a').write('x')\n")
-    agent = make_agent(server, tmp_path, reset=hook)
+    agent = make_agent(server, reset=hook)
     command = {"id": 4, "action": "reset", "params": {}}
     server.script = [reply(command), reply(command)]
     agent.beat_once()
@@ -153,8 +154,8 @@ def test_a_command_sent_again_is_not_run_again(server, tmp_path):
     assert server.bodies[-1]["results"] == [{"id": 4, "status": "succeeded", "output": ""}]
 
 
-def test_an_unsupported_action_is_reported(server, tmp_path):
-    agent = make_agent(server, tmp_path)
+def test_an_unsupported_action_is_reported(server):
+    agent = make_agent(server)
     server.script = [reply({"id": 2, "action": "rental_start", "params": {"hours": 1}})]
     agent.beat_once()
     run_commands_to_completion(agent)
@@ -167,15 +168,15 @@ def test_an_unsupported_action_is_reported(server, tmp_path):
 
 
 def test_a_finished_command_wakes_the_loop_to_report_it(server, tmp_path):
-    agent = make_agent(server, tmp_path, reset=python_hook(tmp_path, "print('ok')"))
+    agent = make_agent(server, reset=python_hook(tmp_path, "print('ok')"))
     server.script = [reply({"id": 1, "action": "reset", "params": {}})]
     agent.beat_once()
 
     assert agent._wake.wait(10)
 
 
-def test_results_the_server_rejects_are_dropped_rather_than_blocking_heartbeats(server, tmp_path):
-    agent = make_agent(server, tmp_path)
+def test_results_the_server_rejects_are_dropped_rather_than_blocking_heartbeats(server):
+    agent = make_agent(server)
     server.script = [reply({"id": 2, "action": "x", "params": {}})]
     agent.beat_once()
     run_commands_to_completion(agent)
@@ -187,9 +188,9 @@ def test_results_the_server_rejects_are_dropped_rather_than_blocking_heartbeats(
     assert "results" in server.bodies[1] and "results" not in server.bodies[2]
 
 
-def test_models_are_sent_first_and_then_only_when_they_change(server, tmp_path):
+def test_models_are_sent_first_and_then_only_when_they_change(server):
     served = ["org/a"]
-    agent = make_agent(server, tmp_path, models=served)
+    agent = make_agent(server, models=served)
     agent.config.model_overrides = {"org/b": {"input_price_per_million": "0.10", "unknown": 1}}
 
     agent.beat_once()
@@ -206,8 +207,8 @@ def test_models_are_sent_first_and_then_only_when_they_change(server, tmp_path):
     ]
 
 
-def test_models_are_sent_again_after_a_failed_heartbeat(server, tmp_path):
-    agent = make_agent(server, tmp_path)
+def test_models_are_sent_again_after_a_failed_heartbeat(server):
+    agent = make_agent(server)
     server.script = [ServerUnreachable("down")]
 
     agent.beat_once()
@@ -216,8 +217,8 @@ def test_models_are_sent_again_after_a_failed_heartbeat(server, tmp_path):
     assert [body.get("models") for body in server.bodies] == [[{"name": "org/a"}], [{"name": "org/a"}]]
 
 
-def test_the_servers_interval_is_used_and_failures_back_off_up_to_the_cap(server, tmp_path):
-    agent = make_agent(server, tmp_path)
+def test_the_servers_interval_is_used_and_failures_back_off_up_to_the_cap(server):
+    agent = make_agent(server)
     agent.backoff = Backoff(first=1, cap=8, rng=lambda: 1.0)
     server.script = [ServerUnreachable("down")] * 6 + [reply()]
 
@@ -226,8 +227,8 @@ def test_the_servers_interval_is_used_and_failures_back_off_up_to_the_cap(server
     assert delays == [1, 2, 4, 8, 8, 8, 5]
 
 
-def test_a_refused_token_stops_the_loop(server, tmp_path):
-    agent = make_agent(server, tmp_path)
+def test_a_refused_token_stops_the_loop(server):
+    agent = make_agent(server)
     server.script = [ServerError(401, "provider_not_approved", "This node's provider is not approved.")]
 
     with pytest.raises(TokenRefused, match="not approved"):
@@ -235,14 +236,28 @@ def test_a_refused_token_stops_the_loop(server, tmp_path):
 
 
 def test_the_command_book_is_safe_across_threads():
+    """Ten threads claim each id at once. The book's membership check answers, then waits at a barrier until every
+    thread has checked, so without the lock all of them would find the id free and run it; with it, the first thread
+    holds the lock at the barrier until it times out, and the rest find the id taken."""
     book = hooks.CommandBook()
+    threads_count = 100
+    barrier = threading.Barrier(threads_count, timeout=1)
+
+    class AllThreadsCheckAtOnce(set):
+        def __contains__(self, item: object) -> bool:
+            found = super().__contains__(item)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()  # the answer is given; let every other thread check before anyone acts on it
+            return found
+
+    book._running = AllThreadsCheckAtOnce()
     claimed = []
 
     def claim(i: int) -> None:
         if book.claim(i % 10):
             claimed.append(i % 10)
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(100)]
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(threads_count)]
     for t in threads:
         t.start()
     for t in threads:
