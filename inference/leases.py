@@ -8,8 +8,10 @@ charged from the hold when its usage entry is applied (inference/usage.py). The 
 lease, so a client never spends more than it has, however many requests run at once.
 
 A lease takes new reservations for INFERENCE_LEASE_TTL_S; after that (or when it is too small for a request) it is
-retired, and once its last request has finished its process journals a close entry, which releases the rest of
-the hold. A process that dies leaves its leases open; usage.release_stale_leases releases them later.
+retired once a new lease is placed, and once its last request has finished its process journals a close entry,
+which releases the rest of the hold. If no new lease can be placed because the client's money is in the expired
+one (its requests still running), the expired lease goes on taking reservations for up to another
+INFERENCE_LEASE_TTL_S. A process that dies leaves its leases open; usage.release_stale_leases releases them later.
 """
 
 import asyncio
@@ -21,7 +23,7 @@ from decimal import ROUND_UP, Decimal
 
 from django.conf import settings
 
-from clients.ledger import Q6
+from clients.ledger import Q6, InsufficientFunds
 
 # Places a hold of up to `amount` (at least `minimum`) for a client under `key`; returns the amount held.
 PlaceHold = Callable[[int, Decimal, Decimal, str], Awaitable[Decimal]]
@@ -38,8 +40,8 @@ class Lease:
     running: int = 0
     retired: bool = False
 
-    def fits(self, need: Decimal, now: float) -> bool:
-        return not self.retired and now < self.expires_at and self.amount - self.committed >= need
+    def fits(self, need: Decimal, now: float, *, grace_s: float = 0.0) -> bool:
+        return not self.retired and now < self.expires_at + grace_s and self.amount - self.committed >= need
 
 
 @dataclass
@@ -61,16 +63,22 @@ class LeaseBook:
             lease = self.current.get(client_id)
             if lease is not None and lease.fits(need, time.monotonic()):
                 return self._take(lease, need)
-            if lease is not None:
-                await self._retire(lease)
             want = max(settings.INFERENCE_LEASE_AMOUNT, need * settings.INFERENCE_LEASE_REQUESTS)
             want = want.quantize(Q6, rounding=ROUND_UP)
-            minimum = max(need, Q6)
             key = f"lease:{uuid.uuid4().hex}"
-            amount = await self.place(client_id, want, minimum, key)
-            lease = Lease(key, client_id, amount, time.monotonic() + settings.INFERENCE_LEASE_TTL_S)
-            self.current[client_id] = lease
-            return self._take(lease, need)
+            try:
+                amount = await self.place(client_id, want, max(need, Q6), key)
+            except InsufficientFunds:
+                # What the client has may all be in its expired lease, kept open by requests still running: use
+                # it a while longer rather than refuse money that is there.
+                if lease is not None and lease.fits(need, time.monotonic(), grace_s=settings.INFERENCE_LEASE_TTL_S):
+                    return self._take(lease, need)
+                raise
+            if lease is not None:
+                await self._retire(lease)
+            fresh = Lease(key, client_id, amount, time.monotonic() + settings.INFERENCE_LEASE_TTL_S)
+            self.current[client_id] = fresh
+            return self._take(fresh, need)
 
     @staticmethod
     def _take(lease: Lease, need: Decimal) -> Lease:

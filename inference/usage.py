@@ -214,7 +214,8 @@ def release_stale_leases(*, now: datetime | None = None) -> int:
     Call after draining the journal, so that uses of those leases are charged from the hold first.
     """
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.INFERENCE_LEASE_TTL_S + settings.INFERENCE_DEADLINE_S + 60)
+    # A lease takes reservations for at most twice its TTL (leases.py), each request ends within the deadline.
+    cutoff = now - timedelta(seconds=2 * settings.INFERENCE_LEASE_TTL_S + settings.INFERENCE_DEADLINE_S + 60)
     stale = Hold.objects.filter(key__startswith="lease:", status=HoldStatus.HELD, created_at__lt=cutoff)
     keys = list(stale.values_list("key", flat=True)[:1000])
     for key in keys:

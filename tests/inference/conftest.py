@@ -125,7 +125,7 @@ def start_service(log_path, **extra_env: str):  # type: ignore[no-untyped-def]
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "ALLOW_PRIVATE_NODE_ENDPOINTS": "true",
         "INFERENCE_READ_TIMEOUT_S": "5",
-        "INFERENCE_LEASE_TTL_S": "0.5",
+        "INFERENCE_LEASE_TTL_S": "1",
         "INFERENCE_ROUTE_CACHE_S": "0",
         "PYTHONUNBUFFERED": "1",
         **extra_env,

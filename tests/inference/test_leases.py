@@ -109,3 +109,26 @@ def test_an_expired_lease_is_retired_by_the_ticker(settings):
         assert money.closed == [lease.key]
 
     asyncio.run(run())
+
+
+def test_an_expired_lease_holding_all_the_money_still_serves_while_no_new_one_can_be_placed(settings):
+    settings.INFERENCE_LEASE_TTL_S = 0.05
+    money = Ledger("0.30")  # all of it goes into the first lease
+    book = LeaseBook(place=money.place, close=money.close)
+
+    async def run():  # type: ignore[no-untyped-def]
+        first = await book.reserve(1, Decimal("0.1"))  # still running when the lease expires
+        await asyncio.sleep(0.06)
+        second = await book.reserve(1, Decimal("0.1"))  # no new lease can be placed: the expired one serves
+        assert second is first and len(money.placed) == 1 and money.closed == []
+        await asyncio.sleep(0.06)  # past the grace as well: refused, the money stays where it is
+        with pytest.raises(InsufficientFunds):
+            await book.reserve(1, Decimal("0.1"))
+        money.balance = Decimal("1")  # a top-up: a new lease, and the old one closes after its requests
+        third = await book.reserve(1, Decimal("0.1"))
+        assert third is not first and first.retired and money.closed == []
+        await book.finish(first, reserved=Decimal("0.1"), spent=Decimal("0.1"))
+        await book.finish(second, reserved=Decimal("0.1"), spent=Decimal("0.1"))
+        assert money.closed == [first.key]
+
+    asyncio.run(run())
