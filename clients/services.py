@@ -31,7 +31,7 @@ from clients.login_throttle import (
     login_throttle_reset,
 )
 from clients.models import ApiKey, Client
-from clients.signals import provider_revoked
+from clients.signals import client_deactivated, provider_revoked
 from core.errors import DomainError, NotFound
 from core.tokens import CLIENT_KEY_PREFIX, issue_secret
 
@@ -212,11 +212,9 @@ def client_create_by_admin(*, user: dict, **fields: object) -> SignedIn:
 @transaction.atomic
 def client_deactivate(*, client: Client) -> None:
     """Close an account: sign-in stops and keys die, but its records (and money) stay for the books."""
-    from llm_models.services import node_deregister_all_of_owner
-
     User.objects.filter(pk=client.user_id).update(is_active=False)
     ApiKey.objects.filter(client=client, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    node_deregister_all_of_owner(owner=client)
+    client_deactivated.send(sender=Client, client=client)
 
 
 # --- Provider onboarding --------------------------------------------------------------------------

@@ -10,6 +10,9 @@ from clients.models import Client
 # Sent inside the revoking transaction (kwargs: client_id). Apps above clients react without clients importing them
 # (rentals ends the rentals of the provider's nodes with a refund of unused time).
 provider_revoked = Signal()
+# Sent inside the deactivating transaction (kwargs: client): llm_models deregisters the account's nodes (and so
+# rentals ends their rentals with a refund), without clients importing either.
+client_deactivated = Signal()
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)

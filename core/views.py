@@ -1,9 +1,8 @@
 """Liveness and readiness probes."""
 
+from celery import current_app as celery_app  # config/celery.py's app (core never imports config)
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-
-from config.celery import app as celery_app
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

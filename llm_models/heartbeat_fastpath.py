@@ -45,8 +45,9 @@ from core.asgi import (
 from core.tokens import hash_secret
 from llm_models.choices import OPEN_COMMAND_STATUSES, NodeStatus
 from llm_models.models import Node, NodeCommand, NodeMetricSample
+from llm_models.selectors import metrics_slot_start
 from llm_models.serializers import HeartbeatGpuIn, HeartbeatIn, HeartbeatMetricsIn
-from llm_models.services import metrics_slot_start, models_digest
+from llm_models.services import models_digest
 
 HEARTBEAT_PATH = "/api/v1/llm_models/heartbeat/"
 

@@ -1,6 +1,6 @@
 """Reads of nodes and models."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -9,6 +9,17 @@ from django.utils import timezone
 
 from llm_models.choices import NodeStatus
 from llm_models.models import LlmModel, Node, NodeModel
+
+
+def metrics_slot_start(now: datetime) -> datetime:
+    """The start of the NODE_METRICS_SAMPLE_EVERY_S slot, counted from the Unix epoch, that holds `now`.
+
+    A sample is due at the first heartbeat of each slot: aligned slots (rather than "a period since the last
+    sample") keep one sample in every slot a node heartbeats in, however its heartbeats jitter, so the number of
+    samples in a window measures uptime (market/selectors.py)."""
+    every = settings.NODE_METRICS_SAMPLE_EVERY_S
+    seconds = int(now.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % every, tz=UTC)
 
 
 def node_live_q(*, now: datetime | None = None, prefix: str = "") -> Q:

@@ -3,7 +3,7 @@
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -20,6 +20,7 @@ from gpus.models import Gpu
 from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandStatus, NodeStatus
 from llm_models.endpoint_guard import check_node_endpoint
 from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
+from llm_models.selectors import metrics_slot_start
 from llm_models.signals import node_deregistered
 
 
@@ -35,17 +36,6 @@ def models_digest(models: object) -> str:
     A list that differs only in spelling (`"0.2"` for `"0.20"`) is simply synced again."""
     canonical = json.dumps(models, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def metrics_slot_start(now: datetime) -> datetime:
-    """The start of the NODE_METRICS_SAMPLE_EVERY_S slot, counted from the Unix epoch, that holds `now`.
-
-    A sample is due at the first heartbeat of each slot: aligned slots (rather than "a period since the last
-    sample") keep one sample in every slot a node heartbeats in, however its heartbeats jitter, so the number of
-    samples in a window measures uptime (market/selectors.py)."""
-    every = settings.NODE_METRICS_SAMPLE_EVERY_S
-    seconds = int(now.timestamp())
-    return datetime.fromtimestamp(seconds - seconds % every, tz=UTC)
 
 
 def _default_prices() -> tuple[Decimal, Decimal]:

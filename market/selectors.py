@@ -7,7 +7,7 @@ Every figure comes from what the marketplace saw itself, never from what a node 
 - **throughput** is output tokens per second over the same requests: sum(completion_tokens) / sum(latency_ms / 1000);
 - **uptime over a window** is the fraction of NODE_METRICS_SAMPLE_EVERY_S slots (aligned to the Unix epoch) in
   which the node heartbeat. The heartbeat already keeps one NodeMetricSample in each slot it is heard in
-  (llm_models.services.metrics_slot_start), so counting samples is the whole measurement: nothing more is written
+  (llm_models.selectors.metrics_slot_start), so counting samples is the whole measurement: nothing more is written
   on the hot path. Only whole slots count: the window is the N slots before the current one, and a node
   registered less than N slots ago is measured over the slots since its registration (null before it has one).
 
@@ -50,8 +50,7 @@ from inference.choices import InferenceStatus
 from inference.models import InferenceRequest
 from llm_models.choices import NodeStatus
 from llm_models.models import LlmModel, Node, NodeMetricSample, NodeModel
-from llm_models.selectors import node_live_q
-from llm_models.services import metrics_slot_start
+from llm_models.selectors import metrics_slot_start, node_live_q
 
 # Uptime windows shown for every node: name -> seconds.
 UPTIME_WINDOWS = {"uptime_5m": 5 * 60, "uptime_30m": 30 * 60, "uptime_1d": 24 * 3600}
