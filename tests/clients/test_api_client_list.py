@@ -3,9 +3,11 @@ from django.contrib.auth import get_user_model
 
 from clients.models import ApiKey, Client
 from clients.services import api_key_create
+from llm_models.choices import NodeStatus
+from llm_models.models import Node
 from tests.clients.helpers import LIST_URL, detail_url, the_error
 from tests.conftest import bearer
-from tests.factories import make_client
+from tests.factories import make_client, make_node
 
 User = get_user_model()
 
@@ -335,6 +337,19 @@ def test_user_deletes_itself_and_its_key_stops_working(api_client, user_client):
     assert client.user.is_active is False
     assert not ApiKey.objects.filter(client=client, revoked_at__isnull=True).exists()
     assert api_client.get(LIST_URL, **bearer(raw)).status_code == 401
+
+
+def test_a_provider_closing_its_account_deregisters_its_nodes(api_client, provider):
+    client, raw = provider
+    node, _ = make_node(owner=client, status=NodeStatus.ONLINE)
+
+    r = api_client.delete(detail_url(client.id), **bearer(raw))
+
+    assert r.status_code == 204
+    node.refresh_from_db()
+    assert node.status == NodeStatus.DEREGISTERED
+    assert node.deregistered_at is not None
+    assert not Node.objects.filter(owner=client).exclude(status=NodeStatus.DEREGISTERED).exists()
 
 
 def test_user_cannot_delete_another_client(api_client, user_client, other_user):
