@@ -43,7 +43,7 @@ from core.asgi import (
 )
 from inference import lean_lookups, relay, services, usage, usage_journal
 from inference.leases import Lease, LeaseBook
-from inference.openai_views import (
+from inference.openai_protocol import (
     BadChatRequest,
     openai_error_body,
     parse_chat_request,
@@ -113,7 +113,7 @@ async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[byt
 
 
 async def _send_failure(send: Send, delivery: Delivery) -> None:
-    """Nothing was relayed: the Django view's answer for the same failure (openai_views.relay_failure)."""
+    """Nothing was relayed: the Django view's answer for the same failure (openai_protocol.relay_failure)."""
     error = relay_failure(delivery)
     retry_after = getattr(error, "retry_after", None)
     extra = [(b"retry-after", str(retry_after).encode())] if retry_after else []

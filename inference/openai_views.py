@@ -25,80 +25,22 @@ from core.tokens import hash_secret
 from inference import relay, services
 from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
-from inference.errors import NoCapacity
+from inference.openai_protocol import (
+    openai_error_body,
+    parse_chat_request,
+    question_of,
+    relay_failure,
+    usage_chunk,
+)
 from inference.relay import Delivery, sse, sse_error
 from inference.services import Opened
-from inference.views import sse_response, stream_ref
+from inference.sse import sse_response, stream_ref
 from llm_models.models import LlmModel
 from llm_models.selectors import model_list_available
 
-# Request keys passed through to the node as they are (after the checks below).
-PASSTHROUGH = (
-    "temperature",
-    "top_p",
-    "stop",
-    "tools",
-    "tool_choice",
-    "response_format",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "user",
-    "parallel_tool_calls",
-)
-ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-MAX_MESSAGES = 1000
 
-
-class BadChatRequest(DomainError):
-    code = "invalid_request"
-
-
-class UpstreamRejected(DomainError):
-    code = "upstream_rejected"
-
-
-def error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 402:
-        return "insufficient_quota"
-    if status == 429:
-        return "rate_limit_error"
-    return "server_error" if status >= 500 else "invalid_request_error"
-
-
-def openai_error_body(status: int, *, message: str, code: str, param: str | None = None) -> dict:
-    """OpenAI's error shape, which its SDKs turn into the matching exception."""
-    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
-
-
-def openai_error(status: int, *, message: str, code: str, param: str | None = None, headers=None) -> Response:  # type: ignore[no-untyped-def]
+def openai_error(status: int, *, message: str, code: str, param: str | None = None, headers=None) -> Response:
     return Response(openai_error_body(status, message=message, code=code, param=param), status=status, headers=headers)
-
-
-def relay_failure(delivery: Delivery) -> DomainError:
-    """Why nothing was relayed, as the error to answer: the node refused the request itself (400), or no node
-    could answer it (503 with Retry-After)."""
-    error = delivery.error
-    if error is not None and not error.node_fault:
-        return UpstreamRejected(error.detail)
-    return NoCapacity("No node could answer the request; retry later.", retry_after=settings.INFERENCE_RETRY_AFTER_S)
-
-
-def usage_chunk(last: dict, *, model: str, usage: relay.Usage, fallback_id: str) -> dict:
-    """The stream's closing `chat.completion.chunk` carrying `usage` (stream_options.include_usage)."""
-    return {
-        "id": last.get("id", fallback_id),
-        "object": "chat.completion.chunk",
-        "created": last.get("created", int(time.time())),
-        "model": model,
-        "choices": [],
-        "usage": usage.as_openai(),
-    }
 
 
 def _first_error(detail: object, path: str = "") -> tuple[str | None, str, str]:
@@ -167,63 +109,8 @@ class _OpenAIView(APIView):
     authentication_classes = [CachedApiKeyAuthentication]
     permission_classes = [IsAuthenticated]
 
-    def get_exception_handler(self):  # type: ignore[no-untyped-def]
+    def get_exception_handler(self):
         return openai_exception_handler
-
-
-def _int(data: dict, key: str, *, low: int, high: int) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise BadChatRequest(f"`{key}` must be an integer from {low} to {high}.", attr=key)
-    return value
-
-
-def parse_chat_request(data: object) -> tuple[dict, bool, bool]:
-    """Check an OpenAI chat request; returns (body for the node, stream?, include usage in the stream?)."""
-    if not isinstance(data, dict):
-        raise BadChatRequest("The body must be a JSON object.")
-    model = data.get("model")
-    if not isinstance(model, str) or not model.strip() or len(model) > 255:
-        raise BadChatRequest("`model` must be a model name.", attr="model")
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
-        raise BadChatRequest(f"`messages` must be a list of 1 to {MAX_MESSAGES} messages.", attr="messages")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise BadChatRequest(f"`messages[{i}]` must be an object with a valid `role`.", attr=f"messages.{i}")
-        content = message.get("content")
-        if content is not None and not isinstance(content, str | list):
-            raise BadChatRequest(f"`messages[{i}].content` must be a string or a list.", attr=f"messages.{i}")
-    limit = settings.INFERENCE_MAX_TOKENS_LIMIT
-    max_tokens = _int(data, "max_completion_tokens", low=1, high=limit) or _int(data, "max_tokens", low=1, high=limit)
-    if data.get("n", 1) != 1:
-        raise BadChatRequest("Only `n` = 1 is supported.", attr="n")
-    stream = data.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadChatRequest("`stream` must be a boolean.", attr="stream")
-    options = data.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise BadChatRequest("`stream_options` must be an object.", attr="stream_options")
-    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        value = data.get(key)
-        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-            raise BadChatRequest(f"`{key}` must be a number.", attr=key)
-    body = {"model": model, "messages": messages, "max_tokens": max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS}
-    body.update({key: data[key] for key in PASSTHROUGH if key in data})
-    return body, stream, bool(options.get("include_usage"))
-
-
-def question_of(body: dict) -> str:
-    """The last user message's text, kept as the record's question_text."""
-    for message in reversed(body["messages"]):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-            return str(content or "")[:100_000]
-    return ""
 
 
 async def _openai_stream(opened: Opened, *, include_usage: bool) -> AsyncIterator[bytes]:
@@ -245,7 +132,7 @@ async def _openai_stream(opened: Opened, *, include_usage: bool) -> AsyncIterato
 
 @extend_schema(exclude=True)
 class ChatCompletionsView(_OpenAIView):
-    def post(self, request: Request):  # type: ignore[no-untyped-def]
+    def post(self, request: Request):
         body, stream, include_usage = parse_chat_request(request.data)
         if not stream:
             return with_idempotency(request, lambda ref: self._complete(request, body, ref))

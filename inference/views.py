@@ -1,8 +1,6 @@
 """Seed 004's `inference` resource: ask (sync or async), stream, batch; read, change and delete your own records."""
 
-import hashlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 
@@ -21,7 +19,6 @@ from core.idempotency import (
     IDEMPOTENCY_KEY_PARAMETER,
     IDEMPOTENCY_RESPONSES,
     KEY_PATTERN,
-    InvalidIdempotencyKey,
     with_idempotency,
 )
 from core.openapi import error_response
@@ -39,6 +36,7 @@ from inference.serializers import (
     InferenceUpdateIn,
 )
 from inference.services import Opened
+from inference.sse import sse_response, stream_ref
 
 PREFER = OpenApiParameter(
     "Prefer",
@@ -55,18 +53,6 @@ STREAM_IDEMPOTENCY_KEY = OpenApiParameter(
     "and charges nothing.",
 )
 _POLL_S = 0.1
-
-
-def stream_ref(request: Request) -> str | None:
-    """The `ref` of a stream sent with an Idempotency-Key (streams are not stored for replay, so with_idempotency
-    cannot take them): the hold is keyed by it, so the same key again is refused instead of charged twice."""
-    raw = request.headers.get(HEADER)
-    if raw is None or not request.user.is_authenticated:
-        return None
-    if not re.fullmatch(KEY_PATTERN, raw):
-        raise InvalidIdempotencyKey(f"The {HEADER} header must be 1 to 255 visible ASCII characters.")
-    scope = f"{request.user.pk}\n{request.path}\n{raw}"
-    return "stream:" + hashlib.sha256(scope.encode()).hexdigest()[:40]  # fits hold_key with its prefix
 
 
 def _wants_async(request: Request) -> bool:
@@ -98,14 +84,6 @@ def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened
     )
 
 
-def sse_response(events: AsyncIterator[bytes]) -> StreamingHttpResponse:
-    """A server-sent event stream, not to be cached or buffered by a proxy."""
-    response = StreamingHttpResponse(events, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
-
-
 async def _seed_stream(opened: Opened) -> AsyncIterator[bytes]:
     """Chunk events, then `event: inference` with the saved record, then `[DONE]` (no `[DONE]` after an error)."""
     async for item in relay_and_finish(opened):
@@ -134,7 +112,7 @@ class InferenceViewSet(
     ordering_fields = ["id", "created_at", "finished_at", "cost", "latency_ms", "status", "desired_model"]
     ordering = ["-created_at", "-id"]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return InferenceRequest.objects.none()
         return selectors.inference_list_visible(viewer=self.request.user.client)
