@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from celery import current_app as celery_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -29,6 +30,7 @@ from inference.routing import Candidate
 from llm_models import services as node_services
 
 UNFINISHED = (InferenceStatus.QUEUED, InferenceStatus.RUNNING)
+DISPATCH_TASK = "inference.tasks.inference_dispatch"
 
 
 @dataclass
@@ -39,6 +41,12 @@ class Opened:
     candidates: list[Candidate]
     body: dict
     prompt: PromptSize
+
+
+def _dispatch_on_commit(request_id: int) -> None:
+    """Enqueue the dispatch task when the transaction commits. By name: tasks import services, never the reverse
+    (inference/apps.py imports tasks at start-up, so the name is registered in every process)."""
+    celery_app.tasks[DISPATCH_TASK].delay_on_commit(request_id)
 
 
 def _deadline(now: datetime) -> datetime:
@@ -110,9 +118,7 @@ def inference_open(
     )
     _hold(req)
     if not direct:
-        from inference.tasks import inference_dispatch as inference_dispatch_task
-
-        inference_dispatch_task.delay_on_commit(req.pk)
+        _dispatch_on_commit(req.pk)
     return Opened(request=req, candidates=candidates, body=body, prompt=prompt)
 
 
@@ -297,8 +303,6 @@ def inference_requeue_stuck(*, now: datetime | None = None, limit: int = 200) ->
     """Re-queue requests past their deadline (a lost task, a killed worker); fail them for good, releasing the hold,
     after INFERENCE_MAX_DISPATCHES claims. Rows relayed by a web process are failed at once: nobody waits for a
     retry. Each change is a conditional UPDATE, so a dispatch finishing at the same moment wins or loses cleanly."""
-    from inference.tasks import inference_dispatch as inference_dispatch_task
-
     now = now or timezone.now()
     deadline = timedelta(seconds=settings.INFERENCE_DEADLINE_S)
     counts = {"requeued": 0, "failed": 0}
@@ -321,6 +325,6 @@ def inference_requeue_stuck(*, now: datetime | None = None, limit: int = 200) ->
                     _release(req)
                     counts["failed"] += 1
             elif same.update(status=InferenceStatus.QUEUED, deadline_at=now + deadline):
-                inference_dispatch_task.delay_on_commit(req.pk)
+                _dispatch_on_commit(req.pk)
                 counts["requeued"] += 1
     return counts
