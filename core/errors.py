@@ -9,6 +9,7 @@ from django.db import IntegrityError
 from drf_standardized_errors.handler import ExceptionHandler as StandardExceptionHandler
 from drf_standardized_errors.handler import exception_handler  # noqa: F401  (settings point here)
 from rest_framework import exceptions, status
+from rest_framework.response import Response
 
 
 class DomainError(Exception):
@@ -70,7 +71,7 @@ class ExceptionHandler(StandardExceptionHandler):
             return _DomainAPIException(Conflict("The request conflicts with the current state; retry."))
         return super().convert_known_exceptions(exc)
 
-    def report_exception(self, exc: exceptions.APIException, response) -> None:  # type: ignore[no-untyped-def]
+    def report_exception(self, exc: exceptions.APIException, response: Response) -> None:
         # A DomainError with a 5xx status (501 action_not_supported) is a known condition, not a crash to report.
         if isinstance(self.exc, DomainError):
             return

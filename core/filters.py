@@ -1,5 +1,7 @@
 """Filters that refuse bad values with a 400 naming the parameter, and whose schema says what they accept."""
 
+from typing import Any
+
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
@@ -8,6 +10,8 @@ from django_filters.rest_framework import FilterSet as RestFilterSet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, filters
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 # Django's form fields (and DRF's search) refuse a NUL character in a text value.
 NO_NUL_PATTERN = r"^[^\u0000]*$"
@@ -16,13 +20,13 @@ NO_NUL_PATTERN = r"^[^\u0000]*$"
 class SearchFilter(filters.SearchFilter):
     """DRF's `?search=`; a NUL in it is a 400 naming `search` (DRF's error names no parameter)."""
 
-    def get_search_terms(self, request):  # type: ignore[no-untyped-def]
+    def get_search_terms(self, request: Request) -> list[str]:
         try:
             return super().get_search_terms(request)
         except exceptions.ValidationError as exc:
             raise exceptions.ValidationError({self.search_param: exc.detail}) from exc
 
-    def get_schema_operation_parameters(self, view):  # type: ignore[no-untyped-def]
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             parameter["schema"]["pattern"] = NO_NUL_PATTERN
@@ -40,7 +44,7 @@ class StrictBooleanField(forms.NullBooleanField):
     widget = forms.TextInput
     default_error_messages = {"invalid": "Enter true or false."}
 
-    def to_python(self, value):  # type: ignore[no-untyped-def]
+    def to_python(self, value: Any) -> bool | None:  # type: ignore[override]  # as NullBooleanField in the stubs
         if value in (None, ""):
             return None
         text = str(value).strip().lower()
@@ -50,7 +54,7 @@ class StrictBooleanField(forms.NullBooleanField):
             return False
         raise ValidationError(self.error_messages["invalid"], code="invalid")
 
-    def validate(self, value):  # type: ignore[no-untyped-def]
+    def validate(self, value: Any) -> None:
         pass
 
 
@@ -64,7 +68,7 @@ class IntegerFilter(django_filters.NumberFilter):
 
     field_class = forms.IntegerField
 
-    def get_max_validator(self):  # type: ignore[no-untyped-def]
+    def get_max_validator(self) -> None:
         return None
 
 

@@ -20,13 +20,17 @@ import functools
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from django.core.validators import RegexValidator
+from django.db.models import TextChoices
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import PolymorphicProxySerializer
 from drf_standardized_errors import openapi_serializers as std
 from drf_standardized_errors.openapi import AutoSchema as StandardAutoSchema
+from drf_standardized_errors.openapi_utils import InputDataField
 from drf_standardized_errors.settings import package_settings
 from inflection import camelize
 from rest_framework import serializers
@@ -40,7 +44,7 @@ from core.serializers import StrictInputMixin
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
-_STANDARD_CODES: dict[int, type] = {
+_STANDARD_CODES: dict[int, type[TextChoices]] = {
     400: std.ParseErrorCodeEnum,
     401: std.ErrorCode401Enum,
     403: std.ErrorCode403Enum,
@@ -83,7 +87,7 @@ def error_codes(status: int) -> list[str]:
 class ErrorCodeField(serializers.CharField):
     """An error's `code`, documented as the enum `codes()` returns when the schema is generated."""
 
-    def __init__(self, codes: Callable[[], list[str]], **kwargs: object) -> None:
+    def __init__(self, codes: Callable[[], list[str]], **kwargs: Any) -> None:
         self.codes = codes
         super().__init__(**kwargs)
 
@@ -91,7 +95,7 @@ class ErrorCodeField(serializers.CharField):
 class ErrorAttrField(serializers.CharField):
     """An error's `attr`: a field name ("" for any key); its list indexes and dict keys stand for any index or key."""
 
-    def __init__(self, name: str, **kwargs: object) -> None:
+    def __init__(self, name: str, **kwargs: Any) -> None:
         self.name = name
         super().__init__(**kwargs)
 
@@ -99,14 +103,14 @@ class ErrorAttrField(serializers.CharField):
 class ErrorCodeFieldExtension(OpenApiSerializerFieldExtension):
     target_class = ErrorCodeField
 
-    def map_serializer_field(self, auto_schema, direction):  # type: ignore[no-untyped-def]
+    def map_serializer_field(self, auto_schema: SpectacularAutoSchema, direction: str) -> dict[str, Any]:
         return {"type": "string", "enum": self.target.codes()}
 
 
 class ErrorAttrFieldExtension(OpenApiSerializerFieldExtension):
     target_class = ErrorAttrField
 
-    def map_serializer_field(self, auto_schema, direction):  # type: ignore[no-untyped-def]
+    def map_serializer_field(self, auto_schema: SpectacularAutoSchema, direction: str) -> dict[str, Any]:
         name = self.target.name
         if not name:
             return {"type": "string"}
@@ -183,14 +187,14 @@ class AutoSchema(StandardAutoSchema):
         )
         return csrf or super()._should_add_http403_error_response()
 
-    def _get_error_response_serializer(self, status_code: str):  # type: ignore[no-untyped-def]
+    def _get_error_response_serializer(self, status_code: str) -> Any:
         configured = {str(code) for code in (package_settings.ERROR_SCHEMAS or {})}
         if status_code == "400" or status_code in configured:
             return super()._get_error_response_serializer(status_code)
         return error_response(int(status_code))
 
-    def _get_http400_serializer(self):  # type: ignore[no-untyped-def]
-        variants: dict[str, object] = {}
+    def _get_http400_serializer(self) -> PolymorphicProxySerializer:
+        variants: dict[str, Any] = {}
         if self._should_add_validation_error_response():
             variants[std.ValidationErrorEnum.VALIDATION_ERROR.value] = (
                 self._get_serializer_for_validation_error_response()
@@ -203,7 +207,7 @@ class AutoSchema(StandardAutoSchema):
             resource_type_field_name="type",
         )
 
-    def _get_parameters(self):  # type: ignore[no-untyped-def]
+    def _get_parameters(self) -> list[dict[str, Any]]:
         parameters = super()._get_parameters()
         for parameter in parameters:
             if parameter["in"] == "query" and not parameter.get("required"):
@@ -219,7 +223,7 @@ class AutoSchema(StandardAutoSchema):
     def _should_add_validation_error_response(self) -> bool:
         return super()._should_add_validation_error_response() or self._paginator_validates()
 
-    def _get_validation_error_codes_by_field(self, data_fields):  # type: ignore[no-untyped-def]
+    def _get_validation_error_codes_by_field(self, data_fields: list[InputDataField]) -> dict[str, set[str]]:
         codes = super()._get_validation_error_codes_by_field(data_fields)
         if self._paginator_validates():
             codes[StandardPagination.page_size_query_param].add("invalid")
@@ -238,7 +242,7 @@ class AutoSchema(StandardAutoSchema):
                     del codes[name]
         return codes
 
-    def _get_serializer_for_validation_error_response(self):  # type: ignore[no-untyped-def]
+    def _get_serializer_for_validation_error_response(self) -> type[serializers.Serializer]:
         operation = camelize(self.get_operation_id())
         codes_by_field = self._get_validation_error_codes_by_field(self._determine_fields_with_error_codes())
         variants = [
@@ -274,14 +278,16 @@ class AutoSchema(StandardAutoSchema):
             },
         )
 
-    def _map_serializer_field(self, field, direction, bypass_extensions=False):  # type: ignore[no-untyped-def]
+    def _map_serializer_field(
+        self, field: serializers.Field, direction: str, bypass_extensions: bool = False
+    ) -> dict[str, Any]:
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         if direction != "request" or "$ref" in schema or schema.get("readOnly"):
             return schema
         if isinstance(field, serializers.DecimalField) and field.max_whole_digits is not None and "pattern" in schema:
             # spectacular's pattern also matches "", "-" and "."; and a minimum of 0 rules out the sign.
             sign = "" if field.min_value is not None and field.min_value >= 0 else "-?"
-            whole, places = field.max_whole_digits, field.decimal_places
+            whole, places = field.max_whole_digits, field.decimal_places or 0
             fraction = rf"|\.\d{{1,{places}}}" if places else ""
             dot = rf"(?:\.\d{{0,{places}}})?" if places else ""
             # A maximum of exactly 10^k (below the digits allowed): up to k whole digits, or 10^k itself.
@@ -296,7 +302,7 @@ class AutoSchema(StandardAutoSchema):
             schema["pattern"] = rf"^{positive}{sign}(?:\d{{1,{max(whole, 1)}}}{dot}{fraction}{exact_top})$"
         return schema
 
-    def _map_basic_serializer(self, serializer, direction):  # type: ignore[no-untyped-def]
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> dict[str, Any]:
         schema = super()._map_basic_serializer(serializer, direction)
         if direction != "request":
             return schema
@@ -314,7 +320,11 @@ def _refine_string(field: serializers.CharField, schema: dict) -> None:
     """What spectacular leaves out of a request string's schema: DRF refuses NUL characters and values in which an
     inverse regex validator finds its pattern, and strips surrounding whitespace (so only-whitespace is blank)."""
     refused = [r"\u0000"]
-    refused += [v.regex.pattern for v in field.validators if isinstance(v, RegexValidator) and v.inverse_match]
+    refused += [
+        v.regex.pattern if isinstance(v.regex, re.Pattern) else v.regex
+        for v in field.validators
+        if isinstance(v, RegexValidator) and v.inverse_match
+    ]
     lookahead = "".join(rf"(?![\s\S]*(?:{pattern}))" for pattern in refused)
     if "pattern" in schema:
         schema["pattern"] = f"^{lookahead}(?:{schema['pattern']})"

@@ -1,5 +1,9 @@
+from typing import Any
+
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 
 class StandardPagination(PageNumberPagination):
@@ -13,7 +17,7 @@ class StandardPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
 
-    def get_page_size(self, request):  # type: ignore[no-untyped-def]
+    def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param, "")
         if raw == "":
             return self.page_size
@@ -25,7 +29,7 @@ class StandardPagination(PageNumberPagination):
             raise ValidationError({self.page_size_query_param: ["A positive integer is required."]}, code="invalid")
         return min(size, self.max_page_size)
 
-    def get_schema_operation_parameters(self, view):  # type: ignore[no-untyped-def]
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             parameter["schema"]["minimum"] = 1

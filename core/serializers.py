@@ -1,8 +1,16 @@
 """Serializer pieces every app uses."""
 
+from typing import TYPE_CHECKING, Any
+
 from django.db import models
 from django.http import QueryDict
 from rest_framework import serializers
+
+# The mixins below are mixed into serializers; to the type checker they are serializers (at run time, plain classes).
+if TYPE_CHECKING:
+    _SerializerBase = serializers.Serializer
+else:
+    _SerializerBase = object
 
 
 def _json_type(field: serializers.Field) -> tuple[str, tuple[type, ...]] | None:
@@ -15,8 +23,8 @@ def _json_type(field: serializers.Field) -> tuple[str, tuple[type, ...]] | None:
         return 'decimal string (e.g. "2.50")', (str,)  # money never travels as a JSON float (API.md §0)
     if isinstance(field, serializers.IntegerField) or (
         isinstance(field, serializers.PrimaryKeyRelatedField)
-        and field.queryset is not None
-        and isinstance(field.queryset.model._meta.pk, models.IntegerField)
+        and (queryset := field.get_queryset()) is not None
+        and isinstance(queryset.model._meta.pk, models.IntegerField)
     ):
         return "integer", (int,)
     if isinstance(field, serializers.FloatField):
@@ -29,17 +37,17 @@ def _is_a(value: object, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and (bool in types or not isinstance(value, bool))
 
 
-class StrictTypesMixin:
+class StrictTypesMixin(_SerializerBase):
     """Refuse JSON values of the wrong type, naming the field, where DRF would coerce them (`"12"`, `0`, `5`).
 
     What the schema documents is then exactly what is accepted. Form-encoded bodies carry only strings and are left
     to the fields.
     """
 
-    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+    def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict) and not isinstance(data, QueryDict):
             errors = {}
-            for name, field in self.fields.items():  # type: ignore[attr-defined]
+            for name, field in self.fields.items():
                 value = data.get(name)
                 expected = None if field.read_only or value is None else _json_type(field)
                 if expected and not _is_a(value, expected[1]):
@@ -47,7 +55,7 @@ class StrictTypesMixin:
                     errors[name] = [serializers.ErrorDetail(f"Expected a JSON {expected[0]}.", code=code)]
             if errors:
                 raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)  # type: ignore[misc]
+        return super().to_internal_value(data)
 
 
 class StrictInputMixin(StrictTypesMixin):
@@ -57,7 +65,7 @@ class StrictInputMixin(StrictTypesMixin):
     so a client never believes it changed something it cannot.
     """
 
-    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+    def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             writable = {name for name, field in self.fields.items() if not field.read_only}
             refused = sorted(str(k) for k in data if k not in writable)
@@ -66,7 +74,7 @@ class StrictInputMixin(StrictTypesMixin):
                     {k: ["This field is read-only or unknown and cannot be written."] for k in refused},
                     code="read_only_field",
                 )
-        return super().to_internal_value(data)  # type: ignore[misc]
+        return super().to_internal_value(data)
 
 
 class DetailOut(serializers.Serializer):
