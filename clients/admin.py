@@ -4,10 +4,10 @@ is the only writer)."""
 
 from django.contrib import admin, messages
 from django.db import models
-from django.db.models import DecimalField, QuerySet, Sum, Value
+from django.db.models import DecimalField, Model, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from clients import ledger, services
@@ -19,10 +19,10 @@ class PendingProviderFilter(admin.SimpleListFilter):
     title = "provider application"
     parameter_name = "provider_application"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("pending", "Pending approval"), ("approved", "Approved"), ("none", "Not a provider")]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Client]) -> QuerySet[Client]:
         value = self.value()
         if value == "pending":
             return queryset.filter(role=ClientRole.GPU_PROVIDER, is_gpu_provider_approved=False)
@@ -40,7 +40,7 @@ class ApiKeyInline(admin.TabularInline):
     readonly_fields = fields
     can_delete = False
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -139,10 +139,10 @@ class LedgerEntryInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -155,7 +155,7 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     inlines = [LedgerEntryInline]
 
-    def get_urls(self):  # type: ignore[no-untyped-def]
+    def get_urls(self) -> list[URLPattern]:
         reconcile = path(
             "reconcile/",
             self.admin_site.admin_view(self.reconcile_view),

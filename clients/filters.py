@@ -1,4 +1,5 @@
 import django_filters
+from django.db.models import QuerySet
 
 from clients.choices import ClientRole, LedgerAccountKind, LedgerTransactionKind
 from clients.models import Client, LedgerEntry
@@ -13,7 +14,7 @@ class ClientFilter(FilterSet):
         model = Client
         fields = ["role", "is_gpu_provider_approved"]
 
-    def filter_pending(self, queryset, name, value):  # type: ignore[no-untyped-def]
+    def filter_pending(self, queryset: QuerySet[Client], name: str, value: bool | None) -> QuerySet[Client]:
         pending = {"role": ClientRole.GPU_PROVIDER, "is_gpu_provider_approved": False}
         return queryset.filter(**pending) if value else queryset.exclude(**pending)
 

@@ -1,4 +1,5 @@
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator
@@ -36,7 +37,7 @@ class Client(models.Model):
     def __str__(self) -> str:
         return self.user.username
 
-    def save(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         # `balance` is the ledger's cache, written only by clients/ledger.py (an UPDATE under the row lock, in the
         # transaction that posts the entries). A full save() of an instance loaded earlier would overwrite a
         # concurrent posting with a stale figure, so it never writes the balance.

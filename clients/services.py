@@ -3,6 +3,7 @@
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from allauth.account import app_settings as allauth_settings
 from allauth.account.internal.flows.email_verification import send_verification_email_to_address
@@ -11,7 +12,7 @@ from allauth.account.utils import setup_user_email
 from allauth.socialaccount.adapter import get_adapter as get_social_adapter
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User as AuthUser
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -85,7 +86,7 @@ def api_key_revoke(*, client: Client, key_id: int) -> None:
 # --- Sign-up and sign-in --------------------------------------------------------------------------
 
 
-def _password_errors(password: str, user: AbstractBaseUser, *, attr: str = "password") -> None:
+def _password_errors(password: str, user: AuthUser, *, attr: str = "password") -> None:
     """Django's password validators; a failure is a 400 naming `attr`, the request field that held it."""
     try:
         validate_password(password, user=user)
@@ -144,7 +145,7 @@ def client_login(*, identifier: str, password: str, ip: str | None = None, key_n
         ok = False
     else:
         ok = user.check_password(password)
-    if not ok:
+    if not ok or user is None:
         login_throttle_record_failure(identifier=throttle_id, ip=ip)
         raise InvalidCredentials("Unable to log in with the provided credentials.")
     login_throttle_reset(identifier=throttle_id)
@@ -152,7 +153,7 @@ def client_login(*, identifier: str, password: str, ip: str | None = None, key_n
 
 
 @transaction.atomic
-def _sign_in(*, user: AbstractBaseUser, ip: str | None, key_name: str) -> SignedIn:
+def _sign_in(*, user: AuthUser, ip: str | None, key_name: str) -> SignedIn:
     client = user.client
     client.ip = ip
     client.save(update_fields=["ip", "updated_at"])
@@ -191,7 +192,7 @@ def client_update(*, client: Client, user: dict | None = None, **fields: object)
 
 
 @transaction.atomic
-def client_create_by_admin(*, user: dict, **fields: object) -> SignedIn:
+def client_create_by_admin(*, user: dict, **fields: Any) -> SignedIn:
     """An operator creates an account for someone; it has no password until they reset it."""
     username, email = user["username"], user.get("email", "")
     if User.objects.filter(username__iexact=username).exists():
@@ -336,7 +337,7 @@ def google_sign_in(*, request: HttpRequest, id_token: str = "", access_token: st
         return _sign_in(user=user, ip=ip, key_name="google")
 
 
-def _google_login_from_access_token(request: HttpRequest, provider, access_token: str):  # type: ignore[no-untyped-def]
+def _google_login_from_access_token(request: HttpRequest, provider: Any, access_token: str) -> Any:
     from allauth.socialaccount.models import SocialToken
     from allauth.socialaccount.providers.google.views import GoogleOAuth2Adapter
 

@@ -1,6 +1,9 @@
 """Every Django user has a client record, however it was created (admin site, createsuperuser, allauth)."""
 
+from typing import Any
+
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db.models.signals import post_save
 from django.dispatch import Signal, receiver
 
@@ -16,7 +19,7 @@ client_deactivated = Signal()
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
-def ensure_client(sender, instance, created, **kwargs) -> None:  # type: ignore[no-untyped-def]
+def ensure_client(sender: type[User], instance: User, created: bool, **kwargs: Any) -> None:
     if created:
         Client.objects.get_or_create(
             user=instance, defaults={"role": ClientRole.ADMIN if instance.is_staff else ClientRole.USER}

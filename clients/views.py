@@ -1,11 +1,12 @@
 """Client endpoints (seed 004 `client`): auth flows, the client list, keys and provider onboarding."""
 
 from django.contrib.auth import logout as django_logout
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -14,7 +15,7 @@ from rest_framework.views import APIView
 from clients import ledger, selectors, services
 from clients.filters import ClientFilter, LedgerEntryFilter
 from clients.models import ApiKey, Client, LedgerEntry
-from clients.permissions import IsAdmin
+from clients.permissions import IsAdmin, request_client
 from clients.serializers import (
     ApiKeyIn,
     ApiKeyOut,
@@ -85,7 +86,7 @@ class ClientLogoutView(APIView):
     @extend_schema(request=None, responses={200: DetailOut}, summary="Revoke the key (or end the session) used")
     def post(self, request: Request) -> Response:
         if isinstance(request.auth, ApiKey):
-            services.api_key_revoke(client=request.user.client, key_id=request.auth.pk)
+            services.api_key_revoke(client=request_client(request), key_id=request.auth.pk)
         django_logout(request._request)
         return Response({"detail": "Logged out."})
 
@@ -142,12 +143,12 @@ class ClientViewSet(
     ordering_fields = ["id", "user__username", "provider_registration_date", "balance", "created_at"]
     ordering = ["id"]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[Client]:
         if getattr(self, "swagger_fake_view", False):
             return Client.objects.none()
-        return selectors.client_list_visible(viewer=self.request.user.client)
+        return selectors.client_list_visible(viewer=request_client(self.request))
 
-    def get_permissions(self):  # type: ignore[no-untyped-def]
+    def get_permissions(self) -> list[BasePermission]:
         if self.action in ("create", "approve_provider", "revoke_provider", "credit"):
             return [IsAuthenticated(), IsAdmin()]
         return super().get_permissions()
@@ -228,20 +229,20 @@ class ApiKeyViewSet(
     ordering_fields = ["created_at", "name", "last_used_at"]
     filterset_fields: list[str] = []
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[ApiKey]:
         if getattr(self, "swagger_fake_view", False):
             return ApiKey.objects.none()
-        return selectors.api_key_list_active(client=self.request.user.client)
+        return selectors.api_key_list_active(client=request_client(self.request))
 
     @extend_schema(request=ApiKeyIn, responses={201: ApiKeyOut}, summary="Create a named API key")
     def create(self, request: Request) -> Response:
         data = ApiKeyIn(data=request.data)
         data.is_valid(raise_exception=True)
-        key, raw = services.api_key_create(client=request.user.client, name=data.validated_data["name"])
+        key, raw = services.api_key_create(client=request_client(request), name=data.validated_data["name"])
         return Response(ApiKeyOut(key, context={"raw_token": raw}).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        services.api_key_revoke(client=request.user.client, key_id=self.get_object().pk)
+        services.api_key_revoke(client=request_client(request), key_id=self.get_object().pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -254,7 +255,7 @@ class LedgerEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     ordering_fields = ["id", "created_at", "amount"]
     ordering = ["-id"]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[LedgerEntry]:
         if getattr(self, "swagger_fake_view", False):
             return LedgerEntry.objects.none()
-        return selectors.ledger_entry_list_visible(viewer=self.request.user.client)
+        return selectors.ledger_entry_list_visible(viewer=request_client(self.request))
