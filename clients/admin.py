@@ -36,8 +36,8 @@ class PendingProviderFilter(admin.SimpleListFilter):
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
     extra = 0
-    fields = ["name", "masked", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    readonly_fields = ("name", "masked", "created_at", "last_used_at", "revoked_at")
+    fields = readonly_fields
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
@@ -103,8 +103,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["revoked_at"]
     search_fields = ["client__user__username", "name", "last4"]
     list_select_related = ["client__user"]
-    fields = ["client", "name", "masked", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    readonly_fields = ("client", "name", "masked", "created_at", "last_used_at", "revoked_at")
+    fields = readonly_fields
     actions = ["revoke_keys"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -134,8 +134,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class LedgerEntryInline(admin.TabularInline):
     model = LedgerEntry
-    fields = ["account", "amount"]
-    readonly_fields = fields
+    readonly_fields = ("account", "amount")
+    fields = readonly_fields
     extra = 0
     can_delete = False
 

@@ -1,12 +1,15 @@
 """Client endpoints (seed 004 `client`): auth flows, the client list, keys and provider onboarding."""
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from django.contrib.auth import logout as django_logout
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -34,6 +37,9 @@ from core.http import client_ip
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENCY_RESPONSES, with_idempotency
 from core.openapi import error_response
 from core.serializers import DetailOut
+
+if TYPE_CHECKING:
+    from rest_framework.permissions import _SupportsHasPermission
 
 
 def _signed_in_response(signed_in: services.SignedIn, status_code: int) -> Response:
@@ -148,7 +154,7 @@ class ClientViewSet(
             return Client.objects.none()
         return selectors.client_list_visible(viewer=request_client(self.request))
 
-    def get_permissions(self) -> list[BasePermission]:
+    def get_permissions(self) -> Sequence["_SupportsHasPermission"]:
         if self.action in ("create", "approve_provider", "revoke_provider", "credit"):
             return [IsAuthenticated(), IsAdmin()]
         return super().get_permissions()

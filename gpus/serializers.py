@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from core.serializers import StrictInputMixin
@@ -47,7 +48,7 @@ class GpuIn(StrictInputMixin, serializers.ModelSerializer):
         model = Gpu
         fields = GPU_FIELDS
 
-    def validate_user(self, user):  # type: ignore[no-untyped-def]
+    def validate_user(self, user: User) -> User:
         caller = self.context["request"].user
         if user != caller and not caller.is_staff:
             raise serializers.ValidationError("You may only describe your own GPUs.", code="not_your_user")

@@ -1,6 +1,6 @@
 """Writes for GPU records."""
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from gpus.models import Gpu
@@ -8,7 +8,7 @@ from gpus.normalize import normalize_gpu_model
 
 
 @transaction.atomic
-def gpu_create(*, user: AbstractBaseUser, **fields: object) -> Gpu:
+def gpu_create(*, user: User, **fields: object) -> Gpu:
     """Describe a GPU machine; `gpu_model` is normalised, and derived from `gpu_info` when not given."""
     fields["gpu_model"] = normalize_gpu_model(str(fields.get("gpu_model") or fields.get("gpu_info", "")))
     return Gpu.objects.create(user=user, **fields)

@@ -1,5 +1,8 @@
 """Seed 004's `gpu` resource: anyone signed in reads; approved providers create; owners (or admins) write."""
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from drf_spectacular.utils import extend_schema
 from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import status, viewsets
@@ -14,6 +17,9 @@ from gpus.filters import GpuFilter
 from gpus.models import Gpu
 from gpus.serializers import GpuIn, GpuOut
 
+if TYPE_CHECKING:
+    from rest_framework.permissions import _SupportsHasPermission
+
 
 @extend_validation_errors(["not_your_user"], field_name="user", actions=["create", "update", "partial_update"])
 class GpuViewSet(viewsets.ModelViewSet):
@@ -25,7 +31,7 @@ class GpuViewSet(viewsets.ModelViewSet):
     ordering_fields = ["id", "price_per_hour", "gpu_count", "gpu_memory_gb", "created_at", "gpu_model", "region"]
     ordering = ["id"]
 
-    def get_permissions(self):  # type: ignore[no-untyped-def]
+    def get_permissions(self) -> Sequence["_SupportsHasPermission"]:
         if self.action == "create":
             return [IsAuthenticated(), IsApprovedProvider()]
         return super().get_permissions()

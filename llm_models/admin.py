@@ -39,7 +39,7 @@ class NodeAdmin(admin.ModelAdmin):
     raw_id_fields = ["gpu"]
     inlines = [NodeModelInline]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request) -> bool:
         return False  # nodes register themselves with their provider's key
 
     @admin.display(description="latest metrics")
@@ -64,7 +64,7 @@ class NodeMetricSampleAdmin(admin.ModelAdmin):
     raw_id_fields = ["node"]
     date_hierarchy = "recorded_at"
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -78,5 +78,5 @@ class NodeCommandAdmin(admin.ModelAdmin):
     list_select_related = ["node"]
     readonly_fields = ["node", "rental", "action", "params", "status", "result", "created_at", "updated_at"]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request) -> bool:
         return False

@@ -1,5 +1,7 @@
 """Node token authentication: `Authorization: Bearer gmn_...`, or the seed's `node_token` body field."""
 
+from typing import TYPE_CHECKING
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
@@ -9,6 +11,10 @@ from clients.authentication import bearer_token
 from core.tokens import hash_secret
 from llm_models.models import Node
 from llm_models.selectors import node_get_by_token_digest
+
+if TYPE_CHECKING:
+    from drf_spectacular.openapi import AutoSchema
+    from rest_framework.views import APIView
 
 
 class NodeTokenAuthentication(authentication.BaseAuthentication):
@@ -36,13 +42,21 @@ class NodeTokenAuthentication(authentication.BaseAuthentication):
 
 
 class IsNode(BasePermission):
-    def has_permission(self, request, view) -> bool:  # type: ignore[no-untyped-def]
+    def has_permission(self, request: Request, view: "APIView") -> bool:
         return isinstance(request.auth, Node)
+
+
+def request_node(request: Request) -> Node:
+    """The calling node, in a view behind NodeTokenAuthentication and IsNode (anyone else is a 401)."""
+    node = request.auth
+    if not isinstance(node, Node):
+        raise exceptions.NotAuthenticated()
+    return node
 
 
 class NodeTokenAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "llm_models.authentication.NodeTokenAuthentication"
     name = "nodeToken"
 
-    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+    def get_security_definition(self, auto_schema: "AutoSchema") -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "description": "A node token (`gmn_...`)."}

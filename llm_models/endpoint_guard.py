@@ -30,7 +30,7 @@ class UnsafeEndpoint(DomainError):
 def resolve_host(host: str, port: int) -> list[IPAddress]:
     """Every address `host` resolves to. Kept separate so tests can stand in for DNS, which is outside our system."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
 def _effective(ip: IPAddress) -> IPAddress:

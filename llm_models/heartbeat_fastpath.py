@@ -68,23 +68,49 @@ class _Text:
     max_length: int
 
 
-def _rule(field: serializers.Field) -> _Number | _Text:
-    if isinstance(field, serializers.IntegerField | serializers.FloatField):
+def _no_rule(field: serializers.Field) -> TypeError:
+    return TypeError(f"heartbeat fast path: no rule for {field!r}; teach it or drop the field from the fast path")
+
+
+def _number_rule(field: serializers.Field) -> _Number:
+    if (
+        isinstance(field, serializers.IntegerField | serializers.FloatField)
+        and field.min_value is not None
+        and field.max_value is not None
+    ):
         return _Number(
             low=field.min_value,
             high=field.max_value,
             integer=isinstance(field, serializers.IntegerField),
             nullable=field.allow_null,
         )
-    if isinstance(field, serializers.CharField) and not field.allow_blank and field.trim_whitespace:
+    raise _no_rule(field)
+
+
+def _rule(field: serializers.Field) -> _Number | _Text:
+    if isinstance(field, serializers.IntegerField | serializers.FloatField):
+        return _number_rule(field)
+    if (
+        isinstance(field, serializers.CharField)
+        and not field.allow_blank
+        and field.trim_whitespace
+        and field.max_length is not None
+    ):
         return _Text(max_length=field.max_length)
-    raise TypeError(f"heartbeat fast path: no rule for {field!r}; teach it or drop the field from the fast path")
+    raise _no_rule(field)
+
+
+def _list_max(field: serializers.Field) -> int:
+    limit = getattr(field, "max_length", None)  # DRF's ListSerializer has it; its stubs do not
+    if isinstance(field, serializers.ListSerializer) and isinstance(limit, int):
+        return limit
+    raise _no_rule(field)
 
 
 _METRICS = {name: _rule(f) for name, f in HeartbeatMetricsIn().fields.items() if name != "gpus"}
 _GPU = {name: _rule(f) for name, f in HeartbeatGpuIn().fields.items()}
-_GPUS_MAX = HeartbeatMetricsIn().fields["gpus"].max_length
-_ACTIVE = _rule(HeartbeatIn().fields["active_requests"])
+_GPUS_MAX = _list_max(HeartbeatMetricsIn().fields["gpus"])
+_ACTIVE = _number_rule(HeartbeatIn().fields["active_requests"])
 
 
 class _NotCommon(Exception):
@@ -156,7 +182,8 @@ def parse_heartbeat(body: bytes) -> Heartbeat | None:
     except (_NotCommon, ValueError, RecursionError):
         return None
     digest = models_digest(data["models"]) if "models" in data else None
-    return Heartbeat(metrics=metrics, active_requests=active, models_digest=digest)  # type: ignore[arg-type]
+    # _ACTIVE is an integer rule: `active` is an int here.
+    return Heartbeat(metrics=metrics, active_requests=None if active is None else int(active), models_digest=digest)
 
 
 # --- Storage: one statement --------------------------------------------------------------------------------------
@@ -285,7 +312,7 @@ class HeartbeatFastPath(LeanPath):
     async def serve(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
         token = bearer(scope)
         heartbeat = parse_heartbeat(body) if token else None
-        if heartbeat is None or not await record_heartbeat(token=token, heartbeat=heartbeat):  # type: ignore[arg-type]
+        if token is None or heartbeat is None or not await record_heartbeat(token=token, heartbeat=heartbeat):
             return False
         await send_json(
             send,

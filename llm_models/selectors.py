@@ -54,7 +54,7 @@ def model_list_available_cached() -> list[dict]:
     """
     if settings.ALL_MODELS_CACHE_S <= 0:
         return model_list_available()
-    return cache.get_or_set("llm_models:all-models", model_list_available, timeout=settings.ALL_MODELS_CACHE_S)
+    return cache.get_or_set("llm_models:all-models", model_list_available, timeout=settings.ALL_MODELS_CACHE_S) or []
 
 
 def model_list_available(*, now: datetime | None = None) -> list[dict]:

@@ -1,6 +1,7 @@
 """Shapes of seed 004's `llm_models` endpoints."""
 
 from decimal import Decimal
+from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -10,7 +11,7 @@ from core.serializers import StrictInputMixin, StrictTypesMixin
 from gpus.models import Gpu
 
 # Up to 99999.999999 per million tokens: the bound is in the digits, so the documented pattern states it exactly.
-PRICE = {"max_digits": 11, "decimal_places": 6, "min_value": Decimal("0")}
+PRICE: dict[str, Any] = {"max_digits": 11, "decimal_places": 6, "min_value": Decimal("0")}
 
 
 class NodeModelIn(StrictInputMixin, serializers.Serializer):
@@ -21,10 +22,10 @@ class NodeModelIn(StrictInputMixin, serializers.Serializer):
 
 
 class NodeModelsField(serializers.ListField):
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(child=NodeModelIn(), max_length=256, **kwargs)
 
-    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+    def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
         models = super().to_internal_value(data)
         names = [m["name"] for m in models]
         if len(set(names)) != len(names):
@@ -89,7 +90,9 @@ class HeartbeatMetricsIn(StrictTypesMixin, serializers.Serializer):
     cpu_percent = serializers.FloatField(min_value=0, max_value=100, required=False, allow_null=True)
     ram_used_mb = serializers.FloatField(min_value=0, max_value=1e10, required=False, allow_null=True)
     ram_total_mb = serializers.FloatField(min_value=0, max_value=1e10, required=False, allow_null=True)
-    gpus = HeartbeatGpuIn(many=True, required=False, max_length=64)
+    gpus: "serializers.ListSerializer[Any]" = serializers.ListSerializer(
+        child=HeartbeatGpuIn(), required=False, max_length=64
+    )
 
 
 class CommandResultIn(StrictTypesMixin, serializers.Serializer):
@@ -103,7 +106,9 @@ class HeartbeatIn(StrictInputMixin, serializers.Serializer):
     metrics = HeartbeatMetricsIn(required=False)
     models = NodeModelsField(required=False)
     active_requests = serializers.IntegerField(min_value=0, max_value=1_000_000, required=False)
-    results = CommandResultIn(many=True, required=False, max_length=100)
+    results: "serializers.ListSerializer[Any]" = serializers.ListSerializer(
+        child=CommandResultIn(), required=False, max_length=100
+    )
 
 
 class NodeCommandOut(serializers.Serializer):

@@ -1,5 +1,7 @@
 """Seed 004's `llm_models` endpoints: the node registry and the list of available models."""
 
+from collections.abc import Mapping
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
@@ -11,9 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clients.permissions import IsApprovedProvider
+from clients.permissions import IsApprovedProvider, request_client
 from llm_models import selectors, services
-from llm_models.authentication import IsNode, NodeTokenAuthentication
+from llm_models.authentication import IsNode, NodeTokenAuthentication, request_node
 from llm_models.choices import NodeStatus
 from llm_models.serializers import (
     AvailableModelOut,
@@ -27,7 +29,8 @@ from llm_models.serializers import (
 
 def _sent_models_digest(request: Request) -> str | None:
     """The digest of `models` as the node sent it (see services.models_digest)."""
-    return services.models_digest(request.data["models"]) if "models" in request.data else None
+    data = request.data
+    return services.models_digest(data["models"]) if isinstance(data, Mapping) and "models" in data else None
 
 
 @extend_validation_errors(["duplicate_model"], field_name="models")
@@ -39,7 +42,7 @@ class NodeRegisterView(APIView):
         data = NodeRegisterIn(data=request.data)
         data.is_valid(raise_exception=True)
         registered = services.node_register(
-            owner=request.user.client, **data.validated_data, sent_models_digest=_sent_models_digest(request)
+            owner=request_client(request), **data.validated_data, sent_models_digest=_sent_models_digest(request)
         )
         node = registered.node
         served = node.node_models.select_related("model")
@@ -74,7 +77,7 @@ class NodeHeartbeatView(APIView):
         data = HeartbeatIn(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        node = request.auth
+        node = request_node(request)
         services.node_record_heartbeat(
             node=node,
             metrics=v.get("metrics", {}),
@@ -100,7 +103,7 @@ class NodeDeregisterView(APIView):
 
     @extend_schema(request=DeregisterIn, responses={204: None}, summary="Deregister the calling node")
     def delete(self, request: Request) -> Response:
-        services.node_deregister(node=request.auth)
+        services.node_deregister(node=request_node(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

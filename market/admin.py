@@ -3,6 +3,9 @@
 The Node and Client admins are extended here (re-registered as subclasses) so that the imports keep running one
 way, market -> llm_models/clients, and those apps' admins stay as they are."""
 
+from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,6 +16,23 @@ from clients.models import Client
 from llm_models.admin import NodeAdmin
 from llm_models.models import Node
 from market import selectors
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _NodeFigures(TypedDict):
+    """What MarketNodeAdmin.get_queryset annotates each node with."""
+
+    latency_p50_ms: float | None
+    throughput_tps: float | None
+    uptime_5m: float | None
+    uptime_30m: float | None
+    uptime_1d: float | None
+
+
+class _ClientFigures(TypedDict):
+    earnings: Decimal
 
 
 def _percent(value: float | None) -> str:
@@ -38,26 +58,26 @@ class MarketNodeAdmin(NodeAdmin):
         )
 
     @admin.display(description="latency p50 (24 h)", ordering="latency_p50_ms")
-    def latency_p50(self, obj: Node) -> str:
-        value = obj.latency_p50_ms  # type: ignore[attr-defined]
+    def latency_p50(self, obj: "WithAnnotations[Node, _NodeFigures]") -> str:
+        value = obj.latency_p50_ms
         return "-" if value is None else f"{value:.0f} ms"
 
     @admin.display(description="throughput (24 h)")
-    def throughput(self, obj: Node) -> str:
-        value = obj.throughput_tps  # type: ignore[attr-defined]
+    def throughput(self, obj: "WithAnnotations[Node, _NodeFigures]") -> str:
+        value = obj.throughput_tps
         return "-" if value is None else f"{value:.1f} tokens/s"
 
     @admin.display(description="uptime 5 min", ordering="uptime_5m")
-    def uptime_5m(self, obj: Node) -> str:
-        return _percent(obj.uptime_5m)  # type: ignore[attr-defined]
+    def uptime_5m(self, obj: "WithAnnotations[Node, _NodeFigures]") -> str:
+        return _percent(obj.uptime_5m)
 
     @admin.display(description="uptime 30 min", ordering="uptime_30m")
-    def uptime_30m(self, obj: Node) -> str:
-        return _percent(obj.uptime_30m)  # type: ignore[attr-defined]
+    def uptime_30m(self, obj: "WithAnnotations[Node, _NodeFigures]") -> str:
+        return _percent(obj.uptime_30m)
 
     @admin.display(description="uptime 1 day", ordering="uptime_1d")
-    def uptime_1d(self, obj: Node) -> str:
-        return _percent(obj.uptime_1d)  # type: ignore[attr-defined]
+    def uptime_1d(self, obj: "WithAnnotations[Node, _NodeFigures]") -> str:
+        return _percent(obj.uptime_1d)
 
 
 admin.site.unregister(Client)
@@ -73,5 +93,5 @@ class MarketClientAdmin(ClientAdmin):
         return super().get_queryset(request).annotate(earnings=selectors.operator_earnings_subquery())
 
     @admin.display(description="earnings (operator share)", ordering="earnings")
-    def provider_earnings(self, obj: Client) -> object:
-        return obj.earnings  # type: ignore[attr-defined]
+    def provider_earnings(self, obj: "WithAnnotations[Client, _ClientFigures]") -> Decimal:
+        return obj.earnings

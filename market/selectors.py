@@ -18,6 +18,7 @@ one query however many nodes it shows, and `?ordering=` on any of them is done b
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
 from django.db.models import (
@@ -28,6 +29,7 @@ from django.db.models import (
     DecimalField,
     ExpressionWrapper,
     F,
+    Field,
     FloatField,
     IntegerField,
     Max,
@@ -51,6 +53,14 @@ from inference.models import InferenceRequest
 from llm_models.choices import NodeStatus
 from llm_models.models import LlmModel, Node, NodeMetricSample, NodeModel
 from llm_models.selectors import metrics_slot_start, node_live_q
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class LiveFlag(TypedDict):
+    live: bool
+
 
 # Uptime windows shown for every node: name -> seconds.
 UPTIME_WINDOWS = {"uptime_5m": 5 * 60, "uptime_30m": 30 * 60, "uptime_1d": 24 * 3600}
@@ -81,7 +91,7 @@ def _completed(*, now: datetime) -> QuerySet[InferenceRequest]:
     )
 
 
-def _scalar(qs: QuerySet, group: str, expression: object, output_field: object) -> Subquery:
+def _scalar(qs: QuerySet, group: str, expression: object, output_field: Field) -> Subquery:
     """One aggregate of `qs` (already narrowed to the outer row) as a correlated scalar subquery."""
     return Subquery(qs.values(group).annotate(v=expression).values("v")[:1], output_field=output_field)
 
@@ -204,7 +214,7 @@ def node_list(*, now: datetime | None = None) -> QuerySet[Node]:
     )
 
 
-def node_get_live(*, pk: int, now: datetime | None = None) -> Node:
+def node_get_live(*, pk: int, now: datetime | None = None) -> "WithAnnotations[Node, LiveFlag]":
     """A registered node with only its `live` flag (no figures): 404 for an unknown or deregistered one."""
     now = now or timezone.now()
     return get_object_or_404(Node.objects.exclude(status=NodeStatus.DEREGISTERED).annotate(live=_live(now)), pk=pk)

@@ -1,23 +1,25 @@
 """Shapes of the public market API. Public fields only: no endpoint URL, token, backend key, email or API key."""
 
+from typing import Any
+
 from rest_framework import serializers
 
 from llm_models.choices import NodeStatus
 from market.selectors import provider_public_name
 
-PRICE = {"max_digits": 13, "decimal_places": 6}
-MONEY = {"max_digits": 20, "decimal_places": 6}
+PRICE: dict[str, Any] = {"max_digits": 13, "decimal_places": 6}
+MONEY: dict[str, Any] = {"max_digits": 20, "decimal_places": 6}
 
 
 class RoundedFloatField(serializers.FloatField):
     """A measured figure, rounded to 4 decimal places (null when nothing was measured)."""
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("read_only", True)
         kwargs.setdefault("allow_null", True)
         super().__init__(**kwargs)
 
-    def to_representation(self, value):  # type: ignore[no-untyped-def]
+    def to_representation(self, value: Any) -> float:  # type: ignore[override]  # stubs: FloatField gives str
         return round(float(value), 4)
 
 
@@ -47,10 +49,10 @@ class MarketGpuOut(serializers.Serializer):
 class ProviderNameField(serializers.CharField):
     """The node owner's public name (provider_public_name): never its email."""
 
-    def __init__(self, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(read_only=True, **kwargs)
 
-    def to_representation(self, value):  # type: ignore[no-untyped-def]
+    def to_representation(self, value: Any) -> str:
         return provider_public_name(value)
 
 
@@ -105,7 +107,7 @@ class MonitoringQueryIn(serializers.Serializer):
     since = serializers.DateTimeField(required=False, help_text="ISO 8601; samples recorded at or after this.")
     until = serializers.DateTimeField(required=False, help_text="ISO 8601; samples recorded at or before this.")
 
-    def validate(self, attrs):  # type: ignore[no-untyped-def]
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
             raise serializers.ValidationError({"until": ["Must not be before since."]}, code="invalid")
         return attrs

@@ -1,5 +1,7 @@
 """The public market read API (docs/API.md §7): anyone may read it, anonymous callers are throttled."""
 
+from typing import Any
+
 from django.conf import settings
 from django.db.models import F, Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
@@ -45,7 +47,7 @@ class MarketAnonThrottle(AnonRateThrottle):
 class NullsLastOrdering(filters.OrderingFilter):
     """DRF's `?ordering=`, with nulls (nothing measured yet) last either way and the id as the tie-breaker."""
 
-    def filter_queryset(self, request, queryset, view):  # type: ignore[no-untyped-def]
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: APIView) -> QuerySet[Any]:
         ordering = self.get_ordering(request, queryset, view)
         if not ordering:
             return queryset
@@ -198,7 +200,7 @@ class MarketNodeMonitoringView(MarketView):
         body = {
             "node_id": node.pk,
             "status": node.status,
-            "live": node.live,  # type: ignore[attr-defined]
+            "live": node.live,
             "last_heartbeat_at": node.last_heartbeat_at,
             "latest_metrics": node.latest_metrics,
             "active_requests": node.active_requests,

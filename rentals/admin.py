@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.contrib import admin
+from django.http import HttpRequest
 from django.utils import timezone
 
 from rentals.choices import RentalStatus
@@ -21,13 +22,13 @@ class RentalAdmin(admin.ModelAdmin):
     ordering = ["-starts_at"]
     readonly_fields = [f.name for f in Rental._meta.fields] + ["time_remaining"]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: Rental | None = None) -> bool:
         return False  # never edits money: cancel through the API
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: Rental | None = None) -> bool:
         return False
 
     @admin.display(description="time remaining")

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeBoundary, RangeOperators
 from django.db import models
@@ -17,13 +19,14 @@ class PostgresExclusionConstraint(ExclusionConstraint):
     """An exclusion constraint on PostgreSQL; nothing elsewhere (SQLite, for `make run` without a database server),
     where rental_start's row lock on the node is the only guard against double booking."""
 
-    def constraint_sql(self, model, schema_editor):  # type: ignore[no-untyped-def]
+    # Any: Django returns None where a backend has no such constraint; its stubs say str.
+    def constraint_sql(self, model: Any, schema_editor: Any) -> Any:
         return super().constraint_sql(model, schema_editor) if schema_editor.connection.vendor == "postgresql" else None
 
-    def create_sql(self, model, schema_editor):  # type: ignore[no-untyped-def]
+    def create_sql(self, model: Any, schema_editor: Any) -> Any:
         return super().create_sql(model, schema_editor) if schema_editor.connection.vendor == "postgresql" else None
 
-    def remove_sql(self, model, schema_editor):  # type: ignore[no-untyped-def]
+    def remove_sql(self, model: Any, schema_editor: Any) -> Any:
         return super().remove_sql(model, schema_editor) if schema_editor.connection.vendor == "postgresql" else None
 
 

@@ -1,6 +1,7 @@
 """The rentals API (API.md §6): rent, read, cancel, lifecycle jobs, bulk operations, and the inventory."""
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
@@ -11,6 +12,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from clients.models import Client
+from clients.permissions import request_client
 from core.errors import DomainError, NotFound
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENCY_RESPONSES, with_idempotency
 from core.openapi import error_response
@@ -40,10 +43,10 @@ class RentalViewSet(
     ordering_fields = ["id", "created_at", "starts_at", "ends_at", "total", "hours", "status"]
     ordering = ["-id"]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[Rental]:
         if getattr(self, "swagger_fake_view", False):
             return Rental.objects.none()
-        return selectors.rental_list_own(client=self.request.user.client)
+        return selectors.rental_list_own(client=request_client(self.request))
 
     @extend_schema(
         request=RentalStartIn,
@@ -55,7 +58,7 @@ class RentalViewSet(
         def rent(ref: str) -> Response:
             data = RentalStartIn(data=request.data)
             data.is_valid(raise_exception=True)
-            rental = services.rental_start(client=request.user.client, **data.validated_data)
+            rental = services.rental_start(client=request_client(request), **data.validated_data)
             return Response(RentalOut(rental).data, status=status.HTTP_201_CREATED)
 
         return with_idempotency(request, rent)
@@ -85,7 +88,7 @@ class RentalViewSet(
         return self._command(RentalAction.RESET)
 
 
-def _bulk_one(client, operation: str, rental_id: int) -> dict:  # type: ignore[no-untyped-def]
+def _bulk_one(client: Client, operation: str, rental_id: int) -> dict:
     try:
         with transaction.atomic():
             rental = selectors.rental_get_own(client=client, rental_id=rental_id)
@@ -121,7 +124,7 @@ class RentalBulkView(GenericAPIView):
             raise NotFound(f"Unknown bulk operation {operation!r}.")
         data = BulkIn(data=request.data)
         data.is_valid(raise_exception=True)
-        client = request.user.client
+        client = request_client(request)
         return Response([_bulk_one(client, operation, rental_id) for rental_id in data.validated_data["ids"]])
 
 
@@ -157,7 +160,7 @@ class JobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     lookup_value_regex = r"\d+"
     filter_backends: list = []
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[NodeCommand]:
         if getattr(self, "swagger_fake_view", False):
             return NodeCommand.objects.none()
-        return selectors.job_list_own(client=self.request.user.client)
+        return selectors.job_list_own(client=request_client(self.request))
