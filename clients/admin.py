@@ -2,6 +2,9 @@
 ledger, its entries and holds can be looked at and reconciled, never added, changed or deleted (clients/ledger.py
 is the only writer)."""
 
+from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import DecimalField, Model, QuerySet, Sum, Value
@@ -13,6 +16,13 @@ from django.utils import timezone
 from clients import ledger, services
 from clients.choices import ClientRole
 from clients.models import ApiKey, Client, Hold, LedgerAccount, LedgerEntry, LedgerTransaction
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _LedgerBalance(TypedDict):
+    ledger_balance: Decimal  # LedgerAccountAdmin.get_queryset's annotation
 
 
 class PendingProviderFilter(admin.SimpleListFilter):
@@ -197,8 +207,8 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
         return super().get_queryset(request).annotate(ledger_balance=Coalesce(Sum("entries__amount"), zero))
 
     @admin.display(description="balance (sum of entries)", ordering="ledger_balance")
-    def balance(self, obj: LedgerAccount) -> object:
-        return obj.ledger_balance  # type: ignore[attr-defined]
+    def balance(self, obj: "WithAnnotations[LedgerAccount, _LedgerBalance]") -> Decimal:
+        return obj.ledger_balance
 
 
 @admin.register(Hold)

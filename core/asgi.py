@@ -5,7 +5,7 @@ handle is handed to Django unchanged, body included, so Django stays the one pla
 """
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -14,8 +14,9 @@ from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
 Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+# Messages as Django's ASGIHandler types them: a lean path passes these on to it.
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -92,7 +93,7 @@ def replaying(body: bytes, receive: Receive, *, complete: bool = True) -> Receiv
     """
     sent = False
 
-    async def replay() -> dict[str, Any]:
+    async def replay() -> Mapping[str, Any]:
         nonlocal sent
         if not sent:
             sent = True

@@ -1,6 +1,6 @@
 """Filters that refuse bad values with a 400 naming the parameter, and whose schema says what they accept."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import django_filters
 from django import forms
@@ -11,7 +11,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, filters
 from rest_framework.request import Request
-from rest_framework.views import APIView
+
+if TYPE_CHECKING:
+    from rest_framework.views import APIView
 
 # Django's form fields (and DRF's search) refuse a NUL character in a text value.
 NO_NUL_PATTERN = r"^[^\u0000]*$"
@@ -26,7 +28,7 @@ class SearchFilter(filters.SearchFilter):
         except exceptions.ValidationError as exc:
             raise exceptions.ValidationError({self.search_param: exc.detail}) from exc
 
-    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+    def get_schema_operation_parameters(self, view: "APIView") -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             parameter["schema"]["pattern"] = NO_NUL_PATTERN

@@ -1,21 +1,34 @@
 """Operator views of inference requests and batches: read-only, money included (the ledger is the record)."""
 
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
 
 from django.contrib import admin
-from django.db.models import Count, DecimalField, F, Q, Sum
+from django.db.models import Count, DecimalField, F, Model, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
+from django.http import HttpRequest
 
 from clients.ledger import split_revenue
 from inference.choices import InferenceStatus
 from inference.models import InferenceBatch, InferenceRequest, NodeRevenue
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _Revenue(TypedDict):
+    """What NodeRevenueAdmin.get_queryset annotates each node with."""
+
+    completed_count: int
+    token_sum: int
+    revenue_sum: Decimal
+
 
 class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -47,7 +60,7 @@ class NodeRevenueAdmin(_ReadOnly):
     list_filter = ["status"]
     search_fields = ["name", "owner__user__username"]
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[NodeRevenue]:
         done = Q(inference_requests__status=InferenceStatus.COMPLETED)
         return (
             super()
@@ -67,17 +80,17 @@ class NodeRevenueAdmin(_ReadOnly):
         )
 
     @admin.display(description="completed inferences", ordering="completed_count")
-    def completed_inferences(self, obj: NodeRevenue) -> int:
-        return obj.completed_count  # type: ignore[attr-defined]
+    def completed_inferences(self, obj: "WithAnnotations[NodeRevenue, _Revenue]") -> int:
+        return obj.completed_count
 
     @admin.display(description="tokens", ordering="token_sum")
-    def tokens(self, obj: NodeRevenue) -> int:
-        return obj.token_sum  # type: ignore[attr-defined]
+    def tokens(self, obj: "WithAnnotations[NodeRevenue, _Revenue]") -> int:
+        return obj.token_sum
 
     @admin.display(description="revenue (USD)", ordering="revenue_sum")
-    def revenue(self, obj: NodeRevenue) -> Decimal:
-        return obj.revenue_sum  # type: ignore[attr-defined]
+    def revenue(self, obj: "WithAnnotations[NodeRevenue, _Revenue]") -> Decimal:
+        return obj.revenue_sum
 
     @admin.display(description="operator share (USD)")
-    def operator_share(self, obj: NodeRevenue) -> Decimal:
-        return split_revenue(obj.revenue_sum)["operator"]  # type: ignore[attr-defined]
+    def operator_share(self, obj: "WithAnnotations[NodeRevenue, _Revenue]") -> Decimal:
+        return split_revenue(obj.revenue_sum)["operator"]

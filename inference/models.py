@@ -1,4 +1,5 @@
 from decimal import Decimal
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -6,7 +7,7 @@ from django.db.models import Q
 from inference.choices import InferenceChannel, InferenceStatus
 from llm_models.models import Node
 
-MONEY = {"max_digits": 20, "decimal_places": 6}
+MONEY: dict[str, Any] = {"max_digits": 20, "decimal_places": 6}
 FINISHED = (InferenceStatus.COMPLETED, InferenceStatus.FAILED)
 
 

@@ -16,9 +16,10 @@ import ipaddress
 import json
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -100,7 +101,7 @@ _shared: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[aiohttp.Cli
 )
 
 
-async def _closed_with_the_loop(session: aiohttp.ClientSession) -> AsyncIterator[None]:
+async def _closed_with_the_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
@@ -132,7 +133,7 @@ async def _send(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *
     key = decrypt(candidate.api_key_encrypted)
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    extra = {"server_hostname": pinned.sni_hostname} if pinned.sni_hostname else {}
+    extra: dict[str, Any] = {"server_hostname": pinned.sni_hostname} if pinned.sni_hostname else {}
     try:
         response = await http.post(
             URL(pinned.url, encoded=True),

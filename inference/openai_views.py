@@ -6,11 +6,12 @@ not in /api/schema/ (OpenAI publishes their contract); docs/API.md §4 lists wha
 """
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.http import Http404
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.permissions import IsAuthenticated
@@ -19,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.authentication import ApiKeyAuthentication, bearer_token
+from clients.permissions import request_client
 from core.errors import DomainError
 from core.idempotency import with_idempotency
 from core.tokens import hash_secret
@@ -39,7 +41,9 @@ from llm_models.models import LlmModel
 from llm_models.selectors import model_list_available
 
 
-def openai_error(status: int, *, message: str, code: str, param: str | None = None, headers=None) -> Response:
+def openai_error(
+    status: int, *, message: str, code: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
     return Response(openai_error_body(status, message=message, code=code, param=param), status=status, headers=headers)
 
 
@@ -68,14 +72,14 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
         return openai_error(401, message=str(exc.detail), code="invalid_api_key")
     if isinstance(exc, exceptions.Throttled):
         return openai_error(
-            429, message=str(exc.detail), code="rate_limit_exceeded", headers={"Retry-After": str(exc.wait or 1)}
+            429,
+            message=str(exc.detail),
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(getattr(exc, "wait", None) or 1)},  # DRF sets `wait`; its stubs omit it
         )
     if isinstance(exc, exceptions.APIException):
-        return openai_error(
-            exc.status_code,
-            message=str(exc.detail),
-            code=exc.get_codes() if isinstance(exc.get_codes(), str) else "error",
-        )
+        codes = exc.get_codes()
+        return openai_error(exc.status_code, message=str(exc.detail), code=codes if isinstance(codes, str) else "error")
     return None
 
 
@@ -109,7 +113,7 @@ class _OpenAIView(APIView):
     authentication_classes = [CachedApiKeyAuthentication]
     permission_classes = [IsAuthenticated]
 
-    def get_exception_handler(self):
+    def get_exception_handler(self) -> Callable[[Exception, dict], Response | None]:
         return openai_exception_handler
 
 
@@ -132,7 +136,7 @@ async def _openai_stream(opened: Opened, *, include_usage: bool) -> AsyncIterato
 
 @extend_schema(exclude=True)
 class ChatCompletionsView(_OpenAIView):
-    def post(self, request: Request):
+    def post(self, request: Request) -> HttpResponseBase:
         body, stream, include_usage = parse_chat_request(request.data)
         if not stream:
             return with_idempotency(request, lambda ref: self._complete(request, body, ref))
@@ -142,7 +146,7 @@ class ChatCompletionsView(_OpenAIView):
     @staticmethod
     def _open(request: Request, body: dict, *, ref: str | None) -> Opened:
         return services.inference_open(
-            client=request.user.client,
+            client=request_client(request),
             desired_model=body["model"],
             question_text=question_of(body),
             max_tokens=body["max_tokens"],

@@ -20,9 +20,10 @@ characters / 4, rounded up, and `estimated` is set.
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal, overload
 
 import aiohttp
 from django.conf import settings
@@ -211,6 +212,30 @@ def _attempts(candidates: list[Candidate], max_attempts: int | None) -> list[Can
     return candidates[: max_attempts or settings.INFERENCE_MAX_ATTEMPTS]
 
 
+@overload
+def relay_stream(
+    *,
+    candidates: list[Candidate],
+    body: dict,
+    delivery: Delivery,
+    http: aiohttp.ClientSession | None = None,
+    max_attempts: int | None = None,
+    raw: Literal[False] = False,
+) -> AsyncGenerator[dict, None]: ...
+
+
+@overload
+def relay_stream(
+    *,
+    candidates: list[Candidate],
+    body: dict,
+    delivery: Delivery,
+    http: aiohttp.ClientSession | None = None,
+    max_attempts: int | None = None,
+    raw: Literal[True],
+) -> AsyncGenerator[tuple[dict, bytes], None]: ...
+
+
 async def relay_stream(
     *,
     candidates: list[Candidate],
@@ -219,7 +244,7 @@ async def relay_stream(
     http: aiohttp.ClientSession | None = None,
     max_attempts: int | None = None,
     raw: bool = False,
-) -> AsyncIterator[dict] | AsyncIterator[tuple[dict, bytes]]:
+) -> AsyncGenerator[dict | tuple[dict, bytes], None]:
     """Yield the chunks of a streamed chat completion from the first node that answers.
 
     `body` is an OpenAI chat request (its `stream`/`stream_options` are set here: usage is always asked for).

@@ -14,9 +14,11 @@ lower node id.
 """
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Min, Q
@@ -83,7 +85,7 @@ def route(*, model: str, now: datetime | None = None) -> list[Candidate]:
     return rank(rows)
 
 
-def rank(rows: list[dict]) -> list[Candidate]:
+def rank(rows: Sequence[Mapping[str, Any]]) -> list[Candidate]:
     """Score rows of `route`'s query (see the module docstring) and return them as candidates, best first."""
     prior = settings.INFERENCE_LATENCY_PRIOR_MS
     latency = [r["node__latency_ewma_ms"] or prior for r in rows]

@@ -1,5 +1,7 @@
 """Shapes of seed 004's `inference` resource and its batch."""
 
+from typing import Any
+
 from django.conf import settings
 from rest_framework import serializers
 
@@ -10,7 +12,7 @@ from inference.models import InferenceBatch, InferenceRequest
 QUESTION_MAX_CHARS = 100_000
 
 
-def _max_tokens_field(**kwargs: object) -> serializers.IntegerField:
+def _max_tokens_field(**kwargs: Any) -> serializers.IntegerField:
     return serializers.IntegerField(
         min_value=1,
         max_value=settings.INFERENCE_MAX_TOKENS_LIMIT,

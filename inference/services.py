@@ -242,8 +242,8 @@ def inference_finish(
         )
         if not owned:
             return None
-        if cost > 0:
-            operator = Client(pk=candidate.owner_id)  # type: ignore[union-attr]  (the ledger needs only its id)
+        if cost > 0 and candidate is not None:  # a cost means a node answered
+            operator = Client(pk=candidate.owner_id)  # the ledger needs only its id
             ledger.hold_settle(key=req.hold_key, charge=cost, operator=operator, memo=f"inference #{req.pk}")
         else:
             _release(req)

@@ -106,10 +106,17 @@ def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
+def _when(text: str) -> datetime:
+    when = parse_datetime(text)
+    if when is None:
+        raise ValueError(f"Not a date and time: {text!r}.")
+    return when
+
+
 def _row(entry: dict[str, Any]) -> tuple:
     row = entry["row"]
-    created = parse_datetime(entry["created"])
-    finished = parse_datetime(row["finished_at"])
+    created = _when(entry["created"])
+    finished = _when(row["finished_at"])
     values = {
         "client_id": entry["client"],
         "question_text": entry["question"],

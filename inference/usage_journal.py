@@ -105,7 +105,7 @@ def _ensure_group(client: redis.Redis) -> None:
             raise
 
 
-def _apply(client: redis.Redis, messages: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+def _apply(client: redis.Redis, messages: list[tuple[bytes, dict[Any, Any]]]) -> int:
     """Apply these messages and acknowledge them; one that fails even alone goes to the dead stream."""
     if not messages:
         return 0
@@ -145,7 +145,8 @@ def drain(*, batch_size: int = 500, max_batches: int = 200) -> int:
             if start in (b"0-0", "0-0"):
                 break
         for _ in range(max_batches):
-            read = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=batch_size)
+            # A RESP2 reply, [[stream, [(id, fields), ...]]] (redis-py types RESP3's dict reply alike).
+            read: Any = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=batch_size)
             messages = read[0][1] if read else []
             if not messages:
                 break

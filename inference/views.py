@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -14,6 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from clients.permissions import request_client
 from core.idempotency import (
     HEADER,
     IDEMPOTENCY_KEY_PARAMETER,
@@ -70,7 +72,7 @@ def _wait_for(req: InferenceRequest, *, timeout: float) -> InferenceRequest:
 
 def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened:
     """Check a seed-style question (InferenceIn) and open it: row written, hold placed."""
-    client = request.user.client
+    client = request_client(request)
     data = InferenceIn(data=request.data, context={"client": client})
     data.is_valid(raise_exception=True)
     v = data.validated_data
@@ -112,10 +114,10 @@ class InferenceViewSet(
     ordering_fields = ["id", "created_at", "finished_at", "cost", "latency_ms", "status", "desired_model"]
     ordering = ["-created_at", "-id"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[InferenceRequest]:
         if getattr(self, "swagger_fake_view", False):
             return InferenceRequest.objects.none()
-        return selectors.inference_list_visible(viewer=self.request.user.client)
+        return selectors.inference_list_visible(viewer=request_client(self.request))
 
     @extend_schema(
         request=InferenceIn,
@@ -208,13 +210,13 @@ class InferenceViewSet(
             data.is_valid(raise_exception=True)
             v = data.validated_data
             batch = services.inference_batch_create(
-                client=request.user.client,
+                client=request_client(request),
                 model=v["model"],
                 prompts=v["prompts"],
                 max_tokens=v.get("max_tokens"),
                 ref=ref,
             )
-            batch = selectors.inference_batch_get_visible(viewer=request.user.client, batch_id=batch.pk)
+            batch = selectors.inference_batch_get_visible(viewer=request_client(request), batch_id=batch.pk)
             return Response(InferenceBatchOut(batch).data, status=status.HTTP_202_ACCEPTED)
 
         return with_idempotency(request, submit)
@@ -224,5 +226,5 @@ class InferenceViewSet(
         detail=False, methods=["get"], url_path=r"batch/(?P<batch_id>\d+)", filter_backends=[], pagination_class=None
     )
     def batch_detail(self, request: Request, batch_id: str) -> Response:
-        batch = selectors.inference_batch_get_visible(viewer=request.user.client, batch_id=int(batch_id))
+        batch = selectors.inference_batch_get_visible(viewer=request_client(request), batch_id=int(batch_id))
         return Response(InferenceBatchOut(batch).data)
