@@ -14,7 +14,7 @@ class ClientFilter(FilterSet):
         model = Client
         fields = ["role", "is_gpu_provider_approved"]
 
-    def filter_pending(self, queryset: QuerySet[Client], name: str, value: bool | None) -> QuerySet[Client]:
+    def filter_pending(self, queryset: QuerySet[Client], name: str, value: bool) -> QuerySet[Client]:
         pending = {"role": ClientRole.GPU_PROVIDER, "is_gpu_provider_approved": False}
         return queryset.filter(**pending) if value else queryset.exclude(**pending)
 

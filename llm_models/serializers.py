@@ -91,7 +91,7 @@ class HeartbeatMetricsIn(StrictTypesMixin, serializers.Serializer):
     ram_used_mb = serializers.FloatField(min_value=0, max_value=1e10, required=False, allow_null=True)
     ram_total_mb = serializers.FloatField(min_value=0, max_value=1e10, required=False, allow_null=True)
     gpus: "serializers.ListSerializer[Any]" = serializers.ListSerializer(
-        child=HeartbeatGpuIn(), required=False, max_length=64
+        child=HeartbeatGpuIn(required=False), required=False, max_length=64
     )
 
 
@@ -107,7 +107,7 @@ class HeartbeatIn(StrictInputMixin, serializers.Serializer):
     models = NodeModelsField(required=False)
     active_requests = serializers.IntegerField(min_value=0, max_value=1_000_000, required=False)
     results: "serializers.ListSerializer[Any]" = serializers.ListSerializer(
-        child=CommandResultIn(), required=False, max_length=100
+        child=CommandResultIn(required=False), required=False, max_length=100
     )
 
 
