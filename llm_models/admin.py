@@ -3,6 +3,7 @@
 import json
 
 from django.contrib import admin
+from django.http import HttpRequest
 from django.utils.html import format_html
 
 from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
@@ -39,7 +40,7 @@ class NodeAdmin(admin.ModelAdmin):
     raw_id_fields = ["gpu"]
     inlines = [NodeModelInline]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # nodes register themselves with their provider's key
 
     @admin.display(description="latest metrics")
@@ -64,7 +65,7 @@ class NodeMetricSampleAdmin(admin.ModelAdmin):
     raw_id_fields = ["node"]
     date_hierarchy = "recorded_at"
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: NodeMetricSample | None = None) -> bool:
         return False
 
 
@@ -78,5 +79,5 @@ class NodeCommandAdmin(admin.ModelAdmin):
     list_select_related = ["node"]
     readonly_fields = ["node", "rental", "action", "params", "status", "result", "created_at", "updated_at"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
