@@ -263,16 +263,26 @@ async def relay_complete(
 ) -> dict | None:
     """A non-stream chat completion from the first node that answers: a `chat.completion`, or None (see
     `delivery`). The node is asked to stream (so a node that sends no first token in time is dropped and the next
-    one tried, as for streams, while a long answer is not cut) and its chunks are assembled here."""
-    answer = Completion()
-    async with aclosing(
-        relay_stream(candidates=candidates, body=body, delivery=delivery, http=http, max_attempts=max_attempts)
-    ) as chunks:
-        async for chunk in chunks:
-            answer.add(chunk)  # type: ignore[arg-type]
-    if not delivery.started or delivery.error is not None:
-        return None
-    return answer.payload(usage=delivery.usage)
+    one tried, as for streams, while a long answer is not cut) and its chunks are assembled here. Nothing reaches
+    the caller before the whole answer, so a node that breaks mid-answer is failed over too, and not billed."""
+    last: NodeCallError | None = None
+    for candidate in _attempts(candidates, max_attempts):
+        attempt = Delivery(failures=delivery.failures)
+        answer = Completion()
+        async with aclosing(relay_stream(candidates=[candidate], body=body, delivery=attempt, http=http)) as chunks:
+            async for chunk in chunks:
+                answer.add(chunk)  # type: ignore[arg-type]
+        error = attempt.error
+        if error is not None and error.retryable:
+            if attempt.started:  # relay_stream recorded a failure before the first chunk; this one broke later
+                attempt.failures.append((candidate.node_id, error))
+            last = error
+            delivery.candidate = candidate
+            continue
+        vars(delivery).update(vars(attempt))  # the attempt that answered (or was refused for the request's fault)
+        return answer.payload(usage=attempt.usage) if error is None else None
+    delivery.error = last or NodeCallError("no_capacity", "No node could take the request.")
+    return None
 
 
 class Completion:
