@@ -124,7 +124,8 @@ def start_service(log_path, **extra_env: str):  # type: ignore[no-untyped-def]
         "DATABASE_URL": _test_database_url(),
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "ALLOW_PRIVATE_NODE_ENDPOINTS": "true",
-        "INFERENCE_FIRST_TOKEN_TIMEOUT_S": "5",
+        # Generous: tests hold requests at a stub's gate for seconds on a loaded machine (hung-node tests set less).
+        "INFERENCE_FIRST_TOKEN_TIMEOUT_S": "20",
         "INFERENCE_LEASE_TTL_S": "1",
         "INFERENCE_ROUTE_CACHE_S": "0",
         "PYTHONUNBUFFERED": "1",
