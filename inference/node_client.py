@@ -2,9 +2,16 @@
 
 Every call re-resolves the node's host, checks every address with the SSRF guard and connects to the checked
 address (so DNS that changes after registration, "rebinding", cannot point us at an internal service), sending the
-original host name as `Host` and as the TLS server name. Redirects are not followed. Connect and read timeouts, the
-length of an answer and its size are all bounded. The node's backend key is decrypted only into the
-`Authorization` header of the request and never appears in errors or logs.
+original host name as `Host` and as the TLS server name. Redirects are not followed. The node's backend key is
+decrypted only into the `Authorization` header of the request and never appears in errors or logs.
+
+Timeouts (docs/API.md §9): connecting is bounded by INFERENCE_CONNECT_TIMEOUT_S; everything up to the node's first
+event (its response headers and first chunk) by INFERENCE_FIRST_TOKEN_TIMEOUT_S, counted from the start of the
+call, so a node that accepts a request and sends nothing is given up while another node may still be tried; after
+that each gap between two reads by INFERENCE_STREAM_IDLE_TIMEOUT_S (aiohttp's `sock_read`, which costs nothing per
+chunk), so a slow but steady stream is never cut; the whole answer by INFERENCE_MAX_DURATION_S and its size by
+INFERENCE_MAX_RESPONSE_BYTES. Answers are always streamed from the node, also for non-stream requests (the relay
+assembles those, inference/relay.py), so "first token" means the same on every path.
 
 Errors are `NodeCallError`s. `retryable` says whether another node may be tried; whether that is allowed also
 depends on whether anything was relayed yet, which only the caller knows (inference/relay.py).
@@ -88,7 +95,7 @@ def new_http_client() -> aiohttp.ClientSession:
         total=None,
         connect=settings.INFERENCE_CONNECT_TIMEOUT_S,
         sock_connect=settings.INFERENCE_CONNECT_TIMEOUT_S,
-        sock_read=settings.INFERENCE_READ_TIMEOUT_S,
+        sock_read=settings.INFERENCE_STREAM_IDLE_TIMEOUT_S,
     )
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, use_dns_cache=False)
     return aiohttp.ClientSession(
@@ -127,7 +134,18 @@ def shared_http_client() -> aiohttp.ClientSession:
     return session
 
 
-async def _send(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, accept: str) -> ClientResponse:
+async def _send(
+    http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, accept: str, deadline: float
+) -> ClientResponse:
+    """Send the request; the response once its headers arrived (before `deadline`, the loop's clock) with 200."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await _post(http, candidate, body, accept=accept)
+    except TimeoutError as exc:
+        raise NodeCallError("node_timeout", "The node did not answer in time.") from exc
+
+
+async def _post(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, accept: str) -> ClientResponse:
     pinned = await pin(candidate.base_url, "/chat/completions")
     headers = {"Host": pinned.host_header, "Accept": accept, "Content-Type": "application/json"}
     key = decrypt(candidate.api_key_encrypted)
@@ -168,34 +186,6 @@ def _status_error(status: int, snippet: bytes) -> NodeCallError:
     return NodeCallError("node_bad_status", f"The node answered HTTP {status}.", status=status)
 
 
-async def complete(http: aiohttp.ClientSession, candidate: Candidate, body: dict) -> dict:
-    """POST a non-stream chat completion; the node's JSON answer (size-bounded)."""
-    response = await _send(http, candidate, {**body, "stream": False}, accept="application/json")
-    limit = settings.INFERENCE_MAX_RESPONSE_BYTES
-    try:
-        if response.content_length is not None and response.content_length > limit:
-            raise NodeCallError("node_response_too_large", "The node's answer is too large.")
-        async with asyncio.timeout(settings.INFERENCE_MAX_DURATION_S):
-            raw = await response.content.read(limit + 1)
-            if len(raw) > limit:
-                raise NodeCallError("node_response_too_large", "The node's answer is too large.")
-            if not response.content.at_eof():
-                raise NodeCallError("node_broken_response", "The node's answer was cut off.")
-    except TimeoutError as exc:
-        raise NodeCallError("node_timeout", "The node stopped answering.") from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise NodeCallError("node_broken_response", "The node's answer was cut off.") from exc
-    finally:
-        response.release()
-    try:
-        payload = json.loads(raw)
-    except ValueError as exc:
-        raise NodeCallError("node_bad_response", "The node's answer is not JSON.") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
-        raise NodeCallError("node_bad_response", "The node's answer is not a chat completion.")
-    return payload
-
-
 @asynccontextmanager
 async def stream(
     http: aiohttp.ClientSession, candidate: Candidate, body: dict
@@ -203,12 +193,14 @@ async def stream(
     """Open a streamed chat completion; yields an iterator of the node's chunks, ending at `[DONE]`: each the parsed
     object and its JSON as sent (one line, checked to parse as an object, so it may be relayed as it is).
 
-    Raises NodeCallError when opening fails (nothing received yet) or from the iterator when the stream breaks.
+    Raises NodeCallError when opening fails (nothing received yet) or from the iterator when the stream breaks,
+    `node_timeout` when the first event has not arrived INFERENCE_FIRST_TOKEN_TIMEOUT_S after the call began.
     Leaving the `async with` closes the upstream connection, which stops the node's generation.
     """
-    response = await _send(http, candidate, {**body, "stream": True}, accept="text/event-stream")
+    deadline = asyncio.get_running_loop().time() + settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S
+    response = await _send(http, candidate, {**body, "stream": True}, accept="text/event-stream", deadline=deadline)
     try:
-        yield _events(response)
+        yield _events(response, first_by=deadline)
     finally:
         if response.content.at_eof():
             response.release()  # the whole stream was read: the connection goes back to the pool
@@ -216,13 +208,24 @@ async def stream(
             response.close()  # stopped early: drop the connection, which ends the node's generation
 
 
-async def _events(response: ClientResponse) -> AsyncIterator[tuple[dict, bytes]]:
+async def _events(response: ClientResponse, *, first_by: float) -> AsyncIterator[tuple[dict, bytes]]:
     limit = settings.INFERENCE_MAX_RESPONSE_BYTES
     deadline = time.monotonic() + settings.INFERENCE_MAX_DURATION_S
     total = 0
     buffer = b""
+    waiting = True  # no event yet: reads are bounded by the first-token deadline, later only by sock_read
     try:
-        async for data in response.content.iter_any():
+        while True:
+            if waiting:
+                try:
+                    async with asyncio.timeout_at(first_by):
+                        data = await response.content.readany()
+                except TimeoutError as exc:
+                    raise NodeCallError("node_timeout", "The node sent no first token in time.") from exc
+            else:
+                data = await response.content.readany()
+            if not data:
+                break
             total += len(data)
             if total > limit:
                 raise NodeCallError("node_response_too_large", "The node's stream is too large.")
@@ -242,6 +245,7 @@ async def _events(response: ClientResponse) -> AsyncIterator[tuple[dict, bytes]]
                 except ValueError as exc:
                     raise NodeCallError("node_bad_response", "The node sent a malformed event.") from exc
                 if isinstance(chunk, dict):
+                    waiting = False
                     yield chunk, payload
     except TimeoutError as exc:
         raise NodeCallError("node_timeout", "The node stopped streaming.") from exc

@@ -20,6 +20,9 @@ class NodeCommandStatus(models.TextChoices):
     RUNNING = "running", "Running"  # sent in a heartbeat reply; its outcome not yet reported
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    # Withdrawn before the node reported it: its rental ended (API.md §10). Never sent again; an outcome the node
+    # still reports for it (it had received it) replaces this status.
+    CANCELLED = "cancelled", "Cancelled"
 
 
 # Not yet reported by the node: re-sent in every heartbeat reply.

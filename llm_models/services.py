@@ -17,7 +17,7 @@ from core.crypto import encrypt
 from core.errors import DomainError
 from core.tokens import NODE_TOKEN_PREFIX, issue_secret
 from gpus.models import Gpu
-from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandStatus, NodeStatus
+from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandAction, NodeCommandStatus, NodeStatus
 from llm_models.endpoint_guard import check_node_endpoint
 from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
 from llm_models.selectors import metrics_slot_start
@@ -200,13 +200,15 @@ def node_commands_deliver(*, node: Node) -> list[NodeCommand]:
 
 @transaction.atomic
 def node_command_results_record(*, node: Node, results: list[dict]) -> int:
-    """Record outcomes the node reported: only its own open commands; unknown or already-closed ids are ignored
-    (the agent re-sends outcomes until a heartbeat carrying them is answered). `unsupported` fails the command and
-    is remembered per node and action, so later requests for it are refused (501). Returns how many closed."""
+    """Record outcomes the node reported: only its own open commands, and withdrawn ones (the node had received
+    them before they were withdrawn, so their real outcome is the truthful status); unknown or already-closed ids
+    are ignored (the agent re-sends outcomes until a heartbeat carrying them is answered). `unsupported` fails the
+    command and is remembered per node and action, so later requests for it are refused (501). Returns how many
+    closed."""
     by_id = {r["id"]: r for r in results}
     commands = list(
         NodeCommand.objects.select_for_update()
-        .filter(node=node, pk__in=by_id, status__in=OPEN_COMMAND_STATUSES)
+        .filter(node=node, pk__in=by_id, status__in=(*OPEN_COMMAND_STATUSES, NodeCommandStatus.CANCELLED))
         .order_by("id")
     )
     unsupported: set[str] = set()
@@ -230,6 +232,16 @@ def node_command_results_record(*, node: Node, results: list[dict]) -> int:
         if merged != locked.unsupported_actions:
             Node.objects.filter(pk=node.pk).update(unsupported_actions=merged)
     return len(commands)
+
+
+def node_commands_withdraw(*, rental_id: int, reason: str) -> int:
+    """Withdraw the ended rental's commands the node has not reported on, `end` excepted: they become `cancelled`
+    and no heartbeat sends them again (API.md §10). Returns how many."""
+    return (
+        NodeCommand.objects.filter(rental_id=rental_id, status__in=OPEN_COMMAND_STATUSES)
+        .exclude(action=NodeCommandAction.END)
+        .update(status=NodeCommandStatus.CANCELLED, result=reason, updated_at=timezone.now())
+    )
 
 
 def node_commands_abandon(*, node_id: int, reason: str) -> int:

@@ -124,14 +124,23 @@ def rental_cancel(*, rental: Rental, now: datetime | None = None) -> Rental:
     if locked.ends_at <= now:  # it ran out before the sweep got to it: it completes, charged in full
         return _complete(locked, now=now)
     _settle(locked, status=RentalStatus.CANCELLED, now=now, charge=rental_charge_for(rental=locked, now=now))
-    _queue(locked, NodeCommandAction.END)
+    _end_commands(locked)
     return locked
 
 
 def _complete(rental: Rental, *, now: datetime) -> Rental:
     _settle(rental, status=RentalStatus.COMPLETED, now=now, charge=rental.total)
-    _queue(rental, NodeCommandAction.END)
+    _end_commands(rental)
     return rental
+
+
+def _end_commands(rental: Rental) -> None:
+    """An ended rental takes its commands with it (API.md §10): what the node has not reported on is withdrawn,
+    and it gets `end`. (A node that left, `rental_end_for_node`, has all its open commands failed instead.)"""
+    node_services.node_commands_withdraw(
+        rental_id=rental.pk, reason=f"Withdrawn: rental {rental.pk} ended ({rental.status})."
+    )
+    _queue(rental, NodeCommandAction.END)
 
 
 def rentals_complete_ended(*, now: datetime | None = None) -> int:

@@ -298,8 +298,11 @@ DEFAULT_OUTPUT_PRICE_PER_MILLION = Decimal(env("DEFAULT_OUTPUT_PRICE_PER_MILLION
 # Nodes tried per request before giving up (failover happens only before anything was relayed).
 INFERENCE_MAX_ATTEMPTS = env.int("INFERENCE_MAX_ATTEMPTS", default=3)
 INFERENCE_CONNECT_TIMEOUT_S = env.float("INFERENCE_CONNECT_TIMEOUT_S", default=5.0)
-# Longest silence from a node: before its first byte, and between two reads of a stream.
-INFERENCE_READ_TIMEOUT_S = env.float("INFERENCE_READ_TIMEOUT_S", default=60.0)
+# A hung node is dropped fast (docs/API.md §10): a node that has sent no first token (its first streamed event;
+# non-stream requests are streamed from the node too) this long after the call began is given up, cooled down and
+# the request failed over. Once tokens flow, a stream is cut only after a gap between two reads of this long.
+INFERENCE_FIRST_TOKEN_TIMEOUT_S = env.float("INFERENCE_FIRST_TOKEN_TIMEOUT_S", default=15.0)
+INFERENCE_STREAM_IDLE_TIMEOUT_S = env.float("INFERENCE_STREAM_IDLE_TIMEOUT_S", default=60.0)
 # Longest a single answer may take, and most bytes a node may send for it.
 INFERENCE_MAX_DURATION_S = env.float("INFERENCE_MAX_DURATION_S", default=300.0)
 INFERENCE_MAX_RESPONSE_BYTES = env.int("INFERENCE_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)

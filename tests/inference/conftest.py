@@ -124,7 +124,8 @@ def start_service(log_path, **extra_env: str):  # type: ignore[no-untyped-def]
         "DATABASE_URL": _test_database_url(),
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "ALLOW_PRIVATE_NODE_ENDPOINTS": "true",
-        "INFERENCE_READ_TIMEOUT_S": "5",
+        # Generous: tests hold requests at a stub's gate for seconds on a loaded machine (hung-node tests set less).
+        "INFERENCE_FIRST_TOKEN_TIMEOUT_S": "20",
         "INFERENCE_LEASE_TTL_S": "1",
         "INFERENCE_ROUTE_CACHE_S": "0",
         "PYTHONUNBUFFERED": "1",
@@ -221,7 +222,7 @@ def start_worker(transactional_db, tmp_path):  # type: ignore[no-untyped-def]
     redis.Redis.from_url(broker_url).delete("celery")  # tasks left over from an earlier run
     started: list[subprocess.Popen] = []
 
-    def start(name: str = "w1") -> subprocess.Popen:
+    def start(name: str = "w1", **extra_env: str) -> subprocess.Popen:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
@@ -229,8 +230,9 @@ def start_worker(transactional_db, tmp_path):  # type: ignore[no-untyped-def]
             "DATABASE_URL": _test_database_url(),
             "CELERY_TASK_ALWAYS_EAGER": "false",
             "ALLOW_PRIVATE_NODE_ENDPOINTS": "true",
-            "INFERENCE_READ_TIMEOUT_S": "10",
+            "INFERENCE_FIRST_TOKEN_TIMEOUT_S": "10",
             "PYTHONUNBUFFERED": "1",
+            **extra_env,
         }
         log_path = tmp_path / f"worker-{name}.log"
         process = subprocess.Popen(

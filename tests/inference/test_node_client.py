@@ -3,6 +3,7 @@
 import asyncio
 import ipaddress
 import socket
+import time
 
 import pytest
 
@@ -16,11 +17,17 @@ BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_to
 
 
 def _complete(candidate):  # type: ignore[no-untyped-def]
+    """The node's answer, streamed (the relay asks every node to stream): its chunks."""
+
     async def run():  # type: ignore[no-untyped-def]
-        async with node_client.new_http_client() as http:
-            return await node_client.complete(http, candidate, BODY)
+        async with node_client.new_http_client() as http, node_client.stream(http, candidate, BODY) as events:
+            return [chunk async for chunk, _payload in events]
 
     return asyncio.run(run())
+
+
+def _text(chunks) -> str:  # type: ignore[no-untyped-def]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
 
 
 @pytest.fixture
@@ -41,9 +48,9 @@ def test_the_node_gets_its_backend_key_and_the_body(node_on):
     _node, stub = node_on()
     stub.behaviour.answer = "pong"
 
-    payload = _complete(route(model=MODEL)[0])
+    chunks = _complete(route(model=MODEL)[0])
 
-    assert payload["choices"][0]["message"]["content"] == "pong"
+    assert _text(chunks) == "pong"
     assert stub.chat_requests[0].headers["Authorization"] == f"Bearer {NODE_KEY}"
     assert stub.chat_requests[0].body["messages"] == BODY["messages"]
 
@@ -99,15 +106,53 @@ def test_a_5xx_is_retryable_and_a_400_is_the_clients_fault(node_on):
     assert (exc.value.code, exc.value.retryable, exc.value.node_fault) == ("upstream_rejected", False, False)
 
 
-def test_a_hanging_node_times_out(node_on, settings):
-    settings.INFERENCE_READ_TIMEOUT_S = 0.3
+def test_a_hanging_node_times_out_after_the_first_token_timeout(node_on, settings):
+    settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S = 0.5
     _node, stub = node_on()
     stub.behaviour.hang = True
 
+    began = time.monotonic()
+    with pytest.raises(NodeCallError) as exc:
+        _complete(route(model=MODEL)[0])
+
+    assert (exc.value.code, exc.value.retryable, exc.value.node_fault) == ("node_timeout", True, True)
+    assert 0.4 < time.monotonic() - began < 3
+
+
+def test_a_node_that_sends_headers_and_then_nothing_times_out_after_the_first_token_timeout(node_on, settings):
+    settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S = 0.5
+    _node, stub = node_on()
+    stub.behaviour.hang_after_headers = True
+
+    began = time.monotonic()
     with pytest.raises(NodeCallError) as exc:
         _complete(route(model=MODEL)[0])
 
     assert (exc.value.code, exc.value.retryable) == ("node_timeout", True)
+    assert 0.4 < time.monotonic() - began < 3
+
+
+def test_a_slow_steady_stream_outlasts_the_first_token_timeout(node_on, settings):
+    settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S = 0.5
+    settings.INFERENCE_STREAM_IDLE_TIMEOUT_S = 1.8
+    _node, stub = node_on()
+    stub.slow_steady(3)
+
+    chunks = _complete(route(model=MODEL)[0])
+
+    assert _text(chunks) == "t0 t1 t2 t3"
+
+
+def test_a_stream_silent_for_longer_than_the_idle_timeout_is_cut(node_on, settings):
+    settings.INFERENCE_STREAM_IDLE_TIMEOUT_S = 0.5
+    _node, stub = node_on()
+    stub.behaviour.answer = "one two"
+    stub.behaviour.chunk_delay_s = 2.0
+
+    with pytest.raises(NodeCallError) as exc:
+        _complete(route(model=MODEL)[0])
+
+    assert exc.value.code == "node_timeout"
 
 
 def test_a_refused_connection_is_unreachable(provider, private_endpoints):

@@ -116,3 +116,66 @@ def test_a_non_stream_completion_fails_over_too(node_on):
 
     assert payload["choices"][0]["message"]["content"] == "fine"
     assert delivery.ok and delivery.candidate.node_id == good.pk
+
+
+def test_a_non_stream_completion_fails_over_from_a_node_that_breaks_mid_answer(node_on):
+    """Nothing of a non-stream answer reaches the caller before it is whole, so another node may still answer."""
+    broken, broken_stub = node_on("broken", latency_ewma_ms=10.0)
+    good, good_stub = node_on("good", latency_ewma_ms=500.0)
+    broken_stub.behaviour.answer = "alpha beta gamma delta"
+    broken_stub.behaviour.die_after_chunks = 2
+    good_stub.behaviour.answer = "whole answer"
+    delivery = Delivery()
+
+    payload = asyncio.run(relay.relay_complete(candidates=route(model=MODEL), body=BODY, delivery=delivery))
+
+    assert payload["choices"][0]["message"]["content"] == "whole answer"
+    assert delivery.ok and delivery.candidate.node_id == good.pk and delivery.answer_text == "whole answer"
+    assert [(node_id, error.code) for node_id, error in delivery.failures] == [(broken.pk, "node_broken_stream")]
+    assert relay.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64).completion_tokens == 2
+
+
+def test_a_non_stream_completion_is_assembled_from_the_nodes_stream():
+    completion = relay.Completion()
+    head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m"}
+    for delta, finish in [
+        ({"role": "assistant", "content": ""}, None),
+        ({"content": "Hel"}, None),
+        ({"content": "lo", "reasoning_content": "think"}, None),
+        (
+            {
+                "tool_calls": [
+                    {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+                ]
+            },
+            None,
+        ),
+        ({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]}, None),
+        ({"tool_calls": [{"index": 0, "function": {"arguments": " 1}"}}]}, None),
+        ({}, "tool_calls"),
+    ]:
+        completion.add({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    payload = completion.payload(usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3})
+
+    assert payload == {
+        "object": "chat.completion",
+        "id": "chatcmpl-1",
+        "created": 7,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Hello",
+                    "reasoning_content": "think",
+                    "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    }

@@ -1,12 +1,17 @@
 """Commands reach the node in heartbeat replies until it reports their outcome (API.md §3)."""
 
+from datetime import timedelta
+
+from clients.choices import ClientRole
 from llm_models.choices import NodeCommandStatus
 from llm_models.models import Node, NodeCommand
 from rentals import services
 from tests.conftest import bearer
-from tests.factories import make_node
+from tests.factories import make_client, make_node
 from tests.llm_models.conftest import HEARTBEAT_URL
-from tests.rentals.conftest import SSH_KEY, make_rentable_node
+from tests.llm_models.test_heartbeat_fastpath import AGENT_BODY
+from tests.llm_models.test_heartbeat_fastpath import post as fast_path_post
+from tests.rentals.conftest import RENTALS_URL, SSH_KEY, fund, make_rentable_node
 
 
 def beat(api_client, token, **body):  # type: ignore[no-untyped-def]
@@ -83,3 +88,69 @@ def test_a_node_without_commands_gets_an_empty_list(api_client, operator):
     _, token = make_node(owner=operator)
 
     assert beat(api_client, token).json()["commands"] == []
+
+
+# --- A rental that ends takes its commands with it (API.md §10) ---------------------------------------------
+
+
+def test_a_cancelled_rentals_unreported_commands_are_withdrawn_and_only_end_is_delivered(api_client, operator, renter):
+    node, token = make_rentable_node(operator)
+    rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1, ssh_public_key=SSH_KEY)
+    start = services.rental_command(rental=rental, action="start")
+    sent = beat(api_client, token).json()["commands"]  # both sent once: running, not yet reported
+    stop = services.rental_command(rental=rental, action="stop")  # queued, never sent
+    assert [c["action"] for c in sent] == ["provision_ssh_key", "start"]
+
+    assert api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(renter[1])).status_code == 200
+    after = beat(api_client, token).json()["commands"]
+
+    assert [c["action"] for c in after] == ["end"]
+    assert beat(api_client, token).json()["commands"] == after  # `end` itself is re-sent until reported
+    for job in (sent[0]["id"], start.pk, stop.pk):
+        polled = api_client.get(f"/api/v1/jobs/{job}/", **bearer(renter[1]))
+        assert (polled.status_code, polled.json()["status"]) == (200, "cancelled")
+        assert "ended (cancelled)" in polled.json()["result"]
+
+
+def test_a_completed_rentals_unreported_commands_are_withdrawn(api_client, operator, renter):
+    node, token = make_rentable_node(operator)
+    rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
+    reset = services.rental_command(rental=rental, action="reset")
+
+    assert services.rentals_complete_ended(now=rental.ends_at + timedelta(seconds=1)) == 1
+    commands = beat(api_client, token).json()["commands"]
+
+    assert [c["action"] for c in commands] == ["end"]
+    assert NodeCommand.objects.get(pk=reset.pk).status == NodeCommandStatus.CANCELLED
+
+
+def test_a_withdrawn_command_the_node_had_received_still_records_its_real_outcome(api_client, operator, renter):
+    node, token = make_rentable_node(operator)
+    rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
+    start = services.rental_command(rental=rental, action="start")
+    beat(api_client, token)
+    services.rental_cancel(rental=rental)
+
+    beat(api_client, token, results=[{"id": start.pk, "status": "succeeded", "output": "started"}])
+
+    start.refresh_from_db()
+    assert (start.status, start.result) == (NodeCommandStatus.SUCCEEDED, "started")
+
+
+def test_a_withdrawn_command_is_never_sent_by_the_heartbeat_fast_path_either(transactional_db, api_client):
+    """Parity: once `end` is reported, the SQL fast path answers (no commands), as the Django view does."""
+    operator, _ = make_client(role=ClientRole.GPU_PROVIDER, approved=True)
+    renter, _ = make_client()
+    fund(renter)
+    node, token = make_rentable_node(operator)
+    rental = services.rental_start(client=renter, node_id=node.pk, hours=1)
+    services.rental_command(rental=rental, action="start")
+    services.rental_cancel(rental=rental)
+    end = NodeCommand.objects.get(rental=rental, action="end")
+    beat(api_client, token, results=[{"id": end.pk, "status": "succeeded", "output": ""}])
+
+    fast, django_calls = fast_path_post(AGENT_BODY, token=token)
+    via_django = beat(api_client, token)
+
+    assert (fast.status_code, django_calls, fast.json()["commands"]) == (200, 0, [])
+    assert via_django.json()["commands"] == []

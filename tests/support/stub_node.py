@@ -3,6 +3,10 @@
 It serves `GET /v1/models` and `POST /v1/chat/completions` (JSON, or SSE when `stream` is true) from a thread of
 the test process. Each test sets how it behaves (answer, token counts, per-chunk delay, 5xx, hang, dying
 mid-stream, delay before the first byte) and reads back the requests it received, headers included.
+
+Two ways of being slow: `hang` accepts a request and sends nothing at all (`hang_after_headers`: the status line
+and headers, then nothing), a hung node; `slow_steady(seconds)` streams a token every second for that long, a slow
+but healthy one.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ class StubBehaviour:
     status: int = 200  # answer chat requests with this status (5xx to fail) before any body
     first_byte_delay_s: float = 0.0  # wait this long before the status line
     chunk_delay_s: float = 0.0  # wait this long between streamed chunks
-    hang: bool = False  # never answer (until the server stops)
+    hang: bool = False  # accept the request and send nothing (until the server stops)
+    hang_after_headers: bool = False  # send 200 and the headers, then nothing (until the server stops)
     die_after_chunks: int | None = None  # close the connection after this many content chunks
     models: list[str] = field(default_factory=lambda: ["stub/model"])
     gate: threading.Event | None = None  # if set, chat requests wait for it (after being recorded) before answering
@@ -97,6 +102,11 @@ class StubNode:
         """The answer split into the pieces streamed one per chunk (words with their following space)."""
         words = self.behaviour.answer.split(" ")
         return [p for p in [w + " " for w in words[:-1]] + words[-1:] if p]
+
+    def slow_steady(self, seconds: int) -> None:
+        """Answer with `seconds + 1` tokens, the first at once and then one a second: a slow but steady stream."""
+        self.behaviour.answer = " ".join(f"t{i}" for i in range(seconds + 1))
+        self.behaviour.chunk_delay_s = 1.0
 
     def sleep(self, seconds: float) -> bool:
         """Sleep unless the server is stopping; True if it is."""
@@ -199,6 +209,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        if b.hang_after_headers:
+            self.wfile.flush()
+            self.stub.sleep(3600)
+            return
         base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
         try:
             self._event({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
