@@ -179,3 +179,14 @@ def test_a_non_stream_completion_is_assembled_from_the_nodes_stream():
         ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
     }
+
+
+def test_a_nodes_tool_call_index_cannot_grow_the_answer_without_bound():
+    completion = relay.Completion()
+    for index in (10**9, -1, *range(2 * relay.MAX_TOOL_CALLS)):
+        delta = {"tool_calls": [{"index": index, "function": {"name": "f", "arguments": "x"}}]}
+        completion.add({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": delta}]})
+
+    calls = completion.payload(usage=None)["choices"][0]["message"]["tool_calls"]
+
+    assert len(calls) == relay.MAX_TOOL_CALLS
