@@ -164,3 +164,20 @@ def pending() -> int:
         return int(client.xlen(STREAM))
     finally:
         client.close()
+
+
+def lag_seconds(*, now_ms: int | None = None) -> float:
+    """How long the oldest entry not yet applied has waited (0 when none): entries are deleted once applied, so the
+    stream's first entry is the oldest pending one, and its id is the millisecond it was appended at."""
+    if not enabled():
+        return 0.0
+    client = _sync_client()
+    try:
+        first = client.xrange(STREAM, count=1)
+        if not first:
+            return 0.0
+        appended_ms = int(first[0][0].split(b"-")[0])
+        now_ms = now_ms if now_ms is not None else int(client.time()[0]) * 1000
+        return max(0.0, (now_ms - appended_ms) / 1000)
+    finally:
+        client.close()

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from clients.admin import ClientAdmin
 from clients.models import Client
+from core.formatting import money_html
 from llm_models.admin import NodeAdmin
 from llm_models.models import Node
 from market import selectors
@@ -73,5 +74,5 @@ class MarketClientAdmin(ClientAdmin):
         return super().get_queryset(request).annotate(earnings=selectors.operator_earnings_subquery())
 
     @admin.display(description="earnings (operator share)", ordering="earnings")
-    def provider_earnings(self, obj: Client) -> object:
-        return obj.earnings  # type: ignore[attr-defined]
+    def provider_earnings(self, obj: Client) -> str:
+        return money_html(obj.earnings)  # type: ignore[attr-defined]
