@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
+from core.formatting import money_html
 from llm_models import selectors
 from llm_models.choices import NodeStatus
 from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
@@ -82,10 +83,27 @@ def _gpu_figure(metrics: dict, key: str, unit: str, places: int = 0) -> str:
 
 
 class NodeModelInline(admin.TabularInline):
+    """What the node serves, at its prices: its heartbeat's model list says so (node_sync_models), not the admin."""
+
     model = NodeModel
     extra = 0
-    fields = ["model", "input_price_per_million", "output_price_per_million", "context_window"]
-    raw_id_fields = ["model"]
+    fields = ["model", "input_price", "output_price", "context_window"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.display(description="input (USD / 1M tokens)")
+    def input_price(self, obj: NodeModel) -> str:
+        return money_html(obj.input_price_per_million, 6)
+
+    @admin.display(description="output (USD / 1M tokens)")
+    def output_price(self, obj: NodeModel) -> str:
+        return money_html(obj.output_price_per_million, 6)
 
 
 @admin.register(Node)

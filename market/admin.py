@@ -75,4 +75,4 @@ class MarketClientAdmin(ClientAdmin):
 
     @admin.display(description="earnings (operator share)", ordering="earnings")
     def provider_earnings(self, obj: Client) -> str:
-        return money_html(obj.earnings)  # type: ignore[attr-defined]
+        return money_html(obj.earnings, 6)  # type: ignore[attr-defined]  (earned by the micro-dollar)
