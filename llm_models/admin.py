@@ -65,16 +65,27 @@ class HealthFilter(admin.SimpleListFilter):
         return queryset
 
 
-def health_of(node: Node, *, now: datetime) -> str:
-    """Live / offline / deregistered, and whether it is cooling down after failures."""
+def health_of(node: Node, *, now: datetime) -> tuple[str, str]:
+    """Live / offline / deregistered, `· failing` while it cools down after failures; and a longer explanation."""
     if node.status == NodeStatus.DEREGISTERED:
-        return "deregistered"
+        return "deregistered", "deregistered: no longer routed or rentable"
     cutoff = now - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT_S)
     live = node.status == NodeStatus.ONLINE and node.last_heartbeat_at is not None and node.last_heartbeat_at >= cutoff
-    text = "live" if live else "offline"
+    short = "live" if live else "offline"
     if node.cooldown_until is not None and node.cooldown_until > now:
-        text += f", failing (cooling down {timesince(now, node.cooldown_until)})"
-    return text
+        return f"{short} · failing", f"failing: no new work for {timesince(now, node.cooldown_until)} (cooling down)"
+    return short, short
+
+
+def ago(moment: datetime | None, *, now: datetime) -> str:
+    """`12 s ago`, `3 min ago`, `5 h ago`, `2 d ago`; `never`."""
+    if moment is None:
+        return "never"
+    seconds = max(0, int((now - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
 
 
 def _gpu_figure(metrics: dict, key: str, unit: str, places: int = 0) -> str:
@@ -108,7 +119,7 @@ class NodeModelInline(admin.TabularInline):
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "health", "heartbeat", "models", "gpu_util", "gpu_memory", "active_requests"]
+    list_display = ["name", "owner", "health", "heartbeat", "models", "gpu_util", "gpu_memory", "load"]
     list_display_links = ["name"]
     list_filter = [HealthFilter, "status", "region"]
     search_fields = ["name", "owner__user__username", "region"]
@@ -147,29 +158,34 @@ class NodeAdmin(admin.ModelAdmin):
 
     @admin.display(description="health")
     def health(self, obj: Node) -> str:
-        return health_of(obj, now=timezone.now())
+        short, long = health_of(obj, now=timezone.now())
+        return format_html('<span title="{}">{}</span>', long, short)
 
     @admin.display(description="last heartbeat", ordering="last_heartbeat_at")
     def heartbeat(self, obj: Node) -> str:
         if obj.last_heartbeat_at is None:
             return "never"
         return format_html(
-            '<time datetime="{}" title="{}">{} ago</time>',
+            '<time datetime="{}" title="{}">{}</time>',
             obj.last_heartbeat_at.isoformat(),
             obj.last_heartbeat_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            timesince(obj.last_heartbeat_at),
+            ago(obj.last_heartbeat_at, now=timezone.now()),
         )
+
+    @admin.display(description="load", ordering="active_requests")
+    def load(self, obj: Node) -> str:
+        return f"{obj.active_requests:,}"
 
     @admin.display(description="models")
     def models(self, obj: Node) -> str:
         names = [nm.model.name for nm in obj.node_models.all()]
         return ", ".join(names) or "-"
 
-    @admin.display(description="GPU util")
+    @admin.display(description="GPU")
     def gpu_util(self, obj: Node) -> str:
         return _gpu_figure(obj.latest_metrics, "gpu_utilization", " %")
 
-    @admin.display(description="GPU memory")
+    @admin.display(description="VRAM")
     def gpu_memory(self, obj: Node) -> str:
         used, total = (
             (obj.latest_metrics or {}).get("gpu_memory_used_mb"),
@@ -177,7 +193,7 @@ class NodeAdmin(admin.ModelAdmin):
         )
         if used is None:
             return "-"
-        return f"{used / 1024:,.1f} / {total / 1024:,.1f} GB" if total else f"{used / 1024:,.1f} GB"
+        return f"{used / 1024:,.0f}/{total / 1024:,.0f} GB" if total else f"{used / 1024:,.0f} GB"
 
     @admin.display(description="GPU metrics (latest)")
     def gpu_metrics(self, obj: Node) -> str:

@@ -62,11 +62,11 @@ def test_the_nodes_list_shows_health_heartbeat_models_and_gpu_metrics(browser, p
     page = browser.get("/admin/llm_models/node/").content.decode()
     failing = browser.get("/admin/llm_models/node/?health=failing").content.decode()
 
-    assert ">live<" in page and ">offline<" in page
-    assert "failing (cooling down" in page
+    assert ">live<" in page and ">offline<" in page and ">live · failing<" in page
+    assert "failing: no new work for 4" in page
     assert "org/a" in page
-    assert "37 %" in page and "20.0 / 80.0 GB" in page
-    assert "ago</time>" in page
+    assert "37 %" in page and "20/80 GB" in page
+    assert " s ago</time>" in page and "2 h ago</time>" in page
     assert "live-failing" in failing and "live-a" not in failing
 
 

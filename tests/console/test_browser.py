@@ -106,7 +106,7 @@ def test_a_nodes_page_charts_its_metrics_and_shows_no_secrets(browser_page, prov
     row = page.locator("#result_list tbody tr", has_text="live-a")
     assert row.locator("td.field-health").inner_text() == "live"
     assert row.locator("td.field-gpu_util").inner_text() == "90 %"
-    assert row.locator("td.field-gpu_memory").inner_text() == "40.0 / 80.0 GB"
+    assert row.locator("td.field-gpu_memory").inner_text() == "40/80 GB"
     assert "org/a" in row.locator("td.field-models").inner_text()
     assert "ago" in row.locator("td.field-heartbeat").inner_text()
 

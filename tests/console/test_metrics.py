@@ -4,9 +4,11 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from django.db.models import Sum
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients import ledger
+from clients.models import LedgerEntry
 from tests.console.helpers import nodes_in_every_state, paid_request
 from tests.inference.conftest import MODEL, fund, settle_usage, start_service
 from tests.llm_models.conftest import HEARTBEAT_URL, _stop
@@ -167,8 +169,15 @@ def test_n_requests_raise_each_counter_by_exactly_n_across_two_web_processes(tmp
     served = InferenceRequest.objects.values_list("hold_key", flat=True)
     assert len(served) == n and all(key.startswith("v1:") for key in served)  # the lean path's rows (usage.py)
     revenue = parse(_scrape_here())
-    paid = ledger.split_revenue(Decimal(n) * (Decimal(5) * 1 + Decimal(3) * 2) / Decimal(1_000_000))
-    assert value(revenue, "gpumarket_revenue_usd_total", share="operator") == pytest.approx(float(paid["operator"]))
+    cost = Decimal(n) * (5 * Decimal("1.00") + 3 * Decimal("2.00")) / 1_000_000  # prices are per million tokens
+    assert sum(InferenceRequest.objects.values_list("cost", flat=True)) == cost
+    shares = {s: value(revenue, "gpumarket_revenue_usd_total", share=s) for s in ("operator", "platform", "treasury")}
+    assert sum(shares.values()) == pytest.approx(float(cost))
+    # The operator's share is what its account was credited (each batch's charge is split on its own, rounded down).
+    earned = LedgerEntry.objects.filter(account__client=provider[0], transaction__kind="usage").aggregate(
+        s=Sum("amount")
+    )
+    assert shares["operator"] == pytest.approx(float(earned["s"])) and earned["s"] > 0
 
 
 def _scrape_here() -> str:

@@ -126,3 +126,25 @@ def test_the_django_path_forwards_the_request_id_to_the_node(client, user_client
     assert r.status_code == 200, r.content
     assert r["X-Request-Id"] == "django-door-1"
     assert stub.chat_requests[0].headers["X-Request-Id"] == "django-door-1"
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_request_served_by_a_celery_worker_forwards_its_id_to_the_node(
+    api_client, user_client, node_on, start_worker
+):
+    fund(user_client[0], "1.00")
+    _node, stub = node_on()
+    start_worker()
+
+    r = api_client.post(
+        "/api/v1/inference/",
+        {"question_text": "hi", "desired_model": MODEL},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {user_client[1]}",
+        HTTP_X_REQUEST_ID="queued-7",
+    )
+
+    assert r.status_code == 201, r.content
+    assert r["X-Request-Id"] == "queued-7"
+    assert stub.chat_requests[0].headers["X-Request-Id"] == "queued-7"
