@@ -319,6 +319,8 @@ METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Where every process writes its counters (prometheus-client's multiprocess mode); `make run` sets and empties it.
 # prometheus-client reads this variable from the environment itself; it is read here to know which mode /metrics is.
 PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)  # before the first counter is made
 # How often the ledger is reconciled and the result kept for the console (console/tasks.py).
 LEDGER_RECONCILE_INTERVAL_S = env.int("LEDGER_RECONCILE_INTERVAL_S", default=3600)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # Celery's lines go through LOGGING too, request ids and format alike
