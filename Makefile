@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # honcho hands $PORT to the first Procfile entry (web); default it here, not in honcho (5000).
 PORT ?= 8000
 export PORT
+# `make run`'s web and worker processes write their Prometheus counters here, emptied before they start
+# (docs/API.md §16); prometheus-client reads it from the environment, so it is exported to all of them.
+run: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.data/prometheus
 
 .PHONY: run test lint format check bench schemathesis migrate superuser clean
 
@@ -22,6 +25,7 @@ install: $(STAMP)
 ## Install, migrate, create the admin from DJANGO_SUPERUSER_*, start web + worker + beat (honcho).
 run: $(STAMP)
 	mkdir -p .data/broker/queue .data/broker/processed
+	rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py ensure_superuser

@@ -14,8 +14,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from clients import ledger, services
-from clients.choices import ClientRole
+from clients.choices import ClientRole, HoldStatus
 from clients.models import ApiKey, Client, Hold, LedgerAccount, LedgerEntry, LedgerTransaction
+from core.formatting import money_html
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -63,13 +64,13 @@ class ClientAdmin(admin.ModelAdmin):
         "role",
         "is_gpu_provider_approved",
         "provider_registration_date",
-        "balance",
+        "balance_usd",
         "created_at",
     ]
     list_filter = [PendingProviderFilter, "role", "is_gpu_provider_approved"]
     search_fields = ["user__username", "user__email", "phone_no"]
     list_select_related = ["user"]
-    readonly_fields = ["user", "balance", "ip", "provider_registration_date", "created_at", "updated_at"]
+    readonly_fields = ["user", "balance_usd", "ip", "provider_registration_date", "created_at", "updated_at"]
     fields = [
         "user",
         "phone_no",
@@ -79,7 +80,7 @@ class ClientAdmin(admin.ModelAdmin):
         "role",
         "is_gpu_provider_approved",
         "provider_registration_date",
-        "balance",
+        "balance_usd",
         "ip",
         "created_at",
         "updated_at",
@@ -89,6 +90,13 @@ class ClientAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # accounts are created by sign-up or the API, which issue keys
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # the ledger refers to accounts; a user is deactivated instead (auth's user page)
+
+    @admin.display(description="balance (USD)", ordering="balance")
+    def balance_usd(self, obj: Client) -> str:
+        return money_html(obj.balance)
 
     @admin.action(description="Approve selected provider applications")
     def approve_providers(self, request: HttpRequest, queryset: QuerySet[Client]) -> None:
@@ -120,6 +128,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # revoked, never deleted: what a key did stays attributable
+
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -144,8 +155,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class LedgerEntryInline(admin.TabularInline):
     model = LedgerEntry
-    readonly_fields = ("account", "amount")
-    fields = readonly_fields
+    fields = ("account", "amount_usd")
+    readonly_fields = fields
     extra = 0
     can_delete = False
 
@@ -154,6 +165,10 @@ class LedgerEntryInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+    @admin.display(description="amount (USD)")
+    def amount_usd(self, obj: LedgerEntry) -> str:
+        return money_html(obj.amount, 6)
 
 
 @admin.register(LedgerTransaction)
@@ -189,10 +204,14 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "transaction", "account", "amount"]
+    list_display = ["id", "transaction", "account", "amount_usd"]
     list_filter = ["account__kind", "transaction__kind"]
     search_fields = ["transaction__key", "account__client__user__username"]
     list_select_related = ["transaction", "account"]
+
+    @admin.display(description="amount (USD)", ordering="amount")
+    def amount_usd(self, obj: LedgerEntry) -> str:
+        return money_html(obj.amount, 6)
 
 
 @admin.register(LedgerAccount)
@@ -206,15 +225,23 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
         zero = Value(0, output_field=DecimalField(max_digits=20, decimal_places=6))
         return super().get_queryset(request).annotate(ledger_balance=Coalesce(Sum("entries__amount"), zero))
 
-    @admin.display(description="balance (sum of entries)", ordering="ledger_balance")
-    def balance(self, obj: "WithAnnotations[LedgerAccount, _LedgerBalance]") -> Decimal:
-        return obj.ledger_balance
+    @admin.display(description="balance (USD, sum of entries)", ordering="ledger_balance")
+    def balance(self, obj: "WithAnnotations[LedgerAccount, _LedgerBalance]") -> str:
+        return money_html(obj.ledger_balance, 6)
 
 
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
-    list_display = ["id", "key", "client", "amount", "status", "created_at", "settled_at"]
+    list_display = ["id", "key", "client", "amount_usd", "still_held", "status", "created_at", "settled_at"]
     list_filter = ["status"]
     search_fields = ["key", "client__user__username"]
     list_select_related = ["client__user"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="amount (USD)", ordering="amount")
+    def amount_usd(self, obj: Hold) -> str:
+        return money_html(obj.amount, 6)
+
+    @admin.display(description="still held (USD)")
+    def still_held(self, obj: Hold) -> str:
+        return money_html(obj.amount - obj.consumed if obj.status == HoldStatus.HELD else 0, 6)

@@ -26,6 +26,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
+    # Prometheus' scrape target (docs/API.md §16).
+    path("", include("console.urls")),
 ]
 
 handler400 = "core.exception_views.bad_request"

@@ -5,6 +5,7 @@ handle is handed to Django unchanged, body included, so Django stays the one pla
 """
 
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -12,6 +13,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
+
+from core import metrics, request_id
 
 Scope = dict[str, Any]
 # Messages as Django's ASGIHandler types them: a lean path passes these on to it.
@@ -145,10 +148,34 @@ class LeanPath:
         ):
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        rid = request_id.accept(header(scope, b"x-request-id"))
+        reset = request_id.current.set(rid)
         try:
-            body = await read_body(receive, limit=settings.MAX_REQUEST_BODY_BYTES)
-        except BodyTooLarge as too_large:
-            await self.app(scope, replaying(too_large.received, receive, complete=too_large.complete), send)
-            return
-        if not await self.serve(scope, body, receive, send):
-            await self.app(scope, replaying(body, receive), send)
+            try:
+                body = await read_body(receive, limit=settings.MAX_REQUEST_BODY_BYTES)
+            except BodyTooLarge as too_large:
+                received = replaying(too_large.received, receive, complete=too_large.complete)
+                await self.app(_with_request_id(scope, rid), received, send)
+                return
+            status = 500
+
+            async def sending(message: Mapping[str, Any]) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message = {**message, "headers": [*message["headers"], (b"x-request-id", rid.encode())]}
+                await send(message)
+
+            if await self.serve(scope, body, receive, sending):
+                metrics.observe_http(route=self.path, method="POST", status=status, started=started)
+            else:
+                await self.app(_with_request_id(scope, rid), replaying(body, receive), send)
+        finally:
+            request_id.current.reset(reset)
+
+
+def _with_request_id(scope: Scope, rid: str) -> Scope:
+    """The scope Django gets, carrying the id this request already has (made here if the caller sent none)."""
+    headers = [(k, v) for k, v in scope["headers"] if k != b"x-request-id"]
+    return {**scope, "headers": [*headers, (b"x-request-id", rid.encode())]}

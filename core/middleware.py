@@ -1,9 +1,12 @@
-"""Request-level guards that run before any view parses a body."""
+"""Request-level guards that run before any view parses a body, and the request id every request gets."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from core import request_id
 
 
 def _too_large(limit: int) -> JsonResponse:
@@ -31,3 +34,36 @@ class RequestBodyLimitMiddleware:
             if too_large:
                 return _too_large(self.limit)
         return self.get_response(request)
+
+
+class RequestIdMiddleware:
+    """Take or make the request's id, keep it for its log lines, and return it in `X-Request-Id`."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def _begin(self, request: HttpRequest) -> str:
+        rid = request_id.accept(request.headers.get(request_id.HEADER))
+        request.request_id = rid  # type: ignore[attr-defined]
+        request_id.current.set(rid)
+        return rid
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        if self.is_async:
+            return self.__acall__(request)
+        rid = self._begin(request)
+        response = self.get_response(request)
+        response[request_id.HEADER] = rid
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        rid = self._begin(request)
+        response = await self.get_response(request)
+        response[request_id.HEADER] = rid
+        return response

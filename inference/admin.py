@@ -9,6 +9,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
 from clients.ledger import split_revenue
+from core.formatting import money_html
 from inference.choices import InferenceStatus
 from inference.models import InferenceBatch, InferenceRequest, NodeRevenue
 
@@ -31,17 +32,33 @@ class _ReadOnly(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the ledger refers to what was charged
+
 
 @admin.register(InferenceRequest)
 class InferenceRequestAdmin(_ReadOnly):
     list_display = [
-        "id", "client", "desired_model", "status", "channel", "node", "prompt_tokens", "completion_tokens",
-        "cost", "latency_ms", "error_code", "created_at",
+        "id", "client", "desired_model", "status", "channel", "node", "tokens", "cost_usd", "latency",
+        "error_code", "created_at",
     ]  # fmt: skip
+    exclude = ["hold_key"]  # an internal idempotency key
     list_filter = ["status", "channel", "error_code"]
     search_fields = ["desired_model", "client__user__username", "question_text"]
     list_select_related = ["client__user", "node"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="tokens (in / out)")
+    def tokens(self, obj: InferenceRequest) -> str:
+        return f"{obj.prompt_tokens:,} / {obj.completion_tokens:,}"
+
+    @admin.display(description="cost (USD)", ordering="cost")
+    def cost_usd(self, obj: InferenceRequest) -> str:
+        return money_html(obj.cost, 6)
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, obj: InferenceRequest) -> str:
+        return "-" if obj.latency_ms is None else f"{obj.latency_ms:,} ms"
 
 
 @admin.register(InferenceBatch)
@@ -88,9 +105,9 @@ class NodeRevenueAdmin(_ReadOnly):
         return obj.token_sum
 
     @admin.display(description="revenue (USD)", ordering="revenue_sum")
-    def revenue(self, obj: "WithAnnotations[NodeRevenue, _Revenue]") -> Decimal:
-        return obj.revenue_sum
+    def revenue(self, obj: "WithAnnotations[NodeRevenue, _Revenue]") -> str:
+        return money_html(obj.revenue_sum)
 
     @admin.display(description="operator share (USD)")
-    def operator_share(self, obj: "WithAnnotations[NodeRevenue, _Revenue]") -> Decimal:
-        return split_revenue(obj.revenue_sum)["operator"]
+    def operator_share(self, obj: "WithAnnotations[NodeRevenue, _Revenue]") -> str:
+        return money_html(split_revenue(obj.revenue_sum)["operator"])

@@ -230,6 +230,7 @@ class ChatCompletionsLeanPath(LeanPath):
             first_byte_ms=delivery.first_byte_ms,
         )
         await record(entry)
+        services.outcome_count(model=call.model, fields=fields)
         self._learn(call.model, delivery)
         return fields["cost"], relay.meter(delivery, prompt=call.prompt, max_tokens=max_tokens)
 

@@ -34,6 +34,7 @@ from aiohttp import ClientResponse
 from django.conf import settings
 from yarl import URL
 
+from core import request_id
 from core.crypto import decrypt
 from inference.routing import Candidate
 from llm_models import endpoint_guard
@@ -148,6 +149,9 @@ async def _send(
 async def _post(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, accept: str) -> ClientResponse:
     pinned = await pin(candidate.base_url, "/chat/completions")
     headers = {"Host": pinned.host_header, "Accept": accept, "Content-Type": "application/json"}
+    rid = request_id.current.get()
+    if rid is not None:
+        headers["X-Request-Id"] = rid  # the node's logs can be matched with ours
     key = decrypt(candidate.api_key_encrypted)
     if key:
         headers["Authorization"] = f"Bearer {key}"

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from clients import ledger
 from clients.models import Client
+from core import metrics
 from core.errors import NotFound
 from inference import relay, routing
 from inference.choices import InferenceChannel, InferenceStatus
@@ -225,6 +226,16 @@ def outcome(*, delivery: Delivery, prompt: PromptSize, max_tokens: int, held_amo
     return fields
 
 
+def outcome_count(*, model: str, fields: dict) -> None:
+    """Count a finished request in the metrics (once, where its outcome is recorded: here or the lean path)."""
+    metrics.observe_inference(
+        model=model,
+        outcome=fields["status"],
+        prompt_tokens=fields.get("prompt_tokens", 0),
+        completion_tokens=fields.get("completion_tokens", 0),
+    )
+
+
 def inference_finish(
     *, req: InferenceRequest, attempt: int, delivery: Delivery, prompt: PromptSize, now: datetime | None = None
 ) -> InferenceRequest | None:
@@ -247,6 +258,7 @@ def inference_finish(
             ledger.hold_settle(key=req.hold_key, charge=cost, operator=operator, memo=f"inference #{req.pk}")
         else:
             _release(req)
+    outcome_count(model=req.desired_model, fields=fields)
     teach_routing(delivery)
     for name, value in fields.items():
         setattr(req, name, value)
@@ -277,6 +289,8 @@ def _fail_unstarted(*, req: InferenceRequest, attempt: int, code: str, detail: s
         )
         if owned:
             _release(req)
+    if owned:
+        outcome_count(model=req.desired_model, fields={"status": InferenceStatus.FAILED})
 
 
 def inference_run(*, request_id: int, now: datetime | None = None) -> None:

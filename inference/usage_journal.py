@@ -165,3 +165,22 @@ def pending() -> int:
         return int(client.xlen(STREAM))
     finally:
         client.close()
+
+
+def lag_seconds(*, now_ms: int | None = None) -> float:
+    """How long the oldest entry not yet applied has waited (0 when none): entries are deleted once applied, so the
+    stream's first entry is the oldest pending one, and its id is the millisecond it was appended at."""
+    if not enabled():
+        return 0.0
+    client = _sync_client()
+    try:
+        first = client.xrange(STREAM, count=1)
+        if not first:
+            return 0.0
+        entry_id = first[0][0]
+        text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        appended_ms = int(text.split("-")[0])
+        now_ms = now_ms if now_ms is not None else int(client.time()[0]) * 1000
+        return max(0.0, (now_ms - appended_ms) / 1000)
+    finally:
+        client.close()

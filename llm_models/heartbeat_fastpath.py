@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from rest_framework import serializers
 
 from clients.models import Client
+from core import metrics
 from core.asgi import (
     LeanPath,
     Receive,
@@ -314,6 +315,7 @@ class HeartbeatFastPath(LeanPath):
         heartbeat = parse_heartbeat(body) if token else None
         if token is None or heartbeat is None or not await record_heartbeat(token=token, heartbeat=heartbeat):
             return False
+        metrics.HEARTBEATS.inc()
         await send_json(
             send,
             200,

@@ -1,6 +1,7 @@
 """Reads of nodes and models."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -8,7 +9,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from llm_models.choices import NodeStatus
-from llm_models.models import LlmModel, Node, NodeModel
+from llm_models.models import LlmModel, Node, NodeMetricSample, NodeModel
 
 
 def metrics_slot_start(now: datetime) -> datetime:
@@ -86,4 +87,24 @@ def model_list_available(*, now: datetime | None = None) -> list[dict]:
             "context_window": by_id[pk]["node_context_window"] or context_window,
         }
         for pk, name, context_window in sorted(names, key=lambda row: row[1])
+    ]
+
+
+def node_metrics_history(*, node: Node, now: datetime | None = None, hours: int = 24) -> list[dict[str, Any]]:
+    """A node's kept metric samples over the last `hours`, oldest first, for its chart."""
+    now = now or timezone.now()
+    samples = (
+        NodeMetricSample.objects.filter(node=node, recorded_at__gte=now - timedelta(hours=hours))
+        .order_by("recorded_at")
+        .values_list("recorded_at", "metrics", "active_requests")
+    )
+    return [
+        {
+            "t": recorded_at.isoformat(),
+            "gpu_utilization": (metrics or {}).get("gpu_utilization"),
+            "gpu_memory_used_mb": (metrics or {}).get("gpu_memory_used_mb"),
+            "gpu_temperature_c": (metrics or {}).get("gpu_temperature_c"),
+            "active_requests": active_requests,
+        }
+        for recorded_at, metrics, active_requests in samples[:5000]
     ]

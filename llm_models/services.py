@@ -15,6 +15,7 @@ from django.utils import timezone
 from clients.models import Client
 from core.crypto import encrypt
 from core.errors import DomainError
+from core.metrics import HEARTBEATS
 from core.tokens import NODE_TOKEN_PREFIX, issue_secret
 from gpus.models import Gpu
 from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandAction, NodeCommandStatus, NodeStatus
@@ -142,6 +143,7 @@ def node_record_heartbeat(
             digest = sent_models_digest or models_digest(models)
             if digest != node.models_digest:
                 node_sync_models(node=node, models=models, digest=digest)
+    HEARTBEATS.inc()
 
 
 class NodeDeregistered(DomainError):

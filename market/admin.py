@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from clients.admin import ClientAdmin
 from clients.models import Client
+from core.formatting import money_html
 from llm_models.admin import NodeAdmin
 from llm_models.models import Node
 from market import selectors
@@ -93,5 +94,5 @@ class MarketClientAdmin(ClientAdmin):
         return super().get_queryset(request).annotate(earnings=selectors.operator_earnings_subquery())
 
     @admin.display(description="earnings (operator share)", ordering="earnings")
-    def provider_earnings(self, obj: "WithAnnotations[Client, _ClientFigures]") -> Decimal:
-        return obj.earnings
+    def provider_earnings(self, obj: "WithAnnotations[Client, _ClientFigures]") -> str:
+        return money_html(obj.earnings, 6)  # earned by the micro-dollar

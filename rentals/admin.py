@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.formatting import money_html
 from rentals.choices import RentalStatus
 from rentals.models import Rental
 
@@ -14,7 +15,9 @@ from rentals.models import Rental
 class RentalAdmin(admin.ModelAdmin):
     """Filter by node for a node's calendar of rentals."""
 
-    list_display = ["id", "node", "client", "status", "starts_at", "ends_at", "time_remaining", "total", "refunded"]
+    list_display = [
+        "id", "node", "client", "status", "starts_at", "ends_at", "time_remaining", "total_usd", "refunded_usd",
+    ]  # fmt: skip
     list_filter = ["status", "node"]
     search_fields = ["node__name", "client__user__username"]
     list_select_related = ["node", "client__user"]
@@ -30,6 +33,14 @@ class RentalAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Rental | None = None) -> bool:
         return False
+
+    @admin.display(description="total (USD)", ordering="total")
+    def total_usd(self, obj: Rental) -> str:
+        return money_html(obj.total)
+
+    @admin.display(description="refunded (USD)", ordering="refunded")
+    def refunded_usd(self, obj: Rental) -> str:
+        return money_html(obj.refunded)
 
     @admin.display(description="time remaining")
     def time_remaining(self, obj: Rental) -> str:

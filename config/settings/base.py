@@ -17,7 +17,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "te
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "console.apps.ConsoleAdminConfig",  # django.contrib.admin, its site the operator's console (console/sites.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -40,9 +40,12 @@ INSTALLED_APPS = [
     "inference",
     "rentals",
     "market",
+    "console",
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestIdMiddleware",
+    "core.metrics.HttpMetricsMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -281,13 +284,49 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+
+# --- Operators: the console, metrics and logs (docs/API.md §16) ---------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, request_id, ...); "plain" otherwise.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+# One access-log line per answered request (gpumarket.access: method, route, status, duration).
+LOG_REQUESTS = env.bool("LOG_REQUESTS", default=False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "filters": {"request_id": {"()": "core.logging.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},
+        "json": {"()": "core.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # uvicorn sets up its own handlers before Django starts: they are taken over so that its lines match ours.
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.access": {"handlers": ["console"], "propagate": False},
+    },
+}
+# GET /metrics: with a token, only `Authorization: Bearer <METRICS_TOKEN>`; without one, loopback callers only.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# Where every process writes its counters (prometheus-client's multiprocess mode); `make run` sets and empties it.
+# prometheus-client reads this variable from the environment itself; it is read here to know which mode /metrics is.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)  # before the first counter is made
+# How often the ledger is reconciled and the result kept for the console (console/tasks.py).
+LEDGER_RECONCILE_INTERVAL_S = env.int("LEDGER_RECONCILE_INTERVAL_S", default=3600)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # Celery's lines go through LOGGING too, request ids and format alike
+CELERY_BEAT_SCHEDULE["ledger-reconcile"] = {
+    "task": "console.tasks.ledger_reconcile",
+    "schedule": timedelta(seconds=LEDGER_RECONCILE_INTERVAL_S),
 }
 
 # Prices a node's model gets when its registration names none (US dollars per million tokens).

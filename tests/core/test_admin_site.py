@@ -113,5 +113,7 @@ def test_admin_shows_each_nodes_revenue_from_completed_inferences(client, admin,
     assert r.status_code == 200
     page = r.content.decode()
     assert "earner" in page
-    assert "1.500000" in page  # what clients paid for the two completed requests (the failed one earned nothing)
-    assert "1.050000" in page  # the operator's 70%
+    # What clients paid for the two completed requests (the failed one earned nothing), and the operator's 70%: as
+    # money, right-aligned.
+    assert '<span class="money">1.50</span>' in page
+    assert '<span class="money">1.05</span>' in page
