@@ -414,6 +414,9 @@ def hold_pay_out(*, key: str, kind: str, destination: str, memo: str = "") -> Le
     if hold is None:
         return None
     still_held = hold.amount - hold.consumed
+    if not still_held:
+        _close(hold, HoldStatus.SETTLED)
+        return None
     txn = _post(
         key=f"{kind}:{key}",
         kind=kind,

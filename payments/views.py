@@ -1,6 +1,6 @@
 """Money in and out (docs/API.md §15): card top-ups, the Stripe webhook, provider payouts."""
 
-from drf_spectacular.utils import OpenApiRequest, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import BaseParser
@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.permissions import IsAdmin, IsApprovedProvider
+from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENCY_RESPONSES, with_idempotency
 from core.openapi import error_response
 from payments import selectors, services
 from payments.filters import PayoutFilter, TopUpFilter
@@ -41,15 +42,18 @@ class TopUpViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @extend_schema(
         request=TopUpIn,
-        responses={201: TopUpOut, 502: error_response(502), 503: error_response(503)},
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: TopUpOut, 502: error_response(502), 503: error_response(503), **IDEMPOTENCY_RESPONSES},
         summary="Top up by card: a Stripe Checkout Session to pay",
     )
     def create(self, request: Request) -> Response:
-        services.stripe_require_configured()  # a server without Stripe says so before judging the body
-        data = TopUpIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        topup = services.topup_create(client=request.user.client, amount=data.validated_data["amount"])
-        return Response(TopUpOut(topup).data, status=status.HTTP_201_CREATED)
+        def open_checkout(ref: str) -> Response:
+            data = TopUpIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            topup = services.topup_create(client=request.user.client, amount=data.validated_data["amount"])
+            return Response(TopUpOut(topup).data, status=status.HTTP_201_CREATED)
+
+        return with_idempotency(request, open_checkout)
 
 
 class _RawBodyParser(BaseParser):
@@ -70,6 +74,15 @@ class StripeWebhookView(APIView):
 
     @extend_schema(
         request=OpenApiRequest({"type": "object", "additionalProperties": True}),
+        parameters=[
+            OpenApiParameter(
+                "Stripe-Signature",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="Stripe's signature of the raw body (`t=<unix time>,v1=<HMAC-SHA256 hex>`).",
+            )
+        ],
         responses={200: StripeWebhookOut, 400: error_response(400), 503: error_response(503)},
         summary="Stripe webhook (signed by Stripe)",
     )
@@ -101,12 +114,20 @@ class PayoutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
             return [IsAuthenticated(), IsAdmin()]
         return super().get_permissions()
 
-    @extend_schema(request=PayoutIn, responses={201: PayoutOut}, summary="Ask to be paid out (approved providers)")
+    @extend_schema(
+        request=PayoutIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: PayoutOut, **IDEMPOTENCY_RESPONSES},
+        summary="Ask to be paid out (approved providers)",
+    )
     def create(self, request: Request) -> Response:
-        data = PayoutIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        payout = services.payout_request(client=request.user.client, amount=data.validated_data["amount"])
-        return Response(PayoutOut(payout).data, status=status.HTTP_201_CREATED)
+        def ask(ref: str) -> Response:
+            data = PayoutIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            payout = services.payout_request(client=request.user.client, amount=data.validated_data["amount"])
+            return Response(PayoutOut(payout).data, status=status.HTTP_201_CREATED)
+
+        return with_idempotency(request, ask)
 
     @extend_schema(request=PayoutDecisionIn, responses={200: PayoutOut}, summary="Mark a payout paid (admin)")
     @action(detail=True, methods=["post"])

@@ -178,3 +178,14 @@ def request_payout_service(client, amount: str) -> int:  # type: ignore[no-untyp
     from payments import services
 
     return services.payout_request(client=client, amount=Decimal(amount)).pk
+
+
+def test_a_payout_retried_with_its_idempotency_key_holds_once(api_client, earner):
+    headers = {**bearer(earner[1]), "HTTP_IDEMPOTENCY_KEY": "payout-2026-12-06"}
+
+    first = api_client.post(URL, {"amount": "20"}, format="json", **headers)
+    again = api_client.post(URL, {"amount": "20"}, format="json", **headers)
+
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"] and again["Idempotent-Replayed"] == "true"
+    assert Payout.objects.count() == 1 and ledger.balance_of(client=earner[0]) == Decimal("30")

@@ -51,6 +51,8 @@ def test_topup_without_stripe_configured_is_503(api_client, user_client, setting
     assert r.status_code == 503
     assert r.json()["errors"][0]["code"] == "payments_not_configured"
     assert not TopUp.objects.exists()
+    bad = api_client.post(URL, {"amount": "1"}, format="json", **bearer(user_client[1]))
+    assert bad.status_code == 400 and bad.json()["errors"][0]["attr"] == "amount"
 
 
 def test_topup_stripe_refusal_is_502_and_the_topup_failed(api_client, user_client, stub_stripe):
@@ -88,3 +90,14 @@ def test_topup_detail_is_own_only(api_client, user_client, other_user, admin):
     r = api_client.get(f"{URL}{theirs.pk}/", **bearer(other_user[1]))
     assert r.status_code == 200 and r.json()["amount"] == "9.000000"
     assert api_client.get(f"{URL}{theirs.pk}/", **bearer(admin[1])).status_code == 200
+
+
+def test_a_topup_retried_with_its_idempotency_key_opens_one_session(api_client, user_client, stub_stripe):
+    headers = {**bearer(user_client[1]), "HTTP_IDEMPOTENCY_KEY": "topup-2026-12-06"}
+
+    first = api_client.post(URL, {"amount": "20"}, format="json", **headers)
+    again = api_client.post(URL, {"amount": "20"}, format="json", **headers)
+
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert TopUp.objects.count() == 1 and len(stub_stripe.requests) == 1
