@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.authentication import ApiKeyAuthentication, bearer_token
+from clients.models import Client
 from core.errors import DomainError
 from core.idempotency import with_idempotency
 from core.tokens import hash_secret
@@ -266,7 +267,7 @@ class ChatCompletionsView(_OpenAIView):
         if door is None:  # closed since the permission check
             raise exceptions.NotAuthenticated()
 
-        def serve(client):  # type: ignore[no-untyped-def]
+        def serve(client: Client):  # type: ignore[no-untyped-def]
             if not stream:
                 return self._complete(client, body, None)
             opened = self._open(client, body, ref=None)
@@ -278,7 +279,7 @@ class ChatCompletionsView(_OpenAIView):
         return door.serve(call)
 
     @staticmethod
-    def _open(client, body: dict, *, ref: str | None) -> Opened:  # type: ignore[no-untyped-def]
+    def _open(client: Client, body: dict, *, ref: str | None) -> Opened:
         return services.inference_open(
             client=client,
             desired_model=body["model"],
@@ -289,7 +290,7 @@ class ChatCompletionsView(_OpenAIView):
             ref=ref,
         )
 
-    def _complete(self, client, body: dict, ref: str | None) -> Response:  # type: ignore[no-untyped-def]
+    def _complete(self, client: Client, body: dict, ref: str | None) -> Response:
         opened = self._open(client, body, ref=ref)
         delivery = Delivery()
         payload = async_to_sync(relay.relay_complete)(candidates=opened.candidates, body=opened.body, delivery=delivery)

@@ -32,6 +32,7 @@ class TopUpViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     serializer_class = TopUpOut
     lookup_value_regex = r"\d+"
     filterset_class = TopUpFilter
+    search_fields = ["stripe_session_id", "client__user__username"]
     ordering_fields = ["id", "created_at", "amount"]
     ordering = ["-id"]
 
@@ -99,6 +100,7 @@ class PayoutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     serializer_class = PayoutOut
     lookup_value_regex = r"\d+"
     filterset_class = PayoutFilter
+    search_fields = ["reference", "client__user__username"]
     ordering_fields = ["id", "created_at", "amount"]
     ordering = ["-id"]
 

@@ -230,3 +230,38 @@ def test_keys_still_work_with_x402_on(api_client, node, facilitator, user_client
 
     assert r.status_code == 200 and "X-PAYMENT-RESPONSE" not in r
     assert not facilitator.received
+
+
+def test_a_paid_stream_is_settled_before_it_starts_and_billed(api_client, node, facilitator):
+    from tests.inference.conftest import sse_json, streamed
+
+    body = {**BODY, "stream": True}
+    r = ask(api_client, body=body)
+    assert r.status_code == 402
+    required = r.json()["accepts"][0]
+    assert required["mimeType"] == "text/event-stream"
+
+    paid = ask(api_client, body=body, payment=pay(required))
+
+    assert paid.status_code == 200 and paid["Content-Type"] == "text/event-stream"
+    assert decoded(paid["X-PAYMENT-RESPONSE"])["success"] is True
+    chunks = sse_json(streamed(paid))
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")) == "You are great"
+    assert len(facilitator.calls("/verify")) == 1 and len(facilitator.calls("/settle")) == 1
+    record = InferenceRequest.objects.get()
+    assert record.status == "completed" and record.client == X402Payer.objects.get().client
+    assert ledger.balance_of(client=record.client) == Decimal(required["maxAmountRequired"]) / USDC - record.cost
+    assert_books_balanced()
+
+
+def test_a_stream_whose_settlement_fails_serves_nothing(api_client, node, facilitator):
+    body = {**BODY, "stream": True}
+    required = ask(api_client, body=body).json()["accepts"][0]
+    facilitator.settles = False
+
+    r = ask(api_client, body=body, payment=pay(required))
+
+    assert r.status_code == 402 and r.json()["error"] == "settlement_failed"
+    assert not node[1].chat_requests and not InferenceRequest.objects.exists()
+    assert ledger.balance_of(client=X402Payer.objects.get().client) == 0
+    assert_books_balanced()
