@@ -89,10 +89,13 @@ def stripe_webhook_handle(*, payload: bytes, signature: str | None) -> bool:
 
 
 def _topup_of_session(session: dict[str, Any]) -> TopUp | None:
-    raw = (session.get("metadata") or {}).get("topup_id") or session.get("client_reference_id")
+    metadata = session.get("metadata")
+    raw = (metadata.get("topup_id") if isinstance(metadata, dict) else None) or session.get("client_reference_id")
     try:
         topup_id = int(raw)
     except (TypeError, ValueError):
+        return None
+    if not 0 < topup_id < 2**63:  # another system's reference: no id of ours
         return None
     topup = TopUp.objects.filter(pk=topup_id).first()
     if topup is None or (topup.stripe_session_id and topup.stripe_session_id != session.get("id")):

@@ -170,3 +170,21 @@ def test_other_events_and_unknown_sessions_are_200_and_ignored(api_client, stub_
 
     assert r.status_code == 200 and r.json() == {"received": True, "handled": False}
     assert topup_transactions() == 0
+
+
+@pytest.mark.parametrize("reference", ["99999999999999999999999", "-3", "order-17", None])
+def test_sessions_naming_no_topup_of_ours_are_ignored(api_client, stub_stripe, reference):
+    foreign = {
+        "id": "cs_test_other",
+        "object": "checkout.session",
+        "metadata": {"topup_id": reference},
+        "payment_status": "paid",
+        "amount_total": 1000,
+        "currency": "usd",
+        "client_reference_id": reference,
+    }
+    payload = event("checkout.session.completed", foreign)
+
+    r = deliver(api_client, payload, sign(payload, WEBHOOK_SECRET))
+
+    assert r.status_code == 200 and r.json()["handled"] is False
