@@ -13,6 +13,11 @@ class LedgerAccountKind(models.TextChoices):
     TREASURY = "treasury", "Treasury"
     ESCROW = "escrow", "Escrow"  # money held for open holds
     FUNDING = "funding", "Funding"  # outside money: its balance is minus everything ever deposited
+    # Money in and out through payments/ (docs/API.md §15): minus what came in by card (Stripe) or by x402, and
+    # plus what providers were paid out.
+    STRIPE_CLEARING = "stripe_clearing", "Stripe clearing"
+    X402_CLEARING = "x402_clearing", "x402 clearing"
+    PAYOUTS = "payouts", "Payouts"
 
 
 class LedgerTransactionKind(models.TextChoices):
@@ -21,6 +26,10 @@ class LedgerTransactionKind(models.TextChoices):
     SETTLE = "settle", "Settle"
     USAGE = "usage", "Usage"  # a charge from a hold that stays open (a lease: inference/leases.py)
     RELEASE = "release", "Release"
+    # payments/ (docs/API.md §15)
+    TOPUP = "topup", "Top-up"  # a card payment (Stripe Checkout) credited
+    PAYOUT = "payout", "Payout"  # a provider's held payout paid out
+    X402 = "x402", "x402"  # a keyless x402 payment credited to its payer's account (or reversed)
 
 
 class HoldStatus(models.TextChoices):

@@ -343,6 +343,91 @@ def hold_release(*, key: str) -> None:
     _close(hold, HoldStatus.RELEASED)
 
 
+# --- Money in from outside and out to outside (payments/: docs/API.md §15) --------------------------------------
+# Each moves money between a client's account and an external system account (a clearing account for money that
+# came in through Stripe or x402, the payouts account for money paid out), in one balanced transaction, once per key.
+
+EXTERNAL_ACCOUNTS = (LedgerAccountKind.STRIPE_CLEARING, LedgerAccountKind.X402_CLEARING, LedgerAccountKind.PAYOUTS)
+
+
+def _external(kind: str) -> LedgerAccount:
+    if kind not in EXTERNAL_ACCOUNTS:
+        raise ValueError(f"{kind!r} is not an external account.")
+    return _system_account(kind)
+
+
+@transaction.atomic
+def deposit(*, client: Client, amount: Decimal, key: str, kind: str, source: str, memo: str = "") -> LedgerTransaction:
+    """Credit money that came in from outside (`source`: a clearing account) to a client, once per key.
+
+    A repeated key (a webhook delivered again, a concurrent replay) returns the first posting and credits nothing.
+    """
+    amount = _exact(amount, name="amount")
+    txn_key = f"{kind}:{_key(key)}"
+    _lock_clients(client.pk)  # a concurrent retry waits here, then finds the first one's transaction
+    existing = LedgerTransaction.objects.filter(key=txn_key).first()
+    if existing is not None:
+        if not existing.entries.filter(account__client=client, amount=amount).exists():
+            raise LedgerKeyReused(f"Ledger key {key!r} already credited another client or amount.")
+        _refresh_balance(client)
+        return existing
+    txn = _post(
+        key=txn_key,
+        kind=kind,
+        memo=memo,
+        legs=[(_external(source), -amount), (_client_account(client.pk), amount)],
+    )
+    _refresh_balance(client)
+    return txn
+
+
+@transaction.atomic
+def withdraw(
+    *, client: Client, amount: Decimal, key: str, kind: str, destination: str, memo: str = ""
+) -> LedgerTransaction | None:
+    """Take up to `amount` of a client's available balance back out to `destination`, once per key (a deposit
+    that did not arrive after all). None when the balance had nothing to take."""
+    amount = _exact(amount, name="amount")
+    txn_key = f"{kind}:{_key(key)}"
+    locked = _lock_clients(client.pk)[client.pk]
+    existing = LedgerTransaction.objects.filter(key=txn_key).first()
+    if existing is not None:
+        return existing
+    taken = min(amount, locked.balance)
+    if taken <= 0:
+        return None
+    txn = _post(
+        key=txn_key,
+        kind=kind,
+        memo=memo,
+        legs=[(_client_account(client.pk), -taken), (_external(destination), taken)],
+    )
+    _refresh_balance(client)
+    return txn
+
+
+@transaction.atomic
+def hold_pay_out(*, key: str, kind: str, destination: str, memo: str = "") -> LedgerTransaction | None:
+    """Pay what an open hold still holds out of the books (escrow to `destination`) and close the hold; None if it
+    was closed already (a retry, or released meanwhile)."""
+    hold = _open_hold(key)
+    if hold is None:
+        return None
+    still_held = hold.amount - hold.consumed
+    if not still_held:
+        _close(hold, HoldStatus.SETTLED)
+        return None
+    txn = _post(
+        key=f"{kind}:{key}",
+        kind=kind,
+        memo=memo,
+        legs=[(_system_account(LedgerAccountKind.ESCROW), -still_held), (_external(destination), still_held)],
+        hold=hold,
+    )
+    _close(hold, HoldStatus.SETTLED)
+    return txn
+
+
 def reconcile() -> list[BalanceMismatch]:
     """Every cached figure that disagrees with the ledger: client balances, and escrow against the open holds."""
     zero = Value(Decimal(0), output_field=DecimalField(max_digits=20, decimal_places=6))

@@ -12,6 +12,8 @@ api_v1 = [
     path("", include("rentals.urls")),  # rentals/ and jobs/
     # The public market: models/, nodes/, stats/ (docs/API.md §7).
     path("", include("market.urls")),
+    # Money in and out: client/topups/, client/payouts/, payments/stripe/webhook/ (docs/API.md §15).
+    path("", include("payments.urls")),
 ]
 
 urlpatterns = [

@@ -92,11 +92,11 @@ def _share_sums() -> dict[str, Any]:
     }
 
 
-def _charges_since(since: datetime):  # type: ignore[no-untyped-def]
+def _charges_since(since: datetime):
     return LedgerEntry.objects.filter(transaction__kind__in=CHARGE_KINDS, transaction__created_at__gte=since)
 
 
-def _requests_since(since: datetime):  # type: ignore[no-untyped-def]
+def _requests_since(since: datetime):
     return InferenceRequest.objects.filter(created_at__gte=since)
 
 

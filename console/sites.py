@@ -38,7 +38,7 @@ class ConsoleAdminSite(admin.AdminSite):
         }
         return super().index(request, extra_context=context)
 
-    def get_urls(self):  # type: ignore[no-untyped-def]
+    def get_urls(self):
         reconcile = path(
             "console/reconcile/", self.admin_view(require_POST(self.reconcile_view)), name="console_reconcile"
         )

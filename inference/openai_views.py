@@ -6,7 +6,8 @@ not in /api/schema/ (OpenAI publishes their contract); docs/API.md §4 lists wha
 """
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -20,11 +21,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.authentication import ApiKeyAuthentication, bearer_token
+from clients.models import Client
 from clients.permissions import request_client
 from core.errors import DomainError
 from core.idempotency import with_idempotency
 from core.tokens import hash_secret
-from inference import relay, services
+from inference import keyless, relay, services
 from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
 from inference.openai_protocol import (
@@ -39,6 +41,9 @@ from inference.services import Opened
 from inference.sse import sse_response, stream_ref
 from llm_models.models import LlmModel
 from llm_models.selectors import model_list_available
+
+if TYPE_CHECKING:
+    from rest_framework.permissions import _SupportsHasPermission
 
 
 def openai_error(
@@ -136,17 +141,42 @@ async def _openai_stream(opened: Opened, *, include_usage: bool) -> AsyncIterato
 
 @extend_schema(exclude=True)
 class ChatCompletionsView(_OpenAIView):
+    def get_permissions(self) -> Sequence["_SupportsHasPermission"]:
+        # No Authorization at all, and a keyless door open (x402): the door answers it (post below).
+        if "authorization" not in self.request.headers and keyless.door() is not None:
+            return []
+        return super().get_permissions()
+
     def post(self, request: Request) -> HttpResponseBase:
         body, stream, include_usage = parse_chat_request(request.data)
+        if not request.user.is_authenticated:
+            return self._keyless(request, body, stream=stream, include_usage=include_usage)
+        client = request_client(request)
         if not stream:
-            return with_idempotency(request, lambda ref: self._complete(request, body, ref))
-        opened = self._open(request, body, ref=stream_ref(request))
+            return with_idempotency(request, lambda ref: self._complete(client, body, ref))
+        opened = self._open(client, body, ref=stream_ref(request))
         return sse_response(_openai_stream(opened, include_usage=include_usage))
 
+    def _keyless(self, request: Request, body: dict, *, stream: bool, include_usage: bool) -> HttpResponseBase:
+        door = keyless.door()
+        if door is None:  # closed since the permission check
+            raise exceptions.NotAuthenticated()
+
+        def serve(client: Client) -> HttpResponseBase:
+            if not stream:
+                return self._complete(client, body, None)
+            opened = self._open(client, body, ref=None)
+            return sse_response(_openai_stream(opened, include_usage=include_usage))
+
+        call = keyless.KeylessCall(
+            request=request, body=body, stream=stream, quote=lambda: keyless.quote(body), serve=serve
+        )
+        return door.serve(call)
+
     @staticmethod
-    def _open(request: Request, body: dict, *, ref: str | None) -> Opened:
+    def _open(client: Client, body: dict, *, ref: str | None) -> Opened:
         return services.inference_open(
-            client=request_client(request),
+            client=client,
             desired_model=body["model"],
             question_text=question_of(body),
             max_tokens=body["max_tokens"],
@@ -155,8 +185,8 @@ class ChatCompletionsView(_OpenAIView):
             ref=ref,
         )
 
-    def _complete(self, request: Request, body: dict, ref: str) -> Response:
-        opened = self._open(request, body, ref=ref)
+    def _complete(self, client: Client, body: dict, ref: str | None) -> Response:
+        opened = self._open(client, body, ref=ref)
         delivery = Delivery()
         payload = async_to_sync(relay.relay_complete)(candidates=opened.candidates, body=opened.body, delivery=delivery)
         services.inference_finish(

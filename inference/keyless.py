@@ -1,0 +1,55 @@
+"""A door for `POST /v1/chat/completions` without an API key (docs/API.md §15, seed 000's x402).
+
+An app that can be paid per request (payments/x402.py) registers here from its AppConfig.ready(), so inference
+never imports it. The Django view lets a request without `Authorization` through only while a registered door is
+enabled, and hands it the checked request with two steps of its own: `quote` (the most the request may cost,
+exactly what `inference_open` will hold) and `serve` (answer it, billed to a given client, as for a key).
+The lean ASGI path (inference/lean_chat.py) hands every request without a bearer key to the Django view.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.http.response import HttpResponseBase
+from rest_framework.request import Request
+
+from clients.models import Client
+from inference import relay, routing
+from inference.relay import PromptSize
+
+
+@dataclass(frozen=True)
+class KeylessCall:
+    request: Request
+    body: dict  # the checked body (openai_views.parse_chat_request)
+    stream: bool
+    quote: Callable[[], Decimal]
+    serve: Callable[[Client], HttpResponseBase]
+
+
+@dataclass(frozen=True)
+class Door:
+    enabled: Callable[[], bool]
+    serve: Callable[[KeylessCall], HttpResponseBase]
+
+
+_doors: list[Door] = []
+
+
+def register(*, enabled: Callable[[], bool], serve: Callable[[KeylessCall], HttpResponseBase]) -> None:
+    door = Door(enabled=enabled, serve=serve)
+    if door not in _doors:
+        _doors.append(door)
+
+
+def door() -> Door | None:
+    """The first enabled door, or None: then a request without a key is a 401 as ever."""
+    return next((d for d in _doors if d.enabled()), None)
+
+
+def quote(body: dict) -> Decimal:
+    """What the request will hold: its most possible cost on the dearest routable node (inference_open's hold).
+    Raises ModelNotFound (404) or NoCapacity (503) as routing does."""
+    candidates = routing.route(model=body["model"])
+    return relay.max_cost(prompt=PromptSize.of(body), max_tokens=body["max_tokens"], candidates=candidates)
