@@ -7,30 +7,46 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint format check bench schemathesis migrate superuser clean
+.PHONY: run test test-default install lint format check bench schemathesis migrate superuser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# `make run` installs what the service needs (requirements.txt); the other targets add the test and lint tools.
+RUN_STAMP := $(VENV)/.installed-run
+# Where `make run`'s defaults keep the SQLite database and the filesystem broker (config/settings/base.py).
+DATA_DIR ?= .data
+
+$(RUN_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(RUN_STAMP)
+
 $(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
 ## Install, migrate, create the admin from DJANGO_SUPERUSER_*, start web + worker + beat (honcho).
-run: $(STAMP)
-	mkdir -p .data/broker/queue .data/broker/processed
+## Ctrl-C stops all three (honcho answers it with status 130, which is how a run ends, not an error).
+run: $(RUN_STAMP)
+	mkdir -p "$(DATA_DIR)/broker/queue" "$(DATA_DIR)/broker/processed"
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py ensure_superuser
-	$(BIN)/honcho start -f Procfile
+	$(BIN)/honcho start -f Procfile || [ $$? -eq 130 ]
 
-## Install and run the whole test suite (PostgreSQL and Redis required; see README).
+## Install and run the whole test suite: on PostgreSQL (Redis required; see README), then through `make run`'s
+## defaults (test-default). PYTEST_ARGS narrows it, e.g. PYTEST_ARGS='-m "not default_path"' for PostgreSQL only.
 test: $(STAMP)
 	$(BIN)/python manage.py collectstatic --noinput -v0 --settings=config.settings.test
-	$(BIN)/pytest --create-db
+	$(BIN)/pytest --create-db $(PYTEST_ARGS)
+
+## The default-path tests: the service started as `make run` starts it (SQLite, filesystem broker, web + worker +
+## beat), driven over HTTP (tests/default_path/). Needs no PostgreSQL or Redis.
+test-default: $(STAMP)
+	$(BIN)/pytest -m default_path -p no:cacheprovider tests/default_path
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
