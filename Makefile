@@ -29,13 +29,14 @@ $(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 install: $(STAMP)
 
 ## Install, migrate, create the admin from DJANGO_SUPERUSER_*, start web + worker + beat (honcho).
-## Ctrl-C stops all three (honcho answers it with status 130, which is how a run ends, not an error).
+## Ctrl-C stops all three: honcho stops them and answers 130, which is how a run ends, not an error; the recipe's
+## shell ignores the Ctrl-C itself, so that make does not report an interrupted recipe.
 run: $(RUN_STAMP)
 	mkdir -p "$(DATA_DIR)/broker/queue" "$(DATA_DIR)/broker/processed"
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py ensure_superuser
-	$(BIN)/honcho start -f Procfile || [ $$? -eq 130 ]
+	trap '' INT; $(BIN)/honcho start -f Procfile || [ $$? -eq 130 ]
 
 ## Install and run the whole test suite: on PostgreSQL (Redis required; see README), then through `make run`'s
 ## defaults (test-default). PYTEST_ARGS narrows it, e.g. PYTEST_ARGS='-m "not default_path"' for PostgreSQL only.
