@@ -74,6 +74,24 @@ def test_every_get_operation_of_the_schema_answers_json(world: World) -> None:
     assert len(checked) >= 20, checked
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/client/ledger/?client={big}", 0),
+        ("/rentals/?node={big}", 0),
+        ("/inference/?node={big}", 0),
+        ("/gpu/list/?min_gpu_memory_gb={big}", 0),
+        ("/gpu/list/?min_gpu_memory_gb=-{big}", 1),
+    ],
+)
+def test_an_integer_filter_beyond_64_bits_is_decided_not_a_500(world: World, path: str, expected: int) -> None:
+    """SQLite cannot compare with an integer beyond 64 bits; no row holds one, so an id filter matches nothing (and
+    a bound beyond the range everything or nothing), as on PostgreSQL."""
+    body = world.api.get(path.format(big=2**70), key=world.admin_key)
+
+    assert body["count"] == expected
+
+
 def test_the_market_shows_measured_figures(world: World) -> None:
     """Medians and uptime are computed on SQLite as on PostgreSQL: the model's and node's p50 latency is the
     median of their completed requests' latencies."""
