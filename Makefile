@@ -8,33 +8,50 @@ PORT ?= 8000
 export PORT
 # `make run`'s web and worker processes write their Prometheus counters here, emptied before they start
 # (docs/API.md §16); prometheus-client reads it from the environment, so it is exported to all of them.
-run: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.data/prometheus
+run: export PROMETHEUS_MULTIPROC_DIR ?= $(abspath $(DATA_DIR))/prometheus
 
-.PHONY: run test lint format check bench schemathesis migrate superuser clean
+.PHONY: run test test-default install lint format check bench schemathesis schemathesis-default migrate superuser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# `make run` installs what the service needs (requirements.txt); the other targets add the test and lint tools.
+RUN_STAMP := $(VENV)/.installed-run
+# Where `make run`'s defaults keep the SQLite database and the filesystem broker (config/settings/base.py).
+DATA_DIR ?= .data
+
+$(RUN_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(RUN_STAMP)
+
 $(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
 ## Install, migrate, create the admin from DJANGO_SUPERUSER_*, start web + worker + beat (honcho).
-run: $(STAMP)
-	mkdir -p .data/broker/queue .data/broker/processed
+## Ctrl-C stops all three: honcho stops them and answers 130, which is how a run ends, not an error; the recipe's
+## shell ignores the Ctrl-C itself, so that make does not report an interrupted recipe.
+run: $(RUN_STAMP)
+	mkdir -p "$(DATA_DIR)/broker/queue" "$(DATA_DIR)/broker/processed"
 	rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py ensure_superuser
-	$(BIN)/honcho start -f Procfile
+	trap '' INT; $(BIN)/honcho start -f Procfile || [ $$? -eq 130 ]
 
-## Install and run the whole test suite (PostgreSQL and Redis required; see README).
+## Install and run the whole test suite: on PostgreSQL (Redis required; see README), then through `make run`'s
+## defaults (test-default). PYTEST_ARGS narrows it, e.g. PYTEST_ARGS='-m "not default_path"' for PostgreSQL only.
 test: $(STAMP)
 	$(BIN)/python manage.py collectstatic --noinput -v0 --settings=config.settings.test
-	$(BIN)/pytest --create-db
+	$(BIN)/pytest --create-db $(PYTEST_ARGS)
+
+## The default-path tests: the service started as `make run` starts it (SQLite, filesystem broker, web + worker +
+## beat), driven over HTTP (tests/default_path/). Needs no PostgreSQL or Redis.
+test-default: $(STAMP)
+	$(BIN)/pytest -m default_path -p no:cacheprovider tests/default_path
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -51,9 +68,14 @@ check: $(STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings=config.settings.test
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --settings=config.settings.test > /dev/null
 
-## Fuzz every operation of the live schema against a running test server.
+## Fuzz every operation of the live schema: against a test server on PostgreSQL (fixed seed), then against the
+## service as `make run` starts it (schemathesis-default: SQLite, filesystem broker, a fresh seed, printed).
 schemathesis: $(STAMP)
 	bash .ci/schemathesis
+	SCHEMATHESIS_TARGET=default bash .ci/schemathesis
+
+schemathesis-default: $(STAMP)
+	SCHEMATHESIS_TARGET=default bash .ci/schemathesis
 
 BENCH_STAMP := $(VENV)/.bench-installed
 

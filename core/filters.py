@@ -73,6 +73,20 @@ class IntegerFilter(django_filters.NumberFilter):
     def get_max_validator(self) -> None:
         return None
 
+    def filter(self, qs: models.QuerySet, value: int | None) -> models.QuerySet:
+        # No integer column holds more than 64 bits, and SQLite cannot even compare with such a value (OverflowError):
+        # decide it here. Beyond the top, `lt`/`lte` match everything and the rest nothing; below the bottom, the
+        # other way round.
+        if value is None or _INT64_MIN <= value <= _INT64_MAX:
+            return super().filter(qs, value)
+        everything = self.lookup_expr in (("lt", "lte") if value > _INT64_MAX else ("gt", "gte"))
+        if self.exclude:
+            everything = not everything
+        return qs if everything else qs.none()
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
 
 @extend_schema_field({"type": "number", "maximum": 1e50})
 class DecimalFilter(django_filters.NumberFilter):

@@ -2,8 +2,8 @@
 
 Every figure comes from what the marketplace saw itself, never from what a node claims:
 
-- **latency** is the median (`percentile_cont(0.5)`, interpolated) of `latency_ms` of the node's (or model's)
-  completed inference requests that finished within the last MARKET_TRAFFIC_WINDOW_S (24 h);
+- **latency** is the median (core.db.Median: `percentile_cont(0.5)`, interpolated) of `latency_ms` of the node's
+  (or model's) completed inference requests that finished within the last MARKET_TRAFFIC_WINDOW_S (24 h);
 - **throughput** is output tokens per second over the same requests: sum(completion_tokens) / sum(latency_ms / 1000);
 - **uptime over a window** is the fraction of NODE_METRICS_SAMPLE_EVERY_S slots (aligned to the Unix epoch) in
   which the node heartbeat. The heartbeat already keeps one NodeMetricSample in each slot it is heard in
@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
 from django.db.models import (
-    Aggregate,
     Avg,
     BooleanField,
     Count,
@@ -41,12 +40,13 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import Cast, Coalesce, Extract, Floor, Greatest, Least, NullIf
+from django.db.models.functions import Cast, Coalesce, Floor, Greatest, Least, NullIf
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from clients.choices import LedgerAccountKind, LedgerTransactionKind
 from clients.models import Client, LedgerEntry
+from core.db import EpochSeconds, Median
 from gpus.models import Gpu
 from inference.choices import InferenceStatus
 from inference.models import InferenceRequest
@@ -66,15 +66,6 @@ class LiveFlag(TypedDict):
 UPTIME_WINDOWS = {"uptime_5m": 5 * 60, "uptime_30m": 30 * 60, "uptime_1d": 24 * 3600}
 PRICE = DecimalField(max_digits=13, decimal_places=6)
 MONEY = DecimalField(max_digits=20, decimal_places=6)
-
-
-class Median(Aggregate):
-    """PostgreSQL's `percentile_cont(0.5) WITHIN GROUP (ORDER BY x)`: the median, interpolated between the two
-    middle values of an even count."""
-
-    function = "percentile_cont"
-    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
 
 
 def traffic_since(now: datetime) -> datetime:
@@ -116,7 +107,7 @@ def node_uptime_annotations(*, now: datetime, node_ref: str = "pk", registered_r
     every = settings.NODE_METRICS_SAMPLE_EVERY_S
     current = metrics_slot_start(now)
     current_index = int(current.timestamp()) // every
-    registered_index = Cast(Floor(Extract(registered_ref, "epoch") / Value(float(every))), IntegerField())
+    registered_index = Cast(Floor(EpochSeconds(registered_ref) / Value(float(every))), IntegerField())
     since_registration = Value(current_index) - registered_index
     annotations = {}
     for name, seconds in UPTIME_WINDOWS.items():

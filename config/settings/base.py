@@ -7,9 +7,11 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-DATA_DIR = BASE_DIR / ".data"
 
 env = environ.Env()
+
+# Where `make run`'s defaults keep their files: the SQLite database, the filesystem broker, beat's schedule.
+DATA_DIR = Path(env("DATA_DIR", default=str(BASE_DIR / ".data")))
 
 SECRET_KEY = env("SECRET_KEY", default="dev-insecure-secret-key-change-me-in-production-0123456789")
 DEBUG = env.bool("DEBUG", default=False)
@@ -199,6 +201,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Clients, GPU providers, nodes, inference and rentals. See docs/API.md.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Tags (the groups of Swagger UI and ReDoc) from the path's first part after this, not "api" for everything.
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -327,6 +331,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # Django's own default handlers on "django" (a console one when DEBUG, mail_admins) would log each error a
+        # second time beside the root handler's line: everything goes through the root handler, once.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         # uvicorn sets up its own handlers before Django starts: they are taken over so that its lines match ours.
         "uvicorn": {"handlers": ["console"], "propagate": False},
         "uvicorn.access": {"handlers": ["console"], "propagate": False},
@@ -411,11 +418,14 @@ INFERENCE_LEASE_TTL_S = env.float("INFERENCE_LEASE_TTL_S", default=30.0)
 # A model's route (live nodes, ranked) is reused this long per process.
 INFERENCE_ROUTE_CACHE_S = env.float("INFERENCE_ROUTE_CACHE_S", default=1.0)
 
-CELERY_BEAT_SCHEDULE["inference-usage-drain"] = {
-    "task": "inference.tasks.inference_usage_drain",
-    "schedule": timedelta(seconds=USAGE_DRAIN_INTERVAL_S),
-}
-CELERY_BEAT_SCHEDULE["inference-leases-release-stale"] = {
-    "task": "inference.tasks.inference_leases_release_stale",
-    "schedule": timedelta(seconds=60),
-}
+# The drain and the stale-lease sweep run only where the lean path can be on (PostgreSQL and a journal): on
+# `make run`'s defaults there is nothing to drain, and a task a second would only fill the worker's log.
+if INFERENCE_LEAN_PATH and USAGE_JOURNAL_URL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    CELERY_BEAT_SCHEDULE["inference-usage-drain"] = {
+        "task": "inference.tasks.inference_usage_drain",
+        "schedule": timedelta(seconds=USAGE_DRAIN_INTERVAL_S),
+    }
+    CELERY_BEAT_SCHEDULE["inference-leases-release-stale"] = {
+        "task": "inference.tasks.inference_leases_release_stale",
+        "schedule": timedelta(seconds=60),
+    }

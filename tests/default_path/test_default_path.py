@@ -1,0 +1,230 @@
+"""`make run`'s defaults are a full product (docs/API.md §10): every list and detail, the walkthrough's flows, the
+market and the admin pages answer over HTTP from the service started as `make run` starts it (conftest.py)."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tests.default_path.conftest import ADMIN, HEARTBEAT_TIMEOUT_S, METRICS_SLOT_S, MODEL, REPO_ROOT, World, wait_for
+
+pytestmark = pytest.mark.default_path
+
+
+def test_the_walkthrough_runs_and_its_money_adds_up(world: World) -> None:
+    api = world.api
+    spent = sum(Decimal(r["cost"]) for r in world.results["completed"])
+    assert spent > 0
+    # Alice paid for her inference and earned the operator's share of Bob's rental of her node.
+    alice = api.get(f"/client/list/{world.alice['id']}/", key=world.alice["key"])
+    alice_ledger = api.get("/client/ledger/?page_size=100", key=world.alice["key"])["results"]
+    assert sum(Decimal(e["amount"]) for e in alice_ledger) == Decimal(alice["balance"])
+    assert Decimal(alice["balance"]) > Decimal("25") - spent
+
+    bob = api.get(f"/client/list/{world.bob['id']}/", key=world.bob["key"])
+    assert Decimal(bob["balance"]) == Decimal("50") - Decimal(world.results["cancelled_rental"]["charged"])
+    ledger = api.get("/client/ledger/?page_size=100", key=world.bob["key"])["results"]
+    assert sum(Decimal(e["amount"]) for e in ledger) == Decimal(bob["balance"])
+
+
+def test_every_get_operation_of_the_schema_answers_json(world: World) -> None:
+    """Each GET of the live OpenAPI schema, with its path ids filled from what the walkthrough made, is a 200 in
+    JSON for the object's owner; a path nobody here can fill fails the test, so a new one gets covered."""
+    schema = httpx.get(f"{world.service.url}/api/schema/?format=json", timeout=30).json()
+    a, b, admin = world.alice["key"], world.bob["key"], world.admin_key
+    ids = world.ids
+    model_id = next(m["id"] for m in world.api.get("/models/")["results"] if m["name"] == MODEL)
+    filled = {
+        "/api/v1/client/list/{id}/": (a, world.alice["id"]),
+        "/api/v1/gpu/list/{id}/": (a, ids["gpu"]),
+        "/api/v1/inference/{id}/": (a, ids["inference"]),
+        "/api/v1/inference/batch/{batch_id}/": (a, ids["batch"]),
+        "/api/v1/jobs/{id}/": (b, ids["job"]),
+        "/api/v1/models/{id}/": (None, model_id),
+        "/api/v1/models/{id}/providers/": (None, model_id),
+        "/api/v1/nodes/{id}/": (None, ids["node"]),
+        "/api/v1/nodes/{id}/monitoring/": (None, ids["node"]),
+        "/api/v1/rentals/{id}/": (b, ids["rental"]),
+    }
+    checked = []
+    for path, operations in schema["paths"].items():
+        if "get" not in operations:
+            continue
+        if "{" in path:
+            assert path in filled, f"no object to GET {path} with: add it to the walkthrough and this table"
+            key, pk = filled[path]
+            url = re.sub(r"\{[^}]+\}", str(pk), path)
+        else:
+            key, url = admin, path
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        r = httpx.get(f"{world.service.url}{url}", headers=headers, timeout=30)
+        assert r.status_code == 200, f"GET {url}: {r.status_code} {r.text[:1000]}"
+        assert r.headers["content-type"].startswith("application/json"), url
+        body = r.json()
+        if "results" in body:  # a list: each item's fields are there, and some list shows what was made
+            assert isinstance(body["results"], list), url
+        checked.append(path)
+    assert len(checked) >= 20, checked
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/client/ledger/?client={big}", 0),
+        ("/rentals/?node={big}", 0),
+        ("/inference/?node={big}", 0),
+        ("/gpu/list/?min_gpu_memory_gb={big}", 0),
+        ("/gpu/list/?min_gpu_memory_gb=-{big}", 1),
+    ],
+)
+def test_an_integer_filter_beyond_64_bits_is_decided_not_a_500(world: World, path: str, expected: int) -> None:
+    """SQLite cannot compare with an integer beyond 64 bits; no row holds one, so an id filter matches nothing (and
+    a bound beyond the range everything or nothing), as on PostgreSQL."""
+    body = world.api.get(path.format(big=2**70), key=world.admin_key)
+
+    assert body["count"] == expected
+
+
+def test_the_market_shows_measured_figures(world: World) -> None:
+    """Medians and uptime are computed on SQLite as on PostgreSQL: the model's and node's p50 latency is the
+    median of their completed requests' latencies."""
+    api = world.api
+    latencies = [r["latency_ms"] for r in world.results["completed"] if r["latency_ms"] is not None]
+    expected = statistics.median(latencies)
+
+    models = api.get("/models/?ordering=input_price_per_million")["results"]
+    mine = next(m for m in models if m["name"] == MODEL)
+    assert mine["live_nodes"] == 1
+    assert mine["latency_p50_ms"] == pytest.approx(expected, abs=0.01)
+    detail = api.get(f"/models/{mine['id']}/")
+    assert detail["latency_p50_ms"] == pytest.approx(expected, abs=0.01)
+
+    providers = api.get(f"/models/{mine['id']}/providers/?ordering=latency_p50_ms")["results"]
+    assert [p["node_id"] for p in providers] == [world.ids["node"]]
+    assert providers[0]["latency_p50_ms"] == pytest.approx(expected, abs=0.01)
+    assert providers[0]["throughput_tps"] is not None
+
+    for ordering in ("latency_p50_ms", "-uptime_1d", "price", "-throughput_tps"):
+        nodes = api.get(f"/nodes/?ordering={ordering}")["results"]
+        assert {n["id"] for n in nodes} >= {world.ids["node"], world.ids["rentable_node"]}, ordering
+    node = api.get(f"/nodes/{world.ids['node']}/")
+    assert node["latency_p50_ms"] == pytest.approx(expected, abs=0.01)
+    assert set(node) >= {"uptime_5m", "uptime_30m", "uptime_1d"}
+    assert api.get(f"/nodes/{world.ids['node']}/monitoring/")["count"] >= 1
+
+    stats = api.get("/stats/")
+    assert stats["inferences"]["total"] == len(world.results["completed"])
+    assert stats["nodes"]["live"] >= 1
+    assert Decimal(stats["revenue"]["operator"]) > 0
+
+
+def test_uptime_counts_the_slots_a_node_heartbeat_in(world: World) -> None:
+    """After a whole metrics slot of heartbeats the node's uptime is measured (not null): slot arithmetic on the
+    epoch (core.db.EpochSeconds) works on SQLite."""
+    every = METRICS_SLOT_S
+    first_whole_slot_end = (int(world.results["walked_at"]) // every + 2) * every
+    time.sleep(max(0.0, first_whole_slot_end - time.time() + 1))
+
+    node = world.api.get(f"/nodes/{world.ids['node']}/")
+
+    assert node["uptime_5m"] is not None and 0 < node["uptime_5m"] <= 1
+    assert node["uptime_1d"] is not None and 0 < node["uptime_1d"] <= 1
+
+
+def test_a_silent_node_goes_offline_and_its_model_leaves_the_menu(world: World) -> None:
+    """Beat's sweep runs through the filesystem broker and the worker: expiry works on the default path."""
+    api = world.api
+    node = api.post(
+        "/llm_models/register/",
+        key=world.alice["key"],
+        expect=201,
+        json={"name": "gpu-9", "endpoint_url": world.stub.base_url, "models": [{"name": "stub/expiring"}]},
+    )
+    api.post("/llm_models/heartbeat/", key=node["node_token"], json={"metrics": {}})
+    assert "stub/expiring" in str(api.get("/llm_models/all-models/")["results"])
+
+    waited = wait_for(
+        lambda: api.get(f"/nodes/{node['node_id']}/")["status"] == "offline",
+        timeout=HEARTBEAT_TIMEOUT_S + 30,
+        what="the sweep marking the silent node offline",
+        log=world.service.log_path,
+    )
+
+    assert waited
+    assert "stub/expiring" not in str(api.get("/llm_models/all-models/")["results"])
+    back = api.post("/llm_models/heartbeat/", key=node["node_token"], json={"metrics": {}})
+    assert back["status"] == "online"
+    api.call("DELETE", "/llm_models/deregister/", key=node["node_token"], expect=204)
+
+
+def test_the_admin_pages_answer_for_a_logged_in_operator(world: World) -> None:
+    """Every changelist the admin index links to, and the first change page of each, are 200 with no traceback;
+    the node pages the README sends operators to among them."""
+    with httpx.Client(base_url=world.service.url, timeout=30, follow_redirects=False) as browser:
+        login = browser.get("/admin/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+        r = browser.post(
+            "/admin/login/?next=/admin/",
+            data={"csrfmiddlewaretoken": token, "username": ADMIN["username"], "password": ADMIN["password"]},
+            headers={"Referer": f"{world.service.url}/admin/login/"},
+        )
+        assert r.status_code == 302, r.text[:2000]
+        index = browser.get("/admin/")
+        assert index.status_code == 200
+        changelists = sorted(set(re.findall(r'href="(/admin/[a-z_]+/[a-z_]+/)"', index.text)))
+        assert "/admin/llm_models/node/" in changelists, changelists
+        pages = []
+        for url in changelists:
+            page = browser.get(url)
+            assert page.status_code == 200, f"{url}: {page.status_code}"
+            assert "Traceback" not in page.text, url
+            pages.append(url)
+            change = re.search(rf'href="({re.escape(url)}\d+/change/)', page.text)
+            if change:
+                detail = browser.get(change.group(1))
+                assert detail.status_code == 200, f"{change.group(1)}: {detail.status_code}"
+                pages.append(change.group(1))
+        node_page = browser.get(f"/admin/llm_models/node/{world.ids['node']}/change/")
+        assert node_page.status_code == 200 and "gpu-7" in node_page.text
+    assert f"/admin/llm_models/node/{world.ids['node']}/change/" in pages or node_page.status_code == 200
+
+
+def test_beat_sends_no_usage_drain_without_the_lean_path(world: World) -> None:
+    """The /v1 lean path is off on SQLite, so there is no journal to drain: beat does not send that task (once a
+    second it would fill the worker's log)."""
+    log = world.service.log()
+
+    assert "Sending due task node-mark-stale-offline" in log  # beat's task lines are in this log
+    assert "Sending due task inference-usage-drain" not in log
+    assert "Sending due task inference-leases-release-stale" not in log
+
+
+def test_the_service_warns_when_the_heartbeat_timeout_is_not_above_the_interval() -> None:
+    """`make run`'s first step (migrate) prints the system check's warning for the walkthrough's old numbers."""
+    env = {"NODE_HEARTBEAT_INTERVAL_S": "30", "NODE_HEARTBEAT_TIMEOUT_S": "20"}
+    r = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO_ROOT,
+        env={**_plain_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert r.returncode == 0, r.stderr
+    assert "core.W001" in r.stderr and "NODE_HEARTBEAT_TIMEOUT_S (20)" in r.stderr, r.stderr
+
+
+def _plain_env() -> dict[str, str]:
+    import os
+
+    from tests.default_path.conftest import NOT_INHERITED
+
+    return {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
