@@ -5,6 +5,7 @@ handle is handed to Django unchanged, body included, so Django stays the one pla
 """
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
+
+from core.error_render import TOO_LARGE, encoded_body_for, status_error
+
+log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -149,5 +154,49 @@ class LeanPath:
         except BodyTooLarge as too_large:
             await self.app(scope, replaying(too_large.received, receive, complete=too_large.complete), send)
             return
-        if not await self.serve(scope, body, receive, send):
+        started = False
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            served = await self.serve(scope, body, receive, tracked_send)
+        except Exception:  # a bug: answered as Django answers one, a JSON 500 in the mount's shape
+            log.exception("Internal Server Error: %s", scope["path"])
+            if started:
+                raise  # the response is under way: only closing the connection is left
+            code, detail = status_error(500)
+            await send_json(send, 500, encoded_body_for(scope["path"], 500, code=code, detail=detail))
+            return
+        if not served:
             await self.app(scope, replaying(body, receive), send)
+
+
+class RequestBodyCap:
+    """ASGI middleware, outermost (config/asgi.py): a body sent without a length (`Transfer-Encoding: chunked`) is
+    read here, up to MAX_REQUEST_BODY_BYTES, and handed on with its `Content-Length`; past the limit it is refused
+    with 413 in the mount's shape, as a body with a declared length is (core/middleware.py).
+
+    Django's ASGI handler would spool such a body to disk whatever its size, and DRF then reads it as empty (no
+    length); the lean paths read it whole. Here every path gets the same bytes, or the same 413.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or header(scope, b"transfer-encoding") is None:
+            await self.app(scope, receive, send)
+            return
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        try:
+            body = await read_body(receive, limit=limit)
+        except BodyTooLarge:
+            detail = TOO_LARGE.format(limit=limit)
+            await send_json(send, 413, encoded_body_for(scope["path"], 413, code="payload_too_large", detail=detail))
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"transfer-encoding", b"content-length")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.app({**scope, "headers": headers}, replaying(body, receive), send)

@@ -7,6 +7,7 @@ not in /api/schema/ (OpenAI publishes their contract); docs/API.md §4 lists wha
 
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -19,18 +20,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.authentication import ApiKeyAuthentication, bearer_token
+from core.error_render import openai_body, openai_sse_error
 from core.errors import DomainError
 from core.idempotency import with_idempotency
 from core.tokens import hash_secret
 from inference import relay, services
 from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
-from inference.errors import NoCapacity
-from inference.relay import Delivery, sse, sse_error
+from inference.errors import ModelNotFound, NoCapacity
+from inference.relay import Delivery, sse
 from inference.services import Opened
 from inference.views import sse_response, stream_ref
 from llm_models.models import LlmModel
-from llm_models.selectors import model_list_available
+from llm_models.selectors import model_get_available, model_list_available
 
 # Request keys passed through to the node as they are (after the checks below).
 PASSTHROUGH = (
@@ -61,23 +63,8 @@ class UpstreamRejected(DomainError):
     code = "upstream_rejected"
 
 
-def error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 402:
-        return "insufficient_quota"
-    if status == 429:
-        return "rate_limit_error"
-    return "server_error" if status >= 500 else "invalid_request_error"
-
-
-def openai_error_body(status: int, *, message: str, code: str, param: str | None = None) -> dict:
-    """OpenAI's error shape, which its SDKs turn into the matching exception."""
-    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
-
-
 def openai_error(status: int, *, message: str, code: str, param: str | None = None, headers=None) -> Response:  # type: ignore[no-untyped-def]
-    return Response(openai_error_body(status, message=message, code=code, param=param), status=status, headers=headers)
+    return Response(openai_body(status, message=message, code=code, param=param), status=status, headers=headers)
 
 
 def relay_failure(delivery: Delivery) -> DomainError:
@@ -235,7 +222,7 @@ async def _openai_stream(opened: Opened, *, include_usage: bool) -> AsyncIterato
             yield sse(item)
             continue
         if item.error is not None:
-            yield sse_error(message=item.error.detail, code=item.error.code)
+            yield openai_sse_error(message=item.error.detail, code=item.error.code)
             return
         if include_usage and item.usage is not None:
             model = opened.request.desired_model
@@ -279,6 +266,11 @@ class ChatCompletionsView(_OpenAIView):
         return Response(payload)
 
 
+def _model_object(name: str, created_at: datetime) -> dict:
+    """OpenAI's model object."""
+    return {"id": name, "object": "model", "created": int(created_at.timestamp()), "owned_by": "gpu-marketplace"}
+
+
 @extend_schema(exclude=True)
 class ModelListView(_OpenAIView):
     def get(self, request: Request) -> Response:
@@ -286,13 +278,16 @@ class ModelListView(_OpenAIView):
         created = dict(
             LlmModel.objects.filter(name__in=[m["name"] for m in available]).values_list("name", "created_at")
         )
-        data = [
-            {
-                "id": m["name"],
-                "object": "model",
-                "created": int(created[m["name"]].timestamp()),
-                "owned_by": "gpu-marketplace",
-            }
-            for m in available
-        ]
-        return Response({"object": "list", "data": data})
+        return Response({"object": "list", "data": [_model_object(m["name"], created[m["name"]]) for m in available]})
+
+
+@extend_schema(exclude=True)
+class ModelDetailView(_OpenAIView):
+    """`GET /v1/models/{id}`: a model the list shows (a live node serves it); any other id is 404 model_not_found.
+    Ids hold slashes (`meta-llama/Llama-3.1-8B-Instruct`): the URL takes the rest of the path."""
+
+    def get(self, request: Request, model_id: str) -> Response:
+        model = model_get_available(name=model_id)
+        if model is None:
+            raise ModelNotFound(f"The model `{model_id}` does not exist or no node serves it now.", attr="model")
+        return Response(_model_object(model.name, model.created_at))

@@ -16,6 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.error_render import openai_sse_error
 from core.idempotency import (
     HEADER,
     IDEMPOTENCY_KEY_PARAMETER,
@@ -30,7 +31,7 @@ from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
 from inference.filters import InferenceFilter
 from inference.models import InferenceRequest
-from inference.relay import sse, sse_error
+from inference.relay import sse
 from inference.serializers import (
     InferenceBatchIn,
     InferenceBatchOut,
@@ -114,7 +115,7 @@ async def _seed_stream(opened: Opened) -> AsyncIterator[bytes]:
             continue
         record = await sync_to_async(lambda r: InferenceOut(r).data)(item.request)
         if item.error is not None:
-            yield sse_error(message=item.error.detail, code=item.error.code)
+            yield openai_sse_error(message=item.error.detail, code=item.error.code)
         yield f"event: inference\ndata: {json.dumps(record, default=str)}\n\n".encode()
         if item.error is None:
             yield sse("[DONE]")
