@@ -288,6 +288,20 @@ def test_someone_elses_batch_is_404(api_client, user_client, other_user, node_on
     assert api_client.get(f"{URL}batch/{r.json()['id']}/", **bearer(other_user[1])).status_code == 404
 
 
+@pytest.mark.parametrize("prompts", [[1], ["a", 2.5], ["a", True], ["a", None]])
+def test_a_batch_refuses_prompts_that_are_not_strings_naming_the_item(api_client, user_client, node_on, prompts):
+    client, key = user_client
+    fund(client)
+    node_on()
+
+    r = api_client.post(f"{URL}batch/", {"model": MODEL, "prompts": prompts}, format="json", **bearer(key))
+
+    assert r.status_code == 400
+    bad = next(i for i, p in enumerate(prompts) if not isinstance(p, str))
+    assert r.json()["errors"][0]["attr"] == f"prompts.{bad}"
+    assert not InferenceRequest.objects.exists()
+
+
 def test_a_batch_needs_1_to_100_prompts(api_client, user_client):
     key = user_client[1]
     for prompts in ([], ["x"] * 101):
