@@ -104,6 +104,13 @@ class HeartbeatIn(StrictInputMixin, serializers.Serializer):
     models = NodeModelsField(required=False)
     active_requests = serializers.IntegerField(min_value=0, max_value=1_000_000, required=False)
     results = CommandResultIn(many=True, required=False, max_length=100)
+    actions = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        max_length=64,
+        required=False,
+        help_text="The command actions the agent has hooks for now (sent when it starts): an action it answered "
+        "`unsupported` before is accepted again.",
+    )
 
 
 class NodeCommandOut(serializers.Serializer):

@@ -242,6 +242,17 @@ def node_command_results_record(*, node: Node, results: list[dict]) -> int:
     return len(commands)
 
 
+@transaction.atomic
+def node_actions_supported(*, node: Node, actions: list[str]) -> list[str]:
+    """The node's agent has hooks for `actions` now (it says so when it starts): those it answered `unsupported`
+    for before are accepted again, without registering anew. Returns the actions still refused."""
+    locked = Node.objects.select_for_update().only("pk", "unsupported_actions").get(pk=node.pk)
+    remaining = [action for action in (locked.unsupported_actions or []) if action not in set(actions)]
+    if remaining != (locked.unsupported_actions or []):
+        Node.objects.filter(pk=node.pk).update(unsupported_actions=remaining)
+    return remaining
+
+
 def node_commands_abandon(*, node_id: int, reason: str) -> int:
     """Fail the node's open commands (it left, or its rental ended before they ran)."""
     return NodeCommand.objects.filter(node_id=node_id, status__in=OPEN_COMMAND_STATUSES).update(
