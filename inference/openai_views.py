@@ -27,7 +27,7 @@ from core.tokens import hash_secret
 from inference import relay, services
 from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
-from inference.errors import ModelNotFound, NoCapacity
+from inference.errors import BadChatRequest, ModelNotFound, NoCapacity, UpstreamRejected
 from inference.relay import Delivery, sse
 from inference.services import Opened
 from inference.views import sse_response, stream_ref
@@ -53,14 +53,6 @@ PASSTHROUGH = (
 )
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 MAX_MESSAGES = 1000
-
-
-class BadChatRequest(DomainError):
-    code = "invalid_request"
-
-
-class UpstreamRejected(DomainError):
-    code = "upstream_rejected"
 
 
 def openai_error(status: int, *, message: str, code: str, param: str | None = None, headers=None) -> Response:  # type: ignore[no-untyped-def]

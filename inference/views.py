@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -121,6 +122,8 @@ async def _seed_stream(opened: Opened) -> AsyncIterator[bytes]:
             yield sse("[DONE]")
 
 
+# InferenceIn.validate_client: `client` may name only the caller (API.md §4).
+@extend_validation_errors(["not_yours"], field_name="client", actions=["create", "stream"])
 class InferenceViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,

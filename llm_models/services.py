@@ -19,6 +19,7 @@ from core.tokens import NODE_TOKEN_PREFIX, issue_secret
 from gpus.models import Gpu
 from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandStatus, NodeStatus
 from llm_models.endpoint_guard import check_node_endpoint
+from llm_models.errors import NodeDeregistered
 from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
 from llm_models.signals import node_deregistered
 
@@ -152,10 +153,6 @@ def node_record_heartbeat(
             digest = sent_models_digest or models_digest(models)
             if digest != node.models_digest:
                 node_sync_models(node=node, models=models, digest=digest)
-
-
-class NodeDeregistered(DomainError):
-    status, code = 401, "node_deregistered"
 
 
 @transaction.atomic

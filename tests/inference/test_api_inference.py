@@ -100,6 +100,16 @@ def test_asking_for_someone_else_is_400(api_client, user_client, other_user, nod
 
     assert r.status_code == 400
     assert r.json()["errors"][0]["attr"] == "client"
+    assert r.json()["errors"][0]["code"] == "not_yours"
+
+
+def test_the_schema_documents_not_yours_on_client(api_client):
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    for operation in ("ApiV1InferenceCreate", "ApiV1InferenceStreamCreate"):
+        error = schema["components"]["schemas"][f"{operation}ClientErrorComponent"]["properties"]
+        assert error["attr"]["enum"] == ["client"]
+        assert "not_yours" in error["code"]["enum"]
 
 
 def test_bad_input_is_400_naming_the_field(api_client, user_client):
