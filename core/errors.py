@@ -40,8 +40,10 @@ class PermissionDenied(DomainError):
 class InvalidIdempotencyKey(DomainError):
     code = "invalid_idempotency_key"
 
+
 class IdempotencyKeyReused(DomainError):
     status, code = status.HTTP_422_UNPROCESSABLE_ENTITY, "idempotency_key_reused"
+
 
 class IdempotencyKeyInUse(Conflict):
     code = "idempotency_key_in_use"
