@@ -62,9 +62,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Django checks, migrations in sync, schema valid.
+## Django checks (production's deployment checks too), migrations in sync, schema valid.
 check: $(STAMP)
 	$(BIN)/python manage.py check --settings=config.settings.test
+	SECRET_KEY=make-check-deploy-only-not-a-real-secret-0123456789-abcdefghijklmnop ALLOWED_HOSTS=api.example.com \
+		$(BIN)/python manage.py check --deploy --fail-level WARNING --settings=config.settings.production
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings=config.settings.test
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --settings=config.settings.test > /dev/null
 

@@ -24,26 +24,15 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import DecimalField, F, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from rest_framework import status
 
 from clients.choices import HoldStatus, LedgerAccountKind, LedgerTransactionKind
+from clients.errors import InsufficientFunds, LedgerKeyReused
 from clients.models import Client, Hold, LedgerAccount, LedgerEntry, LedgerTransaction
-from core.errors import Conflict, DomainError
 
 SPLIT = {"operator": Decimal("0.70"), "treasury": Decimal("0.05")}  # platform: the rest (25% + rounding)
 Q6 = Decimal("0.000001")
 MAX_AMOUNT = Decimal(10) ** 14  # DecimalField(max_digits=20, decimal_places=6) holds less than this
 MAX_KEY_LENGTH = 200  # Hold.key; a transaction's key is "<kind>:<caller key>"
-
-
-class InsufficientFunds(DomainError):
-    status, code = status.HTTP_402_PAYMENT_REQUIRED, "insufficient_funds"
-
-
-class LedgerKeyReused(Conflict):
-    """A key already posted something else (another client or amount): a caller bug, never a silent no-op."""
-
-    code = "ledger_key_reused"
 
 
 class HoldNotFound(LookupError):

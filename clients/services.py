@@ -23,9 +23,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
-from rest_framework import status
 
 from clients.choices import ClientRole
+from clients.errors import (
+    GoogleNotConfigured,
+    InvalidCredentials,
+    InvalidGoogleToken,
+    InvalidResetToken,
+    NotAnApplicant,
+)
 from clients.login_throttle import (
     login_throttle_check,
     login_throttle_record_failure,
@@ -37,26 +43,6 @@ from core.errors import DomainError, NotFound
 from core.tokens import CLIENT_KEY_PREFIX, issue_secret
 
 User = get_user_model()
-
-
-class InvalidCredentials(DomainError):
-    code = "invalid_credentials"
-
-
-class InvalidResetToken(DomainError):
-    code = "invalid_reset_token"
-
-
-class InvalidGoogleToken(DomainError):
-    code = "invalid_google_token"
-
-
-class NotAnApplicant(DomainError):
-    status, code = status.HTTP_409_CONFLICT, "not_a_provider_applicant"
-
-
-class GoogleNotConfigured(DomainError):
-    status, code = status.HTTP_503_SERVICE_UNAVAILABLE, "google_not_configured"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """ASGI entry point: `uvicorn config.asgi:application`.
 
-Django serves everything; two hot endpoints have their common case answered in front of it by lean paths that
+Django serves everything; a chunked request body is read within the body limit in front of everything
+(core/asgi.py's RequestBodyCap); two hot endpoints have their common case answered in front of it by lean paths that
 hand Django whatever they do not handle: `POST /v1/chat/completions` (inference/lean_chat.py) and the node
 heartbeat (llm_models/heartbeat_fastpath.py).
 """
@@ -13,7 +14,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 django_application = get_asgi_application()
 
-from inference.lean_chat import ChatCompletionsLeanPath  # noqa: E402  (needs the apps loaded above)
+from core.asgi import RequestBodyCap  # noqa: E402  (needs the apps loaded above)
+from inference.lean_chat import ChatCompletionsLeanPath  # noqa: E402
 from llm_models.heartbeat_fastpath import HeartbeatFastPath  # noqa: E402
 
-application = ChatCompletionsLeanPath(HeartbeatFastPath(django_application))
+# RequestBodyCap first: a chunked body reaches every path read and capped, with its length (core/asgi.py).
+application = RequestBodyCap(ChatCompletionsLeanPath(HeartbeatFastPath(django_application)))

@@ -5,6 +5,7 @@ handle is handed to Django unchanged, body included, so Django stays the one pla
 """
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -15,6 +16,9 @@ from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
 from core import metrics, request_id
+from core.error_render import TOO_LARGE, encoded_body_for, status_error
+
+log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 # Messages as Django's ASGIHandler types them: a lean path passes these on to it.
@@ -158,7 +162,7 @@ class LeanPath:
                 received = replaying(too_large.received, receive, complete=too_large.complete)
                 await self.app(_with_request_id(scope, rid), received, send)
                 return
-            status = 500
+            status = 0  # nothing sent yet
 
             async def sending(message: Mapping[str, Any]) -> None:
                 nonlocal status
@@ -167,8 +171,17 @@ class LeanPath:
                     message = {**message, "headers": [*message["headers"], (b"x-request-id", rid.encode())]}
                 await send(message)
 
-            if await self.serve(scope, body, receive, sending):
-                metrics.observe_http(route=self.path, method="POST", status=status, started=started)
+            try:
+                served = await self.serve(scope, body, receive, sending)
+            except Exception:  # a bug: answered as Django answers one, a JSON 500 in the mount's shape
+                log.exception("Internal Server Error: %s", scope["path"])
+                if status:
+                    raise  # the response is under way: only closing the connection is left
+                code, detail = status_error(500)
+                await send_json(sending, 500, encoded_body_for(scope["path"], 500, code=code, detail=detail))
+                served = True
+            if served:
+                metrics.observe_http(route=self.path, method="POST", status=status or 500, started=started)
             else:
                 await self.app(_with_request_id(scope, rid), replaying(body, receive), send)
         finally:
@@ -179,3 +192,31 @@ def _with_request_id(scope: Scope, rid: str) -> Scope:
     """The scope Django gets, carrying the id this request already has (made here if the caller sent none)."""
     headers = [(k, v) for k, v in scope["headers"] if k != b"x-request-id"]
     return {**scope, "headers": [*headers, (b"x-request-id", rid.encode())]}
+
+
+class RequestBodyCap:
+    """ASGI middleware, outermost (config/asgi.py): a body sent without a length (`Transfer-Encoding: chunked`) is
+    read here, up to MAX_REQUEST_BODY_BYTES, and handed on with its `Content-Length`; past the limit it is refused
+    with 413 in the mount's shape, as a body with a declared length is (core/middleware.py).
+
+    Django's ASGI handler would spool such a body to disk whatever its size, and DRF then reads it as empty (no
+    length); the lean paths read it whole. Here every path gets the same bytes, or the same 413.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or header(scope, b"transfer-encoding") is None:
+            await self.app(scope, receive, send)
+            return
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        try:
+            body = await read_body(receive, limit=limit)
+        except BodyTooLarge:
+            detail = TOO_LARGE.format(limit=limit)
+            await send_json(send, 413, encoded_body_for(scope["path"], 413, code="payload_too_large", detail=detail))
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"transfer-encoding", b"content-length")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.app({**scope, "headers": headers}, replaying(body, receive), send)

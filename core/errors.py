@@ -38,6 +38,18 @@ class PermissionDenied(DomainError):
     status, code = status.HTTP_403_FORBIDDEN, "permission_denied"
 
 
+class InvalidIdempotencyKey(DomainError):
+    code = "invalid_idempotency_key"
+
+
+class IdempotencyKeyReused(DomainError):
+    status, code = status.HTTP_422_UNPROCESSABLE_ENTITY, "idempotency_key_reused"
+
+
+class IdempotencyKeyInUse(Conflict):
+    code = "idempotency_key_in_use"
+
+
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."

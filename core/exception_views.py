@@ -1,24 +1,25 @@
-"""JSON 404/500 pages: an API client never gets HTML, whatever URL it tried."""
+"""Django's error handlers (config/urls.py): JSON in the shape of the mount the URL is under (core/error_render.py).
+
+With DEBUG on, Django answers an unmatched URL and a crash with its own HTML pages instead of calling these;
+core/middleware.py's JsonErrorMiddleware turns those into the same JSON, so the API answers alike either way.
+"""
 
 from django.http import HttpRequest, JsonResponse
 
-
-def _error(status: int, code: str, detail: str) -> JsonResponse:
-    kind = "client_error" if status < 500 else "server_error"
-    return JsonResponse({"type": kind, "errors": [{"code": code, "detail": detail, "attr": None}]}, status=status)
+from core.error_render import error_response
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _error(404, "not_found", "Not found.")
+    return error_response(request.path, 404)
 
 
 def server_error(request: HttpRequest) -> JsonResponse:
-    return _error(500, "error", "A server error occurred.")
+    return error_response(request.path, 500)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _error(400, "bad_request", "Bad request.")
+    return error_response(request.path, 400)
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _error(403, "permission_denied", "You do not have permission to perform this action.")
+    return error_response(request.path, 403)

@@ -40,7 +40,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.errors import Conflict, DomainError
+from core.errors import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidIdempotencyKey
 from core.models import IdempotencyRecord
 from core.openapi import error_response
 
@@ -49,18 +49,6 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_PATTERN = r"^[!-~]{1,255}$"  # 1 to 255 visible ASCII characters (a UUID is typical)
 KEY_TTL = timedelta(hours=24)
 IN_PROGRESS_TIMEOUT = timedelta(minutes=5)  # longer than any request may run
-
-
-class InvalidIdempotencyKey(DomainError):
-    code = "invalid_idempotency_key"
-
-
-class IdempotencyKeyReused(DomainError):
-    status, code = status.HTTP_422_UNPROCESSABLE_ENTITY, "idempotency_key_reused"
-
-
-class IdempotencyKeyInUse(Conflict):
-    code = "idempotency_key_in_use"
 
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(

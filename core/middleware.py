@@ -1,24 +1,77 @@
-"""Request-level guards that run before any view parses a body, and the request id every request gets."""
+"""Request-level guards that run before any view parses a body, the guarantee that API errors are JSON, and the
+request id every request gets."""
 
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase, HttpResponseRedirectBase
+from django.middleware.common import CommonMiddleware as DjangoCommonMiddleware
+from django.utils.http import escape_leading_slashes
 
 from core import request_id
+from core.error_render import TOO_LARGE, error_response
+
+API_PREFIXES = ("/api/", "/v1/")
 
 
-def _too_large(limit: int) -> JsonResponse:
-    detail = f"The request body is larger than the limit of {limit} bytes."
-    return JsonResponse(
-        {"type": "client_error", "errors": [{"code": "payload_too_large", "detail": detail, "attr": None}]},
-        status=413,
-    )
+class JsonErrorMiddleware:
+    """Every error under /api/ and /v1/ is JSON in that mount's shape, whatever DEBUG says (API.md §10).
+
+    Views and Django's handlers (core/exception_views.py) already answer JSON; what is left are the pages Django
+    renders itself: with DEBUG on, its HTML 404 for an unmatched URL (a malformed id included) and its HTML
+    traceback page for a crash; a bare 405 from a plain Django view; an error rendered for a non-JSON view (the
+    docs' HTML, the schema's YAML). Those become the mount's JSON error for the same status, headers kept (Allow,
+    Retry-After). Outermost, so it sees what every other middleware answered too.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code < 400 or not request.path.startswith(API_PREFIXES) or _is_json(response):
+            return response
+        keep = {name: response[name] for name in ("Allow", "Retry-After") if response.has_header(name)}
+        response.close()
+        return error_response(request.path, response.status_code, headers=keep)
+
+
+def _is_json(response: HttpResponse) -> bool:
+    media_type = response.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+class HttpResponsePermanentRedirectSameMethod(HttpResponseRedirectBase):
+    status_code = 308  # the client repeats the request, method and body included, at the new URL
+
+
+class CommonMiddleware(DjangoCommonMiddleware):
+    """Django's, except that a POST/PUT/PATCH/DELETE to a URL missing its trailing slash is redirected with 308
+    (method and body kept) instead of a 301 that turns it into a GET, or, with DEBUG on, a RuntimeError (500)."""
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if (
+            response.status_code == 404
+            and request.method not in ("GET", "HEAD")
+            and self.should_redirect_with_slash(request)
+        ):
+            return HttpResponsePermanentRedirectSameMethod(
+                escape_leading_slashes(request.get_full_path(force_append_slash=True))
+            )
+        return super().process_response(request, response)
+
+
+def _too_large(path: str, limit: int) -> JsonResponse:
+    return error_response(path, 413, detail=TOO_LARGE.format(limit=limit))
 
 
 class RequestBodyLimitMiddleware:
-    """Refuse oversized bodies with 413 by their declared length, so nothing of them is read or stored."""
+    """Refuse oversized bodies with 413 by their declared length, so nothing of them is read or stored.
+
+    A body without a declared length (`Transfer-Encoding: chunked`) is read up to the limit in front of Django
+    (core/asgi.py's RequestBodyCap), which refuses it there or hands it on with its length."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -32,7 +85,7 @@ class RequestBodyLimitMiddleware:
             except ValueError:
                 too_large = False
             if too_large:
-                return _too_large(self.limit)
+                return _too_large(request.path, self.limit)
         return self.get_response(request)
 
 

@@ -32,6 +32,11 @@ def _json_type(field: serializers.Field) -> tuple[str, tuple[type, ...]] | None:
     return None
 
 
+def _wrong_type(field: serializers.Field, expected: str) -> serializers.ErrorDetail:
+    code = "invalid" if "invalid" in field.error_messages else "incorrect_type"
+    return serializers.ErrorDetail(f"Expected a JSON {expected}.", code=code)
+
+
 def _is_a(value: object, types: tuple[type, ...]) -> bool:
     # bool is an int to Python, not to JSON.
     return isinstance(value, types) and (bool in types or not isinstance(value, bool))
@@ -49,10 +54,21 @@ class StrictTypesMixin(_SerializerBase):
             errors = {}
             for name, field in self.fields.items():
                 value = data.get(name)
-                expected = None if field.read_only or value is None else _json_type(field)
+                if field.read_only or value is None:
+                    continue
+                expected = _json_type(field)
                 if expected and not _is_a(value, expected[1]):
-                    code = "invalid" if "invalid" in field.error_messages else "incorrect_type"
-                    errors[name] = [serializers.ErrorDetail(f"Expected a JSON {expected[0]}.", code=code)]
+                    errors[name] = [_wrong_type(field, expected[0])]
+                elif isinstance(field, serializers.ListField) and isinstance(value, list):
+                    # Items too: a list of strings refuses `[1]` rather than storing "1".
+                    item = _json_type(field.child)
+                    wrong: dict[int, list[serializers.ErrorDetail]] = {
+                        i: [_wrong_type(field.child, item[0])]
+                        for i, v in enumerate(value)
+                        if item and not _is_a(v, item[1])
+                    }
+                    if wrong:
+                        errors[name] = wrong  # type: ignore[assignment]  # DRF nests item errors by index
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)

@@ -29,3 +29,11 @@ class StreamNotReplayable(DomainError):
     """A stream sent again with the Idempotency-Key of an earlier stream: it cannot be replayed, nor charged twice."""
 
     status, code = 409, "stream_not_replayable"
+
+
+class BadChatRequest(DomainError):
+    code = "invalid_request"
+
+
+class UpstreamRejected(DomainError):
+    code = "upstream_rejected"

@@ -41,17 +41,18 @@ from core.asgi import (
     database_call,
     header,
 )
+from core.error_render import openai_body, openai_sse_error
+from core.parsers import MalformedJson, json_loads
 from inference import lean_lookups, relay, services, usage, usage_journal
 from inference.leases import Lease, LeaseBook
 from inference.openai_protocol import (
     BadChatRequest,
-    openai_error_body,
     parse_chat_request,
     question_of,
     relay_failure,
     usage_chunk,
 )
-from inference.relay import Delivery, PromptSize, sse, sse_error, sse_raw
+from inference.relay import Delivery, PromptSize, sse, sse_raw
 from inference.routing import Candidate
 from llm_models import services as node_services
 
@@ -117,7 +118,7 @@ async def _send_failure(send: Send, delivery: Delivery) -> None:
     error = relay_failure(delivery)
     retry_after = getattr(error, "retry_after", None)
     extra = [(b"retry-after", str(retry_after).encode())] if retry_after else []
-    body = openai_error_body(error.status, message=error.detail, code=error.code)
+    body = openai_body(error.status, message=error.detail, code=error.code)
     await _send_json(send, error.status, json.dumps(body).encode(), extra)
 
 
@@ -169,8 +170,8 @@ class ChatCompletionsLeanPath(LeanPath):
         if token is None or header(scope, b"idempotency-key") is not None:
             return False
         try:
-            body, stream, include_usage = parse_chat_request(json.loads(raw))
-        except (ValueError, RecursionError, BadChatRequest):
+            body, stream, include_usage = parse_chat_request(json_loads(raw))
+        except (MalformedJson, BadChatRequest):
             return False
         client_id = await lean_lookups.client_of_key(token)
         if client_id is None:
@@ -301,7 +302,7 @@ class ChatCompletionsLeanPath(LeanPath):
             await _send_failure(send, delivery)
             return cost
         if delivery.error is not None:
-            end = sse_error(message=delivery.error.detail, code=delivery.error.code)
+            end = openai_sse_error(message=delivery.error.detail, code=delivery.error.code)
         else:
             tail = usage_chunk(last, model=call.model, usage=metered, fallback_id="chatcmpl-lean")
             end = (sse(tail) if include_usage else b"") + sse("[DONE]")

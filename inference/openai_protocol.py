@@ -1,5 +1,5 @@
 """The OpenAI chat protocol, shared by both /v1 paths (the Django views and the lean ASGI path): request parsing,
-OpenAI's error body, the closing usage chunk, and the answer to a request nothing relayed."""
+the closing usage chunk, and the answer to a request nothing relayed. Error bodies are core/error_render.py's."""
 
 import time
 
@@ -7,7 +7,7 @@ from django.conf import settings
 
 from core.errors import DomainError
 from inference import relay
-from inference.errors import NoCapacity
+from inference.errors import BadChatRequest, NoCapacity, UpstreamRejected
 from inference.relay import Delivery
 
 # Request keys passed through to the node as they are (after the checks below).
@@ -29,29 +29,6 @@ PASSTHROUGH = (
 )
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 MAX_MESSAGES = 1000
-
-
-class BadChatRequest(DomainError):
-    code = "invalid_request"
-
-
-class UpstreamRejected(DomainError):
-    code = "upstream_rejected"
-
-
-def error_type(status: int) -> str:
-    if status == 401:
-        return "authentication_error"
-    if status == 402:
-        return "insufficient_quota"
-    if status == 429:
-        return "rate_limit_error"
-    return "server_error" if status >= 500 else "invalid_request_error"
-
-
-def openai_error_body(status: int, *, message: str, code: str, param: str | None = None) -> dict:
-    """OpenAI's error shape, which its SDKs turn into the matching exception."""
-    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
 
 
 def relay_failure(delivery: Delivery) -> DomainError:

@@ -7,6 +7,7 @@ not in /api/schema/ (OpenAI publishes their contract); docs/API.md §4 lists wha
 
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from asgiref.sync import async_to_sync
@@ -23,24 +24,20 @@ from rest_framework.views import APIView
 from clients.authentication import ApiKeyAuthentication, bearer_token
 from clients.models import Client
 from clients.permissions import request_client
+from core.error_render import openai_body, openai_sse_error
 from core.errors import DomainError
 from core.idempotency import with_idempotency
 from core.tokens import hash_secret
 from inference import keyless, relay, services
 from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
-from inference.openai_protocol import (
-    openai_error_body,
-    parse_chat_request,
-    question_of,
-    relay_failure,
-    usage_chunk,
-)
-from inference.relay import Delivery, sse, sse_error
+from inference.errors import ModelNotFound
+from inference.openai_protocol import parse_chat_request, question_of, relay_failure, usage_chunk
+from inference.relay import Delivery, sse
 from inference.services import Opened
 from inference.sse import sse_response, stream_ref
 from llm_models.models import LlmModel
-from llm_models.selectors import model_list_available
+from llm_models.selectors import model_get_available, model_list_available
 
 if TYPE_CHECKING:
     from rest_framework.permissions import _SupportsHasPermission
@@ -49,7 +46,7 @@ if TYPE_CHECKING:
 def openai_error(
     status: int, *, message: str, code: str, param: str | None = None, headers: dict[str, str] | None = None
 ) -> Response:
-    return Response(openai_error_body(status, message=message, code=code, param=param), status=status, headers=headers)
+    return Response(openai_body(status, message=message, code=code, param=param), status=status, headers=headers)
 
 
 def _first_error(detail: object, path: str = "") -> tuple[str | None, str, str]:
@@ -131,7 +128,7 @@ async def _openai_stream(opened: Opened, *, include_usage: bool) -> AsyncIterato
             yield sse(item)
             continue
         if item.error is not None:
-            yield sse_error(message=item.error.detail, code=item.error.code)
+            yield openai_sse_error(message=item.error.detail, code=item.error.code)
             return
         if include_usage and item.usage is not None:
             model = opened.request.desired_model
@@ -200,6 +197,11 @@ class ChatCompletionsView(_OpenAIView):
         return Response(payload)
 
 
+def _model_object(name: str, created_at: datetime) -> dict:
+    """OpenAI's model object."""
+    return {"id": name, "object": "model", "created": int(created_at.timestamp()), "owned_by": "gpu-marketplace"}
+
+
 @extend_schema(exclude=True)
 class ModelListView(_OpenAIView):
     def get(self, request: Request) -> Response:
@@ -207,13 +209,16 @@ class ModelListView(_OpenAIView):
         created = dict(
             LlmModel.objects.filter(name__in=[m["name"] for m in available]).values_list("name", "created_at")
         )
-        data = [
-            {
-                "id": m["name"],
-                "object": "model",
-                "created": int(created[m["name"]].timestamp()),
-                "owned_by": "gpu-marketplace",
-            }
-            for m in available
-        ]
-        return Response({"object": "list", "data": data})
+        return Response({"object": "list", "data": [_model_object(m["name"], created[m["name"]]) for m in available]})
+
+
+@extend_schema(exclude=True)
+class ModelDetailView(_OpenAIView):
+    """`GET /v1/models/{id}`: a model the list shows (a live node serves it); any other id is 404 model_not_found.
+    Ids hold slashes (`meta-llama/Llama-3.1-8B-Instruct`): the URL takes the rest of the path."""
+
+    def get(self, request: Request, model_id: str) -> Response:
+        model = model_get_available(name=model_id)
+        if model is None:
+            raise ModelNotFound(f"The model `{model_id}` does not exist or no node serves it now.", attr="model")
+        return Response(_model_object(model.name, model.created_at))

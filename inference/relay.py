@@ -404,9 +404,3 @@ def sse(payload: dict | str) -> bytes:
     """One server-sent event: `data: <json>` (or a literal such as `[DONE]`)."""
     text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     return f"data: {text}\n\n".encode()
-
-
-def sse_error(*, message: str, code: str, type_: str = "server_error") -> bytes:
-    """An SSE `error` event in OpenAI's error shape; a stream that sends it ends without `[DONE]`."""
-    body = json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
-    return f"event: error\ndata: {body}\n\n".encode()

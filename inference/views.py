@@ -10,12 +10,14 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from clients.permissions import request_client
+from core.error_render import openai_sse_error
 from core.idempotency import (
     HEADER,
     IDEMPOTENCY_KEY_PARAMETER,
@@ -29,7 +31,7 @@ from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
 from inference.filters import InferenceFilter
 from inference.models import InferenceRequest
-from inference.relay import sse, sse_error
+from inference.relay import sse
 from inference.serializers import (
     InferenceBatchIn,
     InferenceBatchOut,
@@ -94,12 +96,14 @@ async def _seed_stream(opened: Opened) -> AsyncIterator[bytes]:
             continue
         record = await sync_to_async(lambda r: InferenceOut(r).data)(item.request)
         if item.error is not None:
-            yield sse_error(message=item.error.detail, code=item.error.code)
+            yield openai_sse_error(message=item.error.detail, code=item.error.code)
         yield f"event: inference\ndata: {json.dumps(record, default=str)}\n\n".encode()
         if item.error is None:
             yield sse("[DONE]")
 
 
+# InferenceIn.validate_client: `client` may name only the caller (API.md §4).
+@extend_validation_errors(["not_yours"], field_name="client", actions=["create", "stream"])
 class InferenceViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,

@@ -10,7 +10,7 @@ import re
 import socket
 from urllib.parse import urlsplit
 
-from core.errors import DomainError
+from llm_models.errors import UnsafeEndpoint
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -20,11 +20,6 @@ _METADATA = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00
 _LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 # Anything made only of digits, dots and hex markers is an IP literal in some spelling (0x7f.1, 2130706433, 0177.0.0.1).
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]*))*\.?$", re.IGNORECASE)
-
-
-class UnsafeEndpoint(DomainError):
-    code = "unsafe_endpoint"
-    attr = "endpoint_url"
 
 
 def resolve_host(host: str, port: int) -> list[IPAddress]:

@@ -21,7 +21,6 @@ the latest metrics and active requests, and write a history sample when one is d
 """
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +42,7 @@ from core.asgi import (
     header,
     send_json,
 )
+from core.parsers import json_loads
 from core.tokens import hash_secret
 from llm_models.choices import OPEN_COMMAND_STATUSES, NodeStatus
 from llm_models.models import Node, NodeCommand, NodeMetricSample
@@ -118,10 +118,6 @@ class _NotCommon(Exception):
     """Django must see this body."""
 
 
-def _refuse_constant(name: str) -> None:
-    raise _NotCommon  # NaN / Infinity: not JSON
-
-
 def _number(value: Any, rule: _Number) -> int | float | None:
     if value is None and rule.nullable:
         return None
@@ -173,14 +169,14 @@ class Heartbeat:
 def parse_heartbeat(body: bytes) -> Heartbeat | None:
     """The heartbeat as HeartbeatIn would validate it, or None where Django must decide (errors, models, results)."""
     try:
-        data = json.loads(body, parse_constant=_refuse_constant)
+        data = json_loads(body)
         if not isinstance(data, dict) or not data.keys() <= {"metrics", "active_requests", "models"}:
             return None
         metrics = _metrics(data["metrics"]) if "metrics" in data else {}
         active = _number(data["active_requests"], _ACTIVE) if "active_requests" in data else None
         if "active_requests" in data and active is None:
             return None
-    except (_NotCommon, ValueError, RecursionError):
+    except (_NotCommon, ValueError):  # MalformedJson is a ValueError: Django answers it 400
         return None
     digest = models_digest(data["models"]) if "models" in data else None
     # _ACTIVE is an integer rule: `active` is an int here.

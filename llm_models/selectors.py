@@ -58,6 +58,13 @@ def model_list_available_cached() -> list[dict]:
     return cache.get_or_set("llm_models:all-models", model_list_available, timeout=settings.ALL_MODELS_CACHE_S) or []
 
 
+def model_get_available(*, name: str, now: datetime | None = None) -> LlmModel | None:
+    """The model called `name` if at least one live node serves it (what model_list_available lists), else None."""
+    live = Node.objects.filter(node_live_q(now=now)).values("pk")
+    served = NodeModel.objects.filter(node_id__in=live).values("model_id")
+    return LlmModel.objects.filter(name=name, pk__in=served).first()
+
+
 def model_list_available(*, now: datetime | None = None) -> list[dict]:
     """Every model with at least one live node: live node count, lowest prices, context window.
 

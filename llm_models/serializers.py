@@ -109,6 +109,13 @@ class HeartbeatIn(StrictInputMixin, serializers.Serializer):
     results: "serializers.ListSerializer[Any]" = serializers.ListSerializer(
         child=CommandResultIn(required=False), required=False, max_length=100
     )
+    actions = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        max_length=64,
+        required=False,
+        help_text="The command actions the agent has hooks for now (sent when it starts): an action it answered "
+        "`unsupported` before is accepted again.",
+    )
 
 
 class NodeCommandOut(serializers.Serializer):

@@ -20,6 +20,7 @@ from core.tokens import NODE_TOKEN_PREFIX, issue_secret
 from gpus.models import Gpu
 from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandAction, NodeCommandStatus, NodeStatus
 from llm_models.endpoint_guard import check_node_endpoint
+from llm_models.errors import NodeDeregistered
 from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
 from llm_models.selectors import metrics_slot_start
 from llm_models.signals import node_deregistered
@@ -146,10 +147,6 @@ def node_record_heartbeat(
     HEARTBEATS.inc()
 
 
-class NodeDeregistered(DomainError):
-    status, code = 401, "node_deregistered"
-
-
 @transaction.atomic
 def node_deregister(*, node: Node, now: datetime | None = None) -> None:
     """Take the node out of routing for good; its active rentals end with a refund (via `node_deregistered`).
@@ -244,6 +241,17 @@ def node_commands_withdraw(*, rental_id: int, reason: str) -> int:
         .exclude(action=NodeCommandAction.END)
         .update(status=NodeCommandStatus.CANCELLED, result=reason, updated_at=timezone.now())
     )
+
+
+@transaction.atomic
+def node_actions_supported(*, node: Node, actions: list[str]) -> list[str]:
+    """The node's agent has hooks for `actions` now (it says so when it starts): those it answered `unsupported`
+    for before are accepted again, without registering anew. Returns the actions still refused."""
+    locked = Node.objects.select_for_update().only("pk", "unsupported_actions").get(pk=node.pk)
+    remaining = [action for action in (locked.unsupported_actions or []) if action not in set(actions)]
+    if remaining != (locked.unsupported_actions or []):
+        Node.objects.filter(pk=node.pk).update(unsupported_actions=remaining)
+    return remaining
 
 
 def node_commands_abandon(*, node_id: int, reason: str) -> int:

@@ -87,6 +87,8 @@ class NodeHeartbeatView(APIView):
         )
         if v.get("results"):
             services.node_command_results_record(node=node, results=v["results"])
+        if "actions" in v:
+            services.node_actions_supported(node=node, actions=v["actions"])
         commands = services.node_commands_deliver(node=node)
         return Response(
             {

@@ -135,6 +135,13 @@ class JobOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class InventoryQueryIn(serializers.Serializer):
+    """The inventory's filters: text without NUL (which no stored value can hold; PostgreSQL refuses it)."""
+
+    gpu_model = serializers.CharField(required=False, allow_blank=True, default="")
+    region = serializers.CharField(required=False, allow_blank=True, default="")
+
+
 class InventoryItemOut(serializers.Serializer):
     gpu_model = serializers.CharField()
     region = serializers.CharField()

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from clients.models import Client
 from clients.permissions import request_client
 from core.errors import DomainError, NotFound
+from core.filters import NO_NUL_PATTERN
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENCY_RESPONSES, with_idempotency
 from core.openapi import error_response
 from llm_models.models import NodeCommand
@@ -22,7 +23,17 @@ from rentals import selectors, services
 from rentals.choices import RentalAction
 from rentals.filters import RentalFilter
 from rentals.models import Rental
-from rentals.serializers import BulkIn, BulkResultOut, InventoryItemOut, JobOut, RentalOut, RentalStartIn
+from rentals.serializers import (
+    BulkIn,
+    BulkResultOut,
+    InventoryItemOut,
+    InventoryQueryIn,
+    JobOut,
+    RentalOut,
+    RentalStartIn,
+)
+
+TEXT = {"type": "string", "pattern": NO_NUL_PATTERN}  # a query text: NUL is refused (400)
 
 BULK_OPERATIONS = (*RentalAction.values, "cancel")
 
@@ -128,6 +139,8 @@ class RentalBulkView(GenericAPIView):
         return Response([_bulk_one(client, operation, rental_id) for rental_id in data.validated_data["ids"]])
 
 
+@extend_validation_errors(["null_characters_not_allowed"], field_name="gpu_model", methods=["get"])
+@extend_validation_errors(["null_characters_not_allowed"], field_name="region", methods=["get"])
 class InventoryView(GenericAPIView):
     """What can be rented now, by GPU model and region. Public, like the model menu: it is the shop window."""
 
@@ -137,17 +150,19 @@ class InventoryView(GenericAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("gpu_model", str, description="GPU model, e.g. H100 (case-insensitive)."),
-            OpenApiParameter("region", str, description="Region, e.g. eu-west (case-insensitive)."),
+            OpenApiParameter("gpu_model", TEXT, description="GPU model, e.g. H100 (case-insensitive)."),
+            OpenApiParameter("region", TEXT, description="Region, e.g. eu-west (case-insensitive)."),
         ],
         responses=InventoryItemOut(many=True),
         summary="Rentable GPUs by model and region",
     )
     def get(self, request: Request) -> Response:
+        query = InventoryQueryIn(data=request.query_params)
+        query.is_valid(raise_exception=True)
         rows = selectors.inventory_list(
             now=timezone.now(),
-            gpu_model=request.query_params.get("gpu_model", "").strip()[:64],
-            region=request.query_params.get("region", "").strip()[:64],
+            gpu_model=query.validated_data["gpu_model"][:64],
+            region=query.validated_data["region"][:64],
         )
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(InventoryItemOut(page, many=True).data)

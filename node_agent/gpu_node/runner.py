@@ -81,6 +81,9 @@ class Agent:
         self.interval = self._clamp(config.heartbeat_interval_s)
         self.backoff = Backoff(first=min(1.0, self.interval), cap=config.max_backoff_s)
         self.models_acked: list[str] | None = None  # what the server last accepted; None: send on first beat
+        # The actions this agent has hooks for go out until a heartbeat carrying them is answered: the server then
+        # accepts again an action it remembered as `unsupported` (a hook added since), without a new registration.
+        self.actions_acked = False
         self.backend_error: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -114,6 +117,8 @@ class Agent:
 
     def heartbeat_body(self) -> tuple[dict[str, Any], list[str] | None, list[dict[str, Any]]]:
         body: dict[str, Any] = {"metrics": hardware.metrics(self.query_gpus())}
+        if not self.actions_acked:
+            body["actions"] = sorted(name for name in self.config.hooks if len(name) <= 64)[:64]  # the server's caps
         names = self._current_models()
         sending_models = names if names != self.models_acked else None
         if sending_models is not None:
@@ -141,11 +146,16 @@ class Agent:
                 log.error("dropping %d command result(s) the server would not accept", len(results))
                 self.book.acknowledge(results)
             self.models_acked = None
+            if "actions" in body:
+                self.actions_acked = True  # a server that refuses the field: do not send it again
             return self.interval
         if self.backoff.failing:
             log.info("server reachable again")
         self.backoff.reset()
         self.book.acknowledge(results)
+        if "actions" in body:
+            self.actions_acked = True
+            log.info("hooks reported: %s", ", ".join(body["actions"]) or "(none)")
         if models is not None:
             self.models_acked = models
             log.info("models sent: %s", ", ".join(models) or "(none)")

@@ -100,6 +100,16 @@ def test_asking_for_someone_else_is_400(api_client, user_client, other_user, nod
 
     assert r.status_code == 400
     assert r.json()["errors"][0]["attr"] == "client"
+    assert r.json()["errors"][0]["code"] == "not_yours"
+
+
+def test_the_schema_documents_not_yours_on_client(api_client):
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    for operation in ("ApiV1InferenceCreate", "ApiV1InferenceStreamCreate"):
+        error = schema["components"]["schemas"][f"{operation}ClientErrorComponent"]["properties"]
+        assert error["attr"]["enum"] == ["client"]
+        assert "not_yours" in error["code"]["enum"]
 
 
 def test_bad_input_is_400_naming_the_field(api_client, user_client):
@@ -286,6 +296,20 @@ def test_someone_elses_batch_is_404(api_client, user_client, other_user, node_on
     r = api_client.post(f"{URL}batch/", {"model": MODEL, "prompts": ["a"]}, format="json", **bearer(user_client[1]))
 
     assert api_client.get(f"{URL}batch/{r.json()['id']}/", **bearer(other_user[1])).status_code == 404
+
+
+@pytest.mark.parametrize("prompts", [[1], ["a", 2.5], ["a", True], ["a", None]])
+def test_a_batch_refuses_prompts_that_are_not_strings_naming_the_item(api_client, user_client, node_on, prompts):
+    client, key = user_client
+    fund(client)
+    node_on()
+
+    r = api_client.post(f"{URL}batch/", {"model": MODEL, "prompts": prompts}, format="json", **bearer(key))
+
+    assert r.status_code == 400
+    bad = next(i for i, p in enumerate(prompts) if not isinstance(p, str))
+    assert r.json()["errors"][0]["attr"] == f"prompts.{bad}"
+    assert not InferenceRequest.objects.exists()
 
 
 def test_a_batch_needs_1_to_100_prompts(api_client, user_client):

@@ -308,3 +308,19 @@ def test_inventory_counts_rentable_nodes_and_what_is_free(api_client, node, rent
     ]  # fmt: skip
     filtered = api_client.get(INVENTORY_URL, {"region": "US-EAST", "gpu_model": "h100"}).json()["results"]
     assert [row["region"] for row in filtered] == ["us-east"]
+
+
+@pytest.mark.parametrize("param", ["gpu_model", "region"])
+def test_inventory_refuses_a_nul_in_a_filter_with_a_400_naming_it(api_client, node, param):
+    r = api_client.get(INVENTORY_URL, {param: "H1\x0000"})
+
+    assert r.status_code == 400
+    assert errors_of(r) == [("null_characters_not_allowed", param)]
+
+
+@pytest.mark.parametrize("value", ["9007199254740992.0", "1.0", "1e3", "0x1", "1.5"])
+def test_the_node_filter_takes_digits_only(api_client, renter, value):
+    r = api_client.get(RENTALS_URL, {"node": value}, **bearer(renter[1]))
+
+    assert r.status_code == 400
+    assert errors_of(r) == [("invalid", "node")]

@@ -1,0 +1,35 @@
+"""The clients' domain errors (accounts, keys, the ledger): rendered by core/error_render.py in each mount's shape."""
+
+from rest_framework import status
+
+from core.errors import Conflict, DomainError
+
+
+class InvalidCredentials(DomainError):
+    code = "invalid_credentials"
+
+
+class InvalidResetToken(DomainError):
+    code = "invalid_reset_token"
+
+
+class InvalidGoogleToken(DomainError):
+    code = "invalid_google_token"
+
+
+class NotAnApplicant(DomainError):
+    status, code = status.HTTP_409_CONFLICT, "not_a_provider_applicant"
+
+
+class GoogleNotConfigured(DomainError):
+    status, code = status.HTTP_503_SERVICE_UNAVAILABLE, "google_not_configured"
+
+
+class InsufficientFunds(DomainError):
+    status, code = status.HTTP_402_PAYMENT_REQUIRED, "insufficient_funds"
+
+
+class LedgerKeyReused(Conflict):
+    """A key already posted something else (another client or amount): a caller bug, never a silent no-op."""
+
+    code = "ledger_key_reused"
