@@ -32,7 +32,7 @@ class RentalAdmin(admin.ModelAdmin):
 
     @admin.display(description="time remaining")
     def time_remaining(self, obj: Rental) -> str:
-        if obj.status != RentalStatus.ACTIVE:
+        if obj.status != RentalStatus.ACTIVE or obj.ends_at is None:
             return "-"
         left = max(obj.ends_at - timezone.now(), timedelta(0))
         return str(left).split(".")[0]

@@ -4,7 +4,7 @@ imports run one way, rentals -> llm_models -> clients), so a node leaving ends i
 from django.dispatch import receiver
 
 from clients.signals import provider_revoked
-from llm_models.signals import node_deregistered
+from llm_models.signals import node_command_reported, node_deregistered
 from rentals import services
 
 
@@ -16,3 +16,8 @@ def end_rentals_of_deregistered_node(sender, node_id: int, now, **kwargs) -> Non
 @receiver(provider_revoked, dispatch_uid="rentals.provider_revoked")
 def end_rentals_of_revoked_provider(sender, client_id: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
     services.rental_end_for_owner(owner_id=client_id)
+
+
+@receiver(node_command_reported, dispatch_uid="rentals.node_command_reported")
+def record_instance_outcome(sender, command, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    services.rental_record_outcome(command=command)
