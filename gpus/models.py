@@ -45,9 +45,9 @@ class Gpu(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.gpu_model or self.gpu_info} x{self.gpu_count} ({self.user})"
+
     @property
     def discounts(self) -> dict[str, Decimal]:
         return {"daily": self.discount_daily, "weekly": self.discount_weekly, "monthly": self.discount_monthly}
-
-    def __str__(self) -> str:
-        return f"{self.gpu_model or self.gpu_info} x{self.gpu_count} ({self.user})"

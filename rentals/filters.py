@@ -1,5 +1,4 @@
 import django_filters
-
 from drf_spectacular.utils import extend_schema_field
 
 from core.filters import DecimalFilter, FilterSet, IntegerFilter, TextFilter

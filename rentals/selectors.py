@@ -101,9 +101,7 @@ def inventory_list(*, now: datetime | None = None, gpu_model: str = "", region: 
 
 def _rentable_nodes() -> QuerySet[Node]:
     """Nodes that could be rented: registered, with a priced GPU record."""
-    return Node.objects.exclude(status=NodeStatus.DEREGISTERED).filter(
-        gpu__isnull=False, gpu__price_per_hour__gt=0
-    )
+    return Node.objects.exclude(status=NodeStatus.DEREGISTERED).filter(gpu__isnull=False, gpu__price_per_hour__gt=0)
 
 
 def region_list(*, now: datetime | None = None) -> list[dict]:

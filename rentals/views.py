@@ -212,7 +212,9 @@ class JobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         return selectors.job_list_own(client=self.request.user.client)
 
 
-class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class SnapshotViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
     """The caller's snapshots (saved instances); another client's is a 404."""
 
     serializer_class = SnapshotOut

@@ -140,7 +140,9 @@ def test_the_access_the_node_reports_is_shown_on_the_rental(api_client, box, ren
     rental_id = rent(api_client, renter[1], node_id=node.pk, hours=1, **WORKLOAD).json()["id"]
     (command,) = beat(api_client, token).json()["commands"]
 
-    r = beat(api_client, token, results=[{"id": command["id"], "status": "succeeded", "output": "up", "access": ACCESS}])
+    r = beat(
+        api_client, token, results=[{"id": command["id"], "status": "succeeded", "output": "up", "access": ACCESS}]
+    )
 
     assert r.status_code == 200
     shown = api_client.get(f"{RENTALS_URL}{rental_id}/", **bearer(renter[1])).json()

@@ -239,7 +239,7 @@ def test_two_beat_runs_racing_on_one_payg_rental_charge_each_minute_once():
         try:
             barrier.wait()
             services.rentals_payg_charge(now=later)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connections.close_all()
