@@ -81,6 +81,7 @@ class Agent:
         self.interval = self._clamp(config.heartbeat_interval_s)
         self.backoff = Backoff(first=min(1.0, self.interval), cap=config.max_backoff_s)
         self.models_acked: list[str] | None = None  # what the server last accepted; None: send on first beat
+        self.capabilities_acked = False  # declared once per start, then left out so the server's fast path answers
         self.backend_error: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -118,6 +119,8 @@ class Agent:
         sending_models = names if names != self.models_acked else None
         if sending_models is not None:
             body["models"] = model_specs(sending_models, self.config.model_overrides)
+        if not self.capabilities_acked:
+            body["capabilities"] = self.config.declared_capabilities()
         results = self.book.outgoing()
         if results:
             body["results"] = results
@@ -146,6 +149,8 @@ class Agent:
             log.info("server reachable again")
         self.backoff.reset()
         self.book.acknowledge(results)
+        if "capabilities" in body:
+            self.capabilities_acked = True
         if models is not None:
             self.models_acked = models
             log.info("models sent: %s", ", ".join(models) or "(none)")
