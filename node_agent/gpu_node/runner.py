@@ -144,6 +144,7 @@ class Agent:
                 log.error("dropping %d command result(s) the server would not accept", len(results))
                 self.book.acknowledge(results)
             self.models_acked = None
+            self.capabilities_acked = True  # refused with the rest: resending them would be refused again
             return self.interval
         if self.backoff.failing:
             log.info("server reachable again")
