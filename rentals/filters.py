@@ -24,8 +24,8 @@ class ReliabilityFilter(django_filters.NumberFilter):
 class OfferFilter(FilterSet):
     """Filters of GET rentals/offers/ (API.md §14), on the annotations of rentals.selectors.offer_list."""
 
-    gpu_model = TextFilter(field_name="gpu_model", lookup_expr="iexact", max_length=64)
-    region = TextFilter(field_name="region", lookup_expr="iexact", max_length=64)
+    gpu_model = TextFilter(field_name="gpu_model", lookup_expr="iexact")
+    region = TextFilter(field_name="region", lookup_expr="iexact")
     gpu_count__gte = IntegerFilter(field_name="gpu_count", lookup_expr="gte")
     gpu_memory_gb__gte = IntegerFilter(field_name="gpu_memory_gb", lookup_expr="gte")
     price_per_hour__lte = DecimalFilter(field_name="price_per_hour", lookup_expr="lte")
