@@ -29,6 +29,7 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FloatField,
+    Func,
     IntegerField,
     Max,
     Min,
@@ -39,7 +40,7 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import Cast, Coalesce, Extract, Floor, Greatest, Least, NullIf
+from django.db.models.functions import Cast, Coalesce, Floor, Greatest, Least, NullIf
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -66,6 +67,22 @@ class Median(Aggregate):
     function = "percentile_cont"
     template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
     output_field = FloatField()
+
+
+class EpochSeconds(Func):
+    """Seconds since the Unix epoch of a datetime: EXTRACT(EPOCH ...) on PostgreSQL; SQLite has no `epoch` to
+    extract (Django's Extract fails there), so strftime('%s') of the UTC text Django stores (written %%%%s: it goes
+    through the template's formatting and then the SQLite backend's placeholder conversion)."""
+
+    output_field = FloatField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):  # type: ignore[no-untyped-def]
+        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)", **extra_context)
+
+    def as_sqlite(self, compiler, connection, **extra_context):  # type: ignore[no-untyped-def]
+        return self.as_sql(
+            compiler, connection, template="CAST(strftime('%%%%s', %(expressions)s) AS REAL)", **extra_context
+        )
 
 
 def traffic_since(now: datetime) -> datetime:
@@ -107,7 +124,7 @@ def node_uptime_annotations(*, now: datetime, node_ref: str = "pk", registered_r
     every = settings.NODE_METRICS_SAMPLE_EVERY_S
     current = metrics_slot_start(now)
     current_index = int(current.timestamp()) // every
-    registered_index = Cast(Floor(Extract(registered_ref, "epoch") / Value(float(every))), IntegerField())
+    registered_index = Cast(Floor(EpochSeconds(registered_ref) / Value(float(every))), IntegerField())
     since_registration = Value(current_index) - registered_index
     annotations = {}
     for name, seconds in UPTIME_WINDOWS.items():
