@@ -1,5 +1,8 @@
 """Billing of instances (API.md §14): by period at the GPU's discounts, and pay as you go from a rolling hold."""
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -288,3 +291,14 @@ def test_payg_for_real_time_with_a_hold_of_seconds_runs_out_at_the_next_minute(n
     assert client.balance == Decimal("0.05") - rental.charged
     assert NodeCommand.objects.filter(rental=rental, action="end").exists()
     assert ledger.reconcile() == []
+
+
+@pytest.mark.parametrize("value", ["0.03", "-1", "an hour"])
+def test_a_payg_hold_under_two_minutes_refuses_to_start_the_service(value):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "RENTAL_PAYG_HOLD_HOURS": value}
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True, check=False
+    )
+
+    assert done.returncode != 0
+    assert "RENTAL_PAYG_HOLD_HOURS must be a number of hours of at least 2 minutes" in done.stderr
