@@ -45,6 +45,8 @@ class CapabilitiesField(serializers.ListField):
         super().__init__(child=serializers.ChoiceField(choices=NodeCapability.choices), max_length=8, **kwargs)
 
     def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+        if isinstance(data, list) and len(data) > self.max_length:  # before repeats are dropped
+            self.fail("max_length", max_length=self.max_length)
         return sorted(set(super().to_internal_value(data)))
 
 

@@ -180,3 +180,13 @@ def test_a_node_that_declares_nothing_serves_inference(operator):
     node, _ = make_rentable_node(operator)
 
     assert node.capabilities == ["inference"]
+
+
+def test_more_than_eight_capabilities_are_a_400_even_when_repeated(api_client, operator):
+    from tests.llm_models.conftest import HEARTBEAT_URL
+
+    _, token = make_rentable_node(operator)
+
+    r = api_client.post(HEARTBEAT_URL, {"capabilities": ["training"] * 9}, format="json", **bearer(token))
+
+    assert (r.status_code, errors_of(r)) == (400, [("max_length", "capabilities")])
