@@ -148,23 +148,23 @@ class CommandOutcomeIn(StrictTypesMixin, serializers.Serializer):
     snapshot_ref = serializers.RegexField(IMAGE_REF_PATTERN, max_length=255, required=False)
 
 
-@extend_schema_field(CommandAccessIn)
-class _AccessField(serializers.JSONField):
-    pass
-
-
-@extend_schema_field({"type": "string", "maxLength": 255, "pattern": IMAGE_REF_PATTERN})
-class _SnapshotRefField(serializers.JSONField):
-    pass
-
-
 class CommandResultIn(StrictTypesMixin, serializers.Serializer):
     id = serializers.IntegerField(min_value=1)
     # `running`: an intermediate report; the command stays open until succeeded, failed or unsupported.
     status = serializers.ChoiceField(choices=["running", "succeeded", "failed", "unsupported"])
     output = serializers.CharField(max_length=8192, required=False, allow_blank=True)
-    access = _AccessField(required=False, help_text="`start`: how the renter reaches the instance.")
-    snapshot_ref = _SnapshotRefField(required=False, help_text="`stop` with `snapshot`: the saved image.")
+    # Typed here, their contents checked apart (services._structured): a bad value fails its command, not the
+    # heartbeat, which would make the agent drop every result it carried.
+    access = serializers.DictField(
+        required=False,
+        help_text="`start`: how the renter reaches the instance: {ssh_host, ssh_port, ssh_user, jupyter_url?, "
+        'ports?: {"<container port>": "host:port"}}. An invalid one fails the command.',
+    )
+    snapshot_ref = serializers.CharField(
+        required=False,
+        trim_whitespace=False,
+        help_text="`stop` with `snapshot`: the saved image's reference. An invalid one fails the command.",
+    )
 
 
 class HeartbeatIn(StrictInputMixin, serializers.Serializer):

@@ -28,6 +28,8 @@ MAX_OUTPUT_CHARS = 4000  # the server accepts 8192; leave room
 MAX_RESULT_BYTES = 16384  # a hook's structured result file
 # Structured fields a hook may return beside `output`; the server validates their values.
 RESULT_FIELDS = ("access", "snapshot_ref", "progress", "metrics", "fine_tuned_model")
+# The JSON types the server takes (a wrong type would get the whole heartbeat refused): checked here first.
+RESULT_TYPES: dict[str, type] = {"access": dict, "snapshot_ref": str}
 RESULTS_PER_HEARTBEAT = 100  # the server's cap per heartbeat
 REMEMBERED_RESULTS = 512  # acknowledged outcomes kept to answer a re-sent command without re-running it
 
@@ -76,6 +78,9 @@ def read_result_file(path: str) -> tuple[dict[str, Any], str]:
         return {}, "the hook's result file is not JSON"
     if not isinstance(data, dict):
         return {}, "the hook's result file must hold a JSON object"
+    for name, kind in RESULT_TYPES.items():
+        if name in data and not isinstance(data[name], kind):
+            return {}, f"the hook's result {name!r} must be a JSON {kind.__name__.replace('dict', 'object')}"
     return {k: data[k] for k in RESULT_FIELDS if k in data}, ""
 
 

@@ -176,6 +176,17 @@ def test_a_hook_result_file_that_is_not_json_fails_the_command(tmp_path):
     assert result["status"] == "failed" and "not JSON" in result["output"]
 
 
+def test_a_structured_field_of_the_wrong_type_fails_the_command_in_the_agent(tmp_path):
+    script = tmp_path / "hook"
+    script.write_text("""#!/bin/sh\necho '{"access": "ssh root@host"}' > "$GPU_NODE_RESULT_FILE"\n""")
+    script.chmod(0o755)
+
+    result = hooks.execute({"id": 5, "action": "start", "params": {}}, {"start": Hook(argv=[str(script)])})
+
+    assert result["status"] == "failed" and "must be a JSON object" in result["output"]
+    assert "access" not in result
+
+
 def test_only_known_structured_fields_leave_the_agent(tmp_path):
     script = tmp_path / "hook"
     script.write_text(

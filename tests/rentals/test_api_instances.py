@@ -159,7 +159,7 @@ def test_the_access_the_node_reports_is_shown_on_the_rental(api_client, box, ren
         {**ACCESS, "ports": {"http": "203.0.113.7:80"}},
         {**ACCESS, "ssh_host": "bad host"},
         {**ACCESS, "extra": "x"},
-        "ssh root@host",
+        {},
     ],
 )
 def test_an_invalid_reported_access_fails_the_command_and_is_not_shown(api_client, box, renter, access):
@@ -175,6 +175,30 @@ def test_an_invalid_reported_access_fails_the_command_and_is_not_shown(api_clien
     assert Rental.objects.get(pk=rental_id).access is None
     shown = api_client.get(f"{RENTALS_URL}{rental_id}/", **bearer(renter[1])).json()
     assert shown["access"]["ssh_host"] == "gpu-7.example.net"  # the node's own details, as before
+
+
+@pytest.mark.parametrize(("field", "value"), [("access", "ssh root@host"), ("snapshot_ref", ["img"])])
+def test_a_structured_field_of_the_wrong_json_type_is_a_400(api_client, box, renter, field, value):
+    node, token = box
+    rent(api_client, renter[1], node_id=node.pk, hours=1)
+    (command,) = beat(api_client, token).json()["commands"]
+
+    r = beat(api_client, token, results=[{"id": command["id"], "status": "succeeded", field: value}])
+
+    assert r.status_code == 400
+    assert errors_of(r)[0][1] == f"results.0.{field}"
+
+
+def test_an_invalid_snapshot_ref_fails_the_stop_and_records_nothing(api_client, box, renter):
+    node, token = box
+    rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
+    stop = services.rental_command(rental=rental, action="stop", snapshot=True)
+
+    beat(api_client, token, results=[{"id": stop.pk, "status": "succeeded", "snapshot_ref": "img; rm -rf /"}])
+
+    stop.refresh_from_db()
+    assert stop.status == NodeCommandStatus.FAILED and "invalid snapshot_ref" in stop.result
+    assert not Snapshot.objects.exists()
 
 
 def test_a_running_report_keeps_the_command_open(api_client, box, renter):
