@@ -417,6 +417,37 @@ def hold_pay_out(*, key: str, kind: str, destination: str, memo: str = "") -> Le
     return txn
 
 
+@transaction.atomic
+def hold_top_up(*, key: str, amount: Decimal, top_up_key: str, memo: str = "") -> Hold:
+    """Add `amount` from the client's balance to its open hold `key` (a pay-as-you-go rental's hold renewed, a
+    fixed rental extended); InsufficientFunds if the balance has less. Idempotent by `top_up_key`."""
+    amount = _exact(amount, name="amount")
+    txn_key = f"{LedgerTransactionKind.HOLD}:{_key(top_up_key)}"
+    hold = _open_hold(key)  # the hold's row lock first, then the client's, as hold_settle does
+    if hold is None:
+        raise ValueError(f"The hold {key!r} is closed; it cannot be topped up.")
+    locked = _lock_clients(hold.client_id)[hold.client_id]
+    if LedgerTransaction.objects.filter(key=txn_key).exists():
+        return hold  # a retry: added already
+    if locked.balance < amount:
+        raise InsufficientFunds(f"The available balance ({locked.balance}) is less than {amount}.")
+    _post(
+        key=txn_key,
+        kind=LedgerTransactionKind.HOLD,
+        memo=memo,
+        legs=[(_client_account(hold.client_id), -amount), (_system_account(LedgerAccountKind.ESCROW), amount)],
+        hold=hold,
+    )
+    Hold.objects.filter(pk=hold.pk).update(amount=F("amount") + amount)
+    hold.refresh_from_db()
+    return hold
+
+
+def hold_get(*, key: str) -> Hold | None:
+    """The hold with this key (a read: what it holds is `amount - consumed` while it is held)."""
+    return Hold.objects.filter(key=_key(key)).first()
+
+
 def reconcile() -> list[BalanceMismatch]:
     """Every cached figure that disagrees with the ledger: client balances, and escrow against the open holds."""
     zero = Value(Decimal(0), output_field=DecimalField(max_digits=20, decimal_places=6))

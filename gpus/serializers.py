@@ -1,4 +1,5 @@
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -26,10 +27,35 @@ GPU_FIELDS = [
 ]
 
 
+DISCOUNT: dict[str, Any] = {
+    "max_digits": 4,
+    "decimal_places": 3,
+    "min_value": Decimal("0"),
+    "max_value": Decimal("0.5"),
+}
+DISCOUNT_FIELDS = {"daily": "discount_daily", "weekly": "discount_weekly", "monthly": "discount_monthly"}
+
+
+class GpuDiscountsOut(serializers.Serializer):
+    daily = serializers.DecimalField(max_digits=4, decimal_places=3)
+    weekly = serializers.DecimalField(max_digits=4, decimal_places=3)
+    monthly = serializers.DecimalField(max_digits=4, decimal_places=3)
+
+
+class GpuDiscountsIn(StrictInputMixin, serializers.Serializer):
+    """Discounts off price_per_hour for rentals billed by the day, week or month (API.md §14), 0..0.5 each."""
+
+    daily = serializers.DecimalField(**DISCOUNT, required=False)
+    weekly = serializers.DecimalField(**DISCOUNT, required=False)
+    monthly = serializers.DecimalField(**DISCOUNT, required=False)
+
+
 class GpuOut(serializers.ModelSerializer):
+    discounts = GpuDiscountsOut(read_only=True)
+
     class Meta:
         model = Gpu
-        fields = ["id", *GPU_FIELDS, "created_at", "updated_at"]
+        fields = ["id", *GPU_FIELDS, "discounts", "created_at", "updated_at"]
         read_only_fields = fields
 
 
@@ -43,10 +69,17 @@ class GpuIn(StrictInputMixin, serializers.ModelSerializer):
     )
     gpu_count = serializers.IntegerField(min_value=1, max_value=64, required=False)
     gpu_memory_gb = serializers.IntegerField(min_value=1, max_value=100000, required=False, allow_null=True)
+    discounts = GpuDiscountsIn(required=False)
 
     class Meta:
         model = Gpu
-        fields = GPU_FIELDS
+        fields = [*GPU_FIELDS, "discounts"]
+
+    def validate(self, attrs: dict) -> dict:
+        """`discounts: {daily, weekly, monthly}` becomes the model's three discount fields (those given)."""
+        for period, value in (attrs.pop("discounts", None) or {}).items():
+            attrs[DISCOUNT_FIELDS[period]] = value
+        return attrs
 
     def validate_user(self, user: User) -> User:
         caller = self.context["request"].user

@@ -15,6 +15,14 @@ class NodeCommandAction(models.TextChoices):
     END = "end", "End"
 
 
+class NodeCapability(models.TextChoices):
+    """What a node offers renters and the marketplace (API.md §14)."""
+
+    INFERENCE = "inference", "Inference"  # serves an OpenAI-compatible backend
+    TRAINING = "training", "Training"  # runs fine-tuning jobs
+    CONTAINERS = "containers", "Containers"  # runs a renter's container image (the agent's Docker hooks)
+
+
 class NodeCommandStatus(models.TextChoices):
     PENDING = "pending", "Pending"  # not yet sent to the node
     RUNNING = "running", "Running"  # sent in a heartbeat reply; its outcome not yet reported

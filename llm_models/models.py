@@ -3,7 +3,18 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
-from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandAction, NodeCommandStatus, NodeStatus
+from llm_models.choices import (
+    OPEN_COMMAND_STATUSES,
+    NodeCapability,
+    NodeCommandAction,
+    NodeCommandStatus,
+    NodeStatus,
+)
+
+
+def default_capabilities() -> list[str]:
+    """A node that declares nothing serves inference only."""
+    return [NodeCapability.INFERENCE.value]
 
 
 class LlmModel(models.Model):
@@ -51,6 +62,8 @@ class Node(models.Model):
     ssh_user = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     # Command actions this node's agent answered `unsupported` for: refused with 501 from then on.
     unsupported_actions = models.JSONField(default=list, blank=True)
+    # What the node offers (NodeCapability values), declared at register and in heartbeats (API.md §14).
+    capabilities = models.JSONField(default=default_capabilities, blank=True)
     served_models = models.ManyToManyField(LlmModel, through="NodeModel", related_name="nodes")
 
     class Meta:
@@ -120,6 +133,8 @@ class NodeCommand(models.Model):
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=NodeCommandStatus.choices, default=NodeCommandStatus.PENDING)
     result = models.TextField(blank=True, default="")
+    # The structured fields the node reported beside `output` (API.md "structured outcomes"): access, snapshot_ref.
+    outcome = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

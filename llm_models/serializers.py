@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from core.serializers import StrictInputMixin, StrictTypesMixin
 from gpus.models import Gpu
+from llm_models.choices import NodeCapability
 
 # Up to 99999.999999 per million tokens: the bound is in the digits, so the documented pattern states it exactly.
 PRICE: dict[str, Any] = {"max_digits": 11, "decimal_places": 6, "min_value": Decimal("0")}
@@ -38,6 +39,18 @@ class EndpointUrlField(serializers.CharField):
     """A URL checked by the SSRF guard in node_register, so every bad URL gets one code: unsafe_endpoint."""
 
 
+class CapabilitiesField(serializers.ListField):
+    """What the node offers: `inference`, `training`, `containers` (API.md §14); repeats are dropped."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.ChoiceField(choices=NodeCapability.choices), max_length=8, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, list) and len(data) > self.max_length:  # before repeats are dropped
+            self.fail("max_length", max_length=self.max_length)
+        return sorted(set(super().to_internal_value(data)))
+
+
 class NodeRegisterIn(StrictInputMixin, serializers.Serializer):
     name = serializers.CharField(max_length=128)
     endpoint_url = EndpointUrlField(max_length=500, help_text="OpenAI-compatible base URL, /v1 included.")
@@ -51,6 +64,7 @@ class NodeRegisterIn(StrictInputMixin, serializers.Serializer):
     )
     ssh_port = serializers.IntegerField(min_value=1, max_value=65535, required=False, allow_null=True)
     ssh_user = serializers.RegexField(r"^[a-z_][a-z0-9_-]{0,31}$", max_length=32, required=False, allow_null=True)
+    capabilities = CapabilitiesField(required=False, help_text='Default ["inference"].')
 
 
 class NodeModelOut(serializers.Serializer):
@@ -95,10 +109,64 @@ class HeartbeatMetricsIn(StrictTypesMixin, serializers.Serializer):
     )
 
 
+HOST_PATTERN = r"^[A-Za-z0-9\[][A-Za-z0-9.:\[\]-]{0,254}$"  # a host name, an IPv4 or a (bracketed) IPv6 address
+# A container image reference: [registry[:port]/]name[:tag][@sha256:digest]; no spaces, no shell characters.
+IMAGE_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$"
+MAX_REPORTED_PORTS = 20
+
+
+def _http_url(value: str) -> None:
+    if not value.lower().startswith(("http://", "https://")):
+        raise serializers.ValidationError("Expected an http:// or https:// URL.", code="invalid")
+
+
+class CommandAccessIn(StrictInputMixin, serializers.Serializer):
+    """How a renter reaches an instance, as its node reported it in a `start` result (API.md §14)."""
+
+    ssh_host = serializers.RegexField(HOST_PATTERN, max_length=255)
+    ssh_port = serializers.IntegerField(min_value=1, max_value=65535)
+    ssh_user = serializers.RegexField(r"^[a-z_][a-z0-9_-]{0,31}$", max_length=32)
+    jupyter_url = serializers.URLField(max_length=500, required=False, allow_null=True, validators=[_http_url])
+    ports = serializers.DictField(
+        child=serializers.RegexField(r"^[A-Za-z0-9.\[\]:-]{1,255}:[0-9]{1,5}$", max_length=262),
+        required=False,
+        help_text='Container port -> "host:port" where the renter reaches it.',
+    )
+
+    def validate_ports(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_REPORTED_PORTS:
+            raise serializers.ValidationError(f"At most {MAX_REPORTED_PORTS} ports.", code="max_length")
+        for key in value:
+            if not (key.isdigit() and 1 <= int(key) <= 65535):
+                raise serializers.ValidationError(f"{key!r} is not a port (1..65535).", code="invalid")
+        return {str(int(k)): v for k, v in value.items()}
+
+
+class CommandOutcomeIn(StrictTypesMixin, serializers.Serializer):
+    """The structured fields a result may carry beside `output` (validated apart: a node's output is untrusted, and
+    a bad one fails its command instead of the whole heartbeat)."""
+
+    access = CommandAccessIn(required=False)
+    snapshot_ref = serializers.RegexField(IMAGE_REF_PATTERN, max_length=255, required=False)
+
+
 class CommandResultIn(StrictTypesMixin, serializers.Serializer):
     id = serializers.IntegerField(min_value=1)
-    status = serializers.ChoiceField(choices=["succeeded", "failed", "unsupported"])
+    # `running`: an intermediate report; the command stays open until succeeded, failed or unsupported.
+    status = serializers.ChoiceField(choices=["running", "succeeded", "failed", "unsupported"])
     output = serializers.CharField(max_length=8192, required=False, allow_blank=True)
+    # Typed here, their contents checked apart (services._structured): a bad value fails its command, not the
+    # heartbeat, which would make the agent drop every result it carried.
+    access = serializers.DictField(
+        required=False,
+        help_text="`start`: how the renter reaches the instance: {ssh_host, ssh_port, ssh_user, jupyter_url?, "
+        'ports?: {"<container port>": "host:port"}}. An invalid one fails the command.',
+    )
+    snapshot_ref = serializers.CharField(
+        required=False,
+        trim_whitespace=False,
+        help_text="`stop` with `snapshot`: the saved image's reference. An invalid one fails the command.",
+    )
 
 
 class HeartbeatIn(StrictInputMixin, serializers.Serializer):
@@ -116,6 +184,7 @@ class HeartbeatIn(StrictInputMixin, serializers.Serializer):
         help_text="The command actions the agent has hooks for now (sent when it starts): an action it answered "
         "`unsupported` before is accepted again.",
     )
+    capabilities = CapabilitiesField(required=False, help_text="Replaces what the node declared before.")
 
 
 class NodeCommandOut(serializers.Serializer):

@@ -23,7 +23,11 @@ from llm_models.endpoint_guard import check_node_endpoint
 from llm_models.errors import NodeDeregistered
 from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
 from llm_models.selectors import metrics_slot_start
-from llm_models.signals import node_deregistered
+from llm_models.serializers import CommandOutcomeIn
+from llm_models.signals import node_command_reported, node_deregistered
+
+# Fields a command result may carry beside `output` (API.md "structured outcomes"), kept in NodeCommand.outcome.
+STRUCTURED_RESULT_FIELDS = ("access", "snapshot_ref")
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ def node_register(
     ssh_host: str | None = None,
     ssh_port: int | None = None,
     ssh_user: str | None = None,
+    capabilities: list[str] | None = None,
 ) -> RegisteredNode:
     """Add a node for an approved provider. It is offline until its first heartbeat."""
     endpoint_url = check_node_endpoint(endpoint_url, allow_private=settings.ALLOW_PRIVATE_NODE_ENDPOINTS)
@@ -105,6 +110,7 @@ def node_register(
         ssh_host=ssh_host or None,
         ssh_port=ssh_port,
         ssh_user=ssh_user or None,
+        **({"capabilities": capabilities} if capabilities is not None else {}),
     )
     if models is not None:
         node_sync_models(node=node, models=models, digest=sent_models_digest)
@@ -119,6 +125,7 @@ def node_record_heartbeat(
     active_requests: int | None = None,
     sent_models_digest: str | None = None,
     now: datetime | None = None,
+    capabilities: list[str] | None = None,
 ) -> None:
     """Mark the node live and store its latest metrics; keep a sample per NODE_METRICS_SAMPLE_EVERY_S slot.
 
@@ -128,6 +135,8 @@ def node_record_heartbeat(
     fields: dict = {"status": NodeStatus.ONLINE, "last_heartbeat_at": now, "latest_metrics": metrics}
     if active_requests is not None:
         fields["active_requests"] = active_requests
+    if capabilities is not None:
+        fields["capabilities"] = capabilities
     sample_due = node.last_metrics_sample_at is None or node.last_metrics_sample_at < metrics_slot_start(now)
     if sample_due:
         fields["last_metrics_sample_at"] = now
@@ -197,13 +206,26 @@ def node_commands_deliver(*, node: Node) -> list[NodeCommand]:
     return commands
 
 
+def _structured(outcome: dict) -> tuple[dict, str]:
+    """The structured fields of a result (access, snapshot_ref), validated; ({}, why) when they are invalid."""
+    fields = {k: outcome[k] for k in STRUCTURED_RESULT_FIELDS if k in outcome}
+    if not fields:
+        return {}, ""
+    checked = CommandOutcomeIn(data=fields)
+    if checked.is_valid():
+        return dict(checked.validated_data), ""
+    return {}, f"The node reported invalid {', '.join(sorted(checked.errors))}: {json.dumps(checked.errors)}"[:2000]
+
+
 @transaction.atomic
 def node_command_results_record(*, node: Node, results: list[dict]) -> int:
     """Record outcomes the node reported: only its own open commands, and withdrawn ones (the node had received
-    them before they were withdrawn, so their real outcome is the truthful status); unknown or already-closed ids
-    are ignored (the agent re-sends outcomes until a heartbeat carrying them is answered). `unsupported` fails the
-    command and is remembered per node and action, so later requests for it are refused (501). Returns how many
-    closed."""
+    them before they were withdrawn, so their final outcome is the truthful status; a `running` report leaves a
+    withdrawn command withdrawn, so it is never sent again); unknown or already-closed ids are ignored (the agent
+    re-sends outcomes until a heartbeat carrying them is answered). `unsupported` fails the command and is
+    remembered per node and action, so later requests for it are refused (501). `running` records what came and
+    leaves the command open. Structured fields (access, snapshot_ref) are kept in `outcome`; invalid ones fail the
+    command. Sends `node_command_reported` for each command closed or updated. Returns how many closed."""
     by_id = {r["id"]: r for r in results}
     commands = list(
         NodeCommand.objects.select_for_update()
@@ -212,25 +234,39 @@ def node_command_results_record(*, node: Node, results: list[dict]) -> int:
     )
     unsupported: set[str] = set()
     now = timezone.now()
+    closed = 0
+    commands = [
+        c for c in commands if not (c.status == NodeCommandStatus.CANCELLED and by_id[c.pk]["status"] == "running")
+    ]
     for command in commands:
         outcome = by_id[command.pk]
         output = outcome.get("output", "")
-        if outcome["status"] == "succeeded":
+        structured, invalid = _structured(outcome)
+        if invalid:
+            command.status = NodeCommandStatus.FAILED
+            output = f"{output}\n[{invalid}]".lstrip("\n")
+        elif outcome["status"] == "running":
+            command.status = NodeCommandStatus.RUNNING
+        elif outcome["status"] == "succeeded":
             command.status = NodeCommandStatus.SUCCEEDED
         else:
             command.status = NodeCommandStatus.FAILED
             if outcome["status"] == "unsupported":
                 unsupported.add(command.action)
                 output = output or f"The node does not support {command.action!r}."
-        command.result = output
+        command.result = output[:10000]
+        command.outcome = {**(command.outcome or {}), **structured}
         command.updated_at = now
-    NodeCommand.objects.bulk_update(commands, ["status", "result", "updated_at"])
+        closed += command.status != NodeCommandStatus.RUNNING
+    NodeCommand.objects.bulk_update(commands, ["status", "result", "outcome", "updated_at"])
+    for command in commands:
+        node_command_reported.send(sender=NodeCommand, command=command)
     if unsupported:
         locked = Node.objects.select_for_update().only("pk", "unsupported_actions").get(pk=node.pk)
         merged = sorted(set(locked.unsupported_actions or []) | unsupported)
         if merged != locked.unsupported_actions:
             Node.objects.filter(pk=node.pk).update(unsupported_actions=merged)
-    return len(commands)
+    return closed
 
 
 def node_commands_withdraw(*, rental_id: int, reason: str) -> int:

@@ -7,3 +7,6 @@ node's active rentals with a refund of unused time, in the same transaction).
 from django.dispatch import Signal
 
 node_deregistered = Signal()  # kwargs: node_id: int, now: datetime
+# Sent inside the heartbeat's transaction for each open command the node reported on (status, result and outcome
+# already saved): rentals shows the reported access and records snapshots.
+node_command_reported = Signal()  # kwargs: command: NodeCommand

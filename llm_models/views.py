@@ -84,6 +84,7 @@ class NodeHeartbeatView(APIView):
             models=v.get("models"),
             active_requests=v.get("active_requests"),
             sent_models_digest=_sent_models_digest(request),
+            capabilities=v.get("capabilities"),
         )
         if v.get("results"):
             services.node_command_results_record(node=node, results=v["results"])

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from core.formatting import money_html
 from rentals.choices import RentalStatus
-from rentals.models import Rental
+from rentals.models import Rental, Snapshot
 
 
 @admin.register(Rental)
@@ -16,9 +16,10 @@ class RentalAdmin(admin.ModelAdmin):
     """Filter by node for a node's calendar of rentals."""
 
     list_display = [
-        "id", "node", "client", "status", "starts_at", "ends_at", "time_remaining", "total_usd", "refunded_usd",
+        "id", "node", "client", "status", "billing", "starts_at", "ends_at", "time_remaining", "total_usd",
+        "refunded_usd",
     ]  # fmt: skip
-    list_filter = ["status", "node"]
+    list_filter = ["status", "billing", "node"]
     search_fields = ["node__name", "client__user__username"]
     list_select_related = ["node", "client__user"]
     date_hierarchy = "starts_at"
@@ -44,7 +45,23 @@ class RentalAdmin(admin.ModelAdmin):
 
     @admin.display(description="time remaining")
     def time_remaining(self, obj: Rental) -> str:
-        if obj.status != RentalStatus.ACTIVE:
+        if obj.status != RentalStatus.ACTIVE or obj.ends_at is None:
             return "-"
         left = max(obj.ends_at - timezone.now(), timedelta(0))
         return str(left).split(".")[0]
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    """Saved instances (read-only: renters delete their own through the API)."""
+
+    list_display = ["id", "client", "rental", "node", "image_ref", "created_at"]
+    search_fields = ["image_ref", "client__user__username"]
+    list_select_related = ["client__user", "node"]
+    readonly_fields = [f.name for f in Snapshot._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

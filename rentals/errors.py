@@ -31,3 +31,19 @@ class RentalNotActive(Conflict):
 
 class ActionNotSupported(DomainError):
     status, code = status.HTTP_501_NOT_IMPLEMENTED, "action_not_supported"
+
+
+class NodeLacksCapability(Conflict):
+    code = "node_lacks_capability"  # e.g. an image for a node without the `containers` capability
+
+
+class RentalNotExtendable(Conflict):
+    code = "rental_not_extendable"  # pay as you go has no end to extend
+
+
+class TermTooLong(DomainError):
+    code, attr = "term_too_long", "hours"
+
+
+class SnapshotOnOtherNode(DomainError):
+    code, attr = "snapshot_on_other_node", "snapshot_id"

@@ -8,8 +8,8 @@ from django.dispatch import receiver
 
 from clients.models import Client
 from clients.signals import provider_revoked
-from llm_models.models import Node
-from llm_models.signals import node_deregistered
+from llm_models.models import Node, NodeCommand
+from llm_models.signals import node_command_reported, node_deregistered
 from rentals import services
 
 
@@ -21,3 +21,8 @@ def end_rentals_of_deregistered_node(sender: type[Node], node_id: int, now: date
 @receiver(provider_revoked, dispatch_uid="rentals.provider_revoked")
 def end_rentals_of_revoked_provider(sender: type[Client], client_id: int, **kwargs: Any) -> None:
     services.rental_end_for_owner(owner_id=client_id)
+
+
+@receiver(node_command_reported, dispatch_uid="rentals.node_command_reported")
+def record_instance_outcome(sender: type[NodeCommand], command: NodeCommand, **kwargs: Any) -> None:
+    services.rental_record_outcome(command=command)

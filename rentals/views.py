@@ -3,11 +3,13 @@
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.generics import GenericAPIView
+from rest_framework.filters import OrderingFilter
+from rest_framework.generics import GenericAPIView, ListAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,16 +23,21 @@ from core.openapi import error_response
 from llm_models.models import NodeCommand
 from rentals import selectors, services
 from rentals.choices import RentalAction
-from rentals.filters import RentalFilter
-from rentals.models import Rental
+from rentals.filters import OfferFilter, RentalFilter
+from rentals.models import Rental, Snapshot
 from rentals.serializers import (
     BulkIn,
     BulkResultOut,
     InventoryItemOut,
     InventoryQueryIn,
     JobOut,
+    OfferOut,
+    RegionOut,
+    RentalExtendIn,
     RentalOut,
     RentalStartIn,
+    RentalStopIn,
+    SnapshotOut,
 )
 
 TEXT = {"type": "string", "pattern": NO_NUL_PATTERN}  # a query text: NUL is refused (400)
@@ -39,6 +46,14 @@ BULK_OPERATIONS = (*RentalAction.values, "cancel")
 
 
 @extend_validation_errors(["invalid_ssh_key"], field_name="ssh_public_key", actions=["create"])
+@extend_validation_errors(["invalid_env_name"], field_name="env", actions=["create"])
+@extend_validation_errors(["duplicate_port"], field_name="ports", actions=["create"])
+@extend_validation_errors(["duplicate_volume"], field_name="volumes", actions=["create"])
+@extend_validation_errors(["image_and_snapshot"], field_name="image", actions=["create"])
+@extend_validation_errors(["not_allowed", "required"], field_name="hours", actions=["create"])
+@extend_validation_errors(["not_allowed", "required"], field_name="periods", actions=["create"])
+@extend_validation_errors(["snapshot_on_other_node"], field_name="snapshot_id", actions=["create"])
+@extend_validation_errors(["term_too_long"], field_name="hours", actions=["extend"])
 class RentalViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -63,7 +78,7 @@ class RentalViewSet(
         request=RentalStartIn,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={201: RentalOut, 402: error_response(402), **IDEMPOTENCY_RESPONSES},
-        summary="Rent a node by the hour (charged up front)",
+        summary="Rent a node: hourly, by day/week/month, or pay as you go; optionally with a container image",
     )
     def create(self, request: Request) -> Response:
         def rent(ref: str) -> Response:
@@ -88,10 +103,37 @@ class RentalViewSet(
     def start(self, request: Request, pk: str | None = None) -> Response:
         return self._command(RentalAction.START)
 
-    @extend_schema(request=None, responses={202: JobOut, 501: error_response(501)}, summary="Stop the node")
+    @extend_schema(
+        request=RentalStopIn,
+        responses={202: JobOut, 501: error_response(501)},
+        summary="Stop the instance (with `snapshot: true`, save it first)",
+    )
     @action(detail=True, methods=["post"])
     def stop(self, request: Request, pk: str | None = None) -> Response:
-        return self._command(RentalAction.STOP)
+        data = RentalStopIn(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        job = services.rental_command(
+            rental=self.get_object(), action=RentalAction.STOP, snapshot=data.validated_data["snapshot"]
+        )
+        return Response(JobOut(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=RentalExtendIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: RentalOut, 402: error_response(402), **IDEMPOTENCY_RESPONSES},
+        summary="Extend a fixed rental by some hours (charged at once)",
+    )
+    @action(detail=True, methods=["post"])
+    def extend(self, request: Request, pk: str | None = None) -> Response:
+        rental = self.get_object()
+
+        def extend(ref: str) -> Response:
+            data = RentalExtendIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            extended = services.rental_extend(rental=rental, hours=data.validated_data["hours"])
+            return Response(RentalOut(extended).data)
+
+        return with_idempotency(request, extend)
 
     @extend_schema(request=None, responses={202: JobOut, 501: error_response(501)}, summary="Reset the node")
     @action(detail=True, methods=["post"])
@@ -179,3 +221,53 @@ class JobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         if getattr(self, "swagger_fake_view", False):
             return NodeCommand.objects.none()
         return selectors.job_list_own(client=request_client(self.request))
+
+
+class SnapshotViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """The caller's snapshots (saved instances); another client's is a 404."""
+
+    serializer_class = SnapshotOut
+    lookup_value_regex = r"\d+"
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet[Snapshot]:
+        if getattr(self, "swagger_fake_view", False):
+            return Snapshot.objects.none()
+        return selectors.snapshot_list_own(client=request_client(self.request))
+
+    @extend_schema(responses={204: None}, summary="Delete a snapshot")
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        services.snapshot_delete(snapshot=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RegionListView(GenericAPIView):
+    """Regions with rentable nodes: how many, how many are free now, which GPU models. Public (the shop window)."""
+
+    permission_classes = [AllowAny]
+    serializer_class = RegionOut
+    filter_backends: list = []
+
+    @extend_schema(responses=RegionOut(many=True), summary="Regions with rentable nodes")
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(selectors.region_list(now=timezone.now()))
+        return self.get_paginated_response(RegionOut(page, many=True).data)
+
+
+class OfferListView(ListAPIView):
+    """One row per node that can be rented now, with price, discounts, reliability and capabilities. Public."""
+
+    permission_classes = [AllowAny]
+    serializer_class = OfferOut
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = OfferFilter
+    ordering_fields = ["price_per_hour", "reliability"]
+
+    def get_queryset(self):
+        return selectors.offer_list(now=timezone.now())
+
+    @extend_schema(summary="Rentable nodes with price, discounts, reliability and capabilities")
+    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().get(request, *args, **kwargs)

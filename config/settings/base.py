@@ -5,6 +5,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -437,3 +438,17 @@ if INFERENCE_LEAN_PATH and USAGE_JOURNAL_URL and DATABASES["default"]["ENGINE"] 
         "task": "inference.tasks.inference_leases_release_stale",
         "schedule": timedelta(seconds=60),
     }
+
+# --- Instances: pay-as-you-go rentals (docs/API.md §14, §8) ---------------------------------------------------
+# A pay-as-you-go rental holds this many hours of its price (a decimal, at least 2 minutes); each minute the started
+# minute is charged from the hold and the hold is topped back up; when it cannot be, the rental ends.
+try:
+    RENTAL_PAYG_HOLD_HOURS = Decimal(env("RENTAL_PAYG_HOLD_HOURS", default="1"))
+except ArithmeticError:
+    RENTAL_PAYG_HOLD_HOURS = Decimal("NaN")
+if not RENTAL_PAYG_HOLD_HOURS.is_finite() or RENTAL_PAYG_HOLD_HOURS * 60 < 2:
+    raise ImproperlyConfigured("RENTAL_PAYG_HOLD_HOURS must be a number of hours of at least 2 minutes (0.034).")
+CELERY_BEAT_SCHEDULE["rentals-payg-charge"] = {
+    "task": "rentals.tasks.rentals_payg_charge",
+    "schedule": timedelta(seconds=60),
+}

@@ -64,6 +64,13 @@ class NodeConfig:
     hooks: dict[str, Hook] = field(default_factory=dict)
     # Per-model prices/context window sent with the model list: {"name": {"input_price_per_million": "0.20", ...}}.
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What the node offers (API.md §14); None: "inference", plus "containers" when a `start` hook is configured.
+    capabilities: list[str] | None = None
+
+    def declared_capabilities(self) -> list[str]:
+        if self.capabilities is not None:
+            return sorted(set(self.capabilities))
+        return ["containers", "inference"] if "start" in self.hooks else ["inference"]
 
     @classmethod
     def from_json(cls, data: Any) -> NodeConfig:
@@ -76,6 +83,11 @@ class NodeConfig:
         if not isinstance(hooks_raw, dict):
             raise ConfigError('"hooks" must map action names to commands')
         overrides = data.get("model_overrides") or {}
+        capabilities = data.get("capabilities")
+        if capabilities is not None and (
+            not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities)
+        ):
+            raise ConfigError('"capabilities" must be a list of names, e.g. ["inference", "containers"]')
         if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
             raise ConfigError('"model_overrides" must map model names to objects')
         try:
@@ -91,6 +103,7 @@ class NodeConfig:
                 max_backoff_s=float(data.get("max_backoff_s") or DEFAULT_MAX_BACKOFF_S),
                 hooks={str(k): Hook.parse(str(k), v) for k, v in hooks_raw.items()},
                 model_overrides=overrides,
+                capabilities=capabilities,
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"the config file has a malformed value: {exc}") from exc
@@ -108,6 +121,7 @@ class NodeConfig:
             "max_backoff_s": self.max_backoff_s,
             "hooks": {action: hook.to_json() for action, hook in self.hooks.items()},
             "model_overrides": self.model_overrides,
+            **({"capabilities": self.capabilities} if self.capabilities is not None else {}),
         }
 
 

@@ -2,8 +2,10 @@
 
 A hook is an argv from the config, never a shell line built from server data. It gets the params twice: as
 environment variables `GPU_NODE_PARAM_<NAME>` and as a JSON object on stdin. Its combined output is captured and
-truncated; an action with no hook is `unsupported`. Outcomes are kept until a heartbeat carrying them is accepted
-(API.md §3: "a command is re-sent until its outcome arrives"), and a command is never run twice.
+truncated; an action with no hook is `unsupported`. A hook may also write a JSON object to the file named by
+`GPU_NODE_RESULT_FILE`: its structured fields (`access`, `snapshot_ref`, ...) go to the server beside `output`
+(API.md "structured outcomes"). Outcomes are kept until a heartbeat carrying them is accepted (API.md §3: "a
+command is re-sent until its outcome arrives"), and a command is never run twice.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -22,6 +25,11 @@ from typing import Any
 from gpu_node.config import Hook
 
 MAX_OUTPUT_CHARS = 4000  # the server accepts 8192; leave room
+MAX_RESULT_BYTES = 16384  # a hook's structured result file
+# Structured fields a hook may return beside `output`; the server validates their values.
+RESULT_FIELDS = ("access", "snapshot_ref", "progress", "metrics", "fine_tuned_model")
+# The JSON types the server takes (a wrong type would get the whole heartbeat refused): checked here first.
+RESULT_TYPES: dict[str, type] = {"access": dict, "snapshot_ref": str}
 RESULTS_PER_HEARTBEAT = 100  # the server's cap per heartbeat
 REMEMBERED_RESULTS = 512  # acknowledged outcomes kept to answer a re-sent command without re-running it
 
@@ -53,9 +61,48 @@ def _param_env(params: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
-def run_hook(hook: Hook, *, command_id: Any, action: str, params: Mapping[str, Any]) -> tuple[str, str]:
-    """Run one hook to completion or timeout; (status, output)."""
-    env = {**os.environ, "GPU_NODE_ACTION": action, "GPU_NODE_COMMAND_ID": str(command_id), **_param_env(params)}
+def read_result_file(path: str) -> tuple[dict[str, Any], str]:
+    """The structured fields a hook wrote to its result file, and a complaint when the file is not usable."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_RESULT_BYTES + 1)
+    except OSError:
+        return {}, ""
+    if not raw.strip():
+        return {}, ""
+    if len(raw) > MAX_RESULT_BYTES:
+        return {}, f"the hook's result file is larger than {MAX_RESULT_BYTES} bytes"
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}, "the hook's result file is not JSON"
+    if not isinstance(data, dict):
+        return {}, "the hook's result file must hold a JSON object"
+    for name, kind in RESULT_TYPES.items():
+        if name in data and not isinstance(data[name], kind):
+            return {}, f"the hook's result {name!r} must be a JSON {kind.__name__.replace('dict', 'object')}"
+    return {k: data[k] for k in RESULT_FIELDS if k in data}, ""
+
+
+def run_hook(hook: Hook, *, command_id: Any, action: str, params: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """Run one hook to completion or timeout; (status, output, structured fields from its result file)."""
+    with tempfile.TemporaryDirectory(prefix="gpu-node-hook-") as folder:
+        result_file = os.path.join(folder, "result.json")
+        status, output = _run(hook, command_id=command_id, action=action, params=params, result_file=result_file)
+        fields, problem = read_result_file(result_file)
+    if problem:
+        return FAILED, clean_output(f"{output}\n[{problem}]"), {}
+    return status, output, fields
+
+
+def _run(hook: Hook, *, command_id: Any, action: str, params: Mapping[str, Any], result_file: str) -> tuple[str, str]:
+    env = {
+        **os.environ,
+        "GPU_NODE_ACTION": action,
+        "GPU_NODE_COMMAND_ID": str(command_id),
+        "GPU_NODE_RESULT_FILE": result_file,
+        **_param_env(params),
+    }
     try:
         process = subprocess.Popen(  # noqa: S603 - the operator's own argv from the config, no shell
             hook.argv,
@@ -88,8 +135,8 @@ def execute(command: Mapping[str, Any], hooks: Mapping[str, Hook]) -> dict[str, 
     hook = hooks.get(action)
     if hook is None:
         return {"id": command["id"], "status": UNSUPPORTED, "output": f"no hook configured for action {action!r}"}
-    status, output = run_hook(hook, command_id=command["id"], action=action, params=params)
-    return {"id": command["id"], "status": status, "output": output}
+    status, output, fields = run_hook(hook, command_id=command["id"], action=action, params=params)
+    return {**fields, "id": command["id"], "status": status, "output": output}
 
 
 class CommandBook:

@@ -84,6 +84,7 @@ class Agent:
         # The actions this agent has hooks for go out until a heartbeat carrying them is answered: the server then
         # accepts again an action it remembered as `unsupported` (a hook added since), without a new registration.
         self.actions_acked = False
+        self.capabilities_acked = False  # declared once per start, then left out so the server's fast path answers
         self.backend_error: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -123,6 +124,8 @@ class Agent:
         sending_models = names if names != self.models_acked else None
         if sending_models is not None:
             body["models"] = model_specs(sending_models, self.config.model_overrides)
+        if not self.capabilities_acked:
+            body["capabilities"] = self.config.declared_capabilities()
         results = self.book.outgoing()
         if results:
             body["results"] = results
@@ -148,6 +151,7 @@ class Agent:
             self.models_acked = None
             if "actions" in body:
                 self.actions_acked = True  # a server that refuses the field: do not send it again
+            self.capabilities_acked = True  # refused with the rest: resending them would be refused again
             return self.interval
         if self.backoff.failing:
             log.info("server reachable again")
@@ -156,6 +160,8 @@ class Agent:
         if "actions" in body:
             self.actions_acked = True
             log.info("hooks reported: %s", ", ".join(body["actions"]) or "(none)")
+        if "capabilities" in body:
+            self.capabilities_acked = True
         if models is not None:
             self.models_acked = models
             log.info("models sent: %s", ", ".join(models) or "(none)")

@@ -352,3 +352,18 @@ def test_the_lean_path_accepts_only_what_the_serializer_accepts_and_stores_the_s
 def test_the_bodies_agents_send_take_the_lean_path():
     for body in (AGENT_BODY, {"metrics": {}}, {}, {"active_requests": 0}, {"metrics": {"gpu_utilization": None}}):
         assert parse_heartbeat(json.dumps(body).encode()) is not None, body
+
+
+def test_results_with_structured_fields_and_capabilities_go_to_django_which_records_them(live_node):
+    node, token = live_node
+    command = NodeCommand.objects.create(node=node, action="stop", status=NodeCommandStatus.RUNNING)
+    result = {"id": command.pk, "status": "succeeded", "output": "saved", "snapshot_ref": "snaps:rental-1"}
+
+    response, django_calls = post({**AGENT_BODY, "results": [result], "capabilities": ["containers"]}, token=token)
+
+    assert (response.status_code, django_calls) == (200, 1)
+    command.refresh_from_db()
+    assert (command.status, command.outcome) == (NodeCommandStatus.SUCCEEDED, {"snapshot_ref": "snaps:rental-1"})
+    node.refresh_from_db()
+    assert node.capabilities == ["containers"]
+    assert post(AGENT_BODY, token=token)[1] == 0  # then the lean path again

@@ -45,7 +45,6 @@ def test_the_agent_runs_a_rentals_commands_through_its_hooks(service, backend, a
     hooks.mkdir()
     config = json.loads(agent.config_path.read_text())
     config["hooks"] = {
-        "provision_ssh_key": [write_hook(hooks, "key")],
         "start": [write_hook(hooks, "start")],
         "stop": [write_hook(hooks, "stop", exit_status=3)],
         "end": [write_hook(hooks, "end")],
@@ -58,22 +57,22 @@ def test_the_agent_runs_a_rentals_commands_through_its_hooks(service, backend, a
     fund(renter)
 
     rental = services.rental_start(client=renter, node_id=node.pk, hours=2, ssh_public_key=SSH_KEY)
+    key = NodeCommand.objects.get(rental=rental, action="start")  # the first command: start, with the key
     start = services.rental_command(rental=rental, action="start")
     stop = services.rental_command(rental=rental, action="stop")
     reset = services.rental_command(rental=rental, action="reset")
-    key = NodeCommand.objects.get(rental=rental, action="provision_ssh_key")
     for job in (key, start, stop, reset):
         wait_until(lambda job=job: finished(job), timeout=15, process=process)
 
-    assert (key.status, key.result.strip()) == ("succeeded", "hook provision_ssh_key ran")
+    assert (key.status, key.result.strip()) == ("succeeded", "hook start ran")
     assert (start.status, start.result.strip()) == ("succeeded", "hook start ran")
     assert stop.status == "failed"
     assert stop.result.startswith("hook stop ran") and "exit status 3" in stop.result
     assert reset.status == "failed"
     log = (hooks / "hooks.log").read_text().splitlines()
     assert log[:3] == [
-        f"provision_ssh_key rental={rental.pk} key={SSH_KEY}",
-        f"start rental={rental.pk} key=",
+        f"start rental={rental.pk} key={SSH_KEY}",
+        f"start rental={rental.pk} key={SSH_KEY}",
         f"stop rental={rental.pk} key=",
     ]
     api = APIClient()

@@ -74,19 +74,24 @@ def test_the_readmes_hook_runs_every_rental_action_as_written(service, backend, 
     fund(renter)
 
     rental = services.rental_start(client=renter, node_id=node.pk, hours=2, ssh_public_key=SSH_KEY)
-    jobs = [NodeCommand.objects.get(rental=rental, action="provision_ssh_key")]
-    jobs += [services.rental_command(rental=rental, action=action) for action in ("start", "stop", "reset")]
+    jobs = [NodeCommand.objects.get(rental=rental, action="start")]  # every rental's first command
+    jobs += [services.rental_command(rental=rental, action=action) for action in ("stop", "start", "reset")]
     for job in jobs:
         wait_until(lambda job=job: finished(job), timeout=15, process=process)
 
     assert [(job.action, job.status) for job in jobs] == [
-        ("provision_ssh_key", "succeeded"),
         ("start", "succeeded"),
         ("stop", "succeeded"),
+        ("start", "succeeded"),
         ("reset", "succeeded"),
     ], [job.result for job in jobs]
-    assert jobs[0].result.strip() == f"rental {rental.pk}: key added for renter"
-    assert keys.read_text().splitlines() == [OTHER_KEY, SSH_KEY]
+    assert jobs[0].result.strip().splitlines() == [
+        f"rental {rental.pk}: key added for renter",
+        f"rental {rental.pk}: started",
+    ]
+    assert keys.read_text().splitlines() == [OTHER_KEY, SSH_KEY]  # once, though started twice
+    shown = APIClient().get(f"/api/v1/rentals/{rental.pk}/", **bearer(raw)).json()
+    assert shown["access"]["ssh_user"] == "renter" and shown["access"]["ssh_port"] == 22
 
     r = APIClient().delete(f"/api/v1/rentals/{rental.pk}/", **bearer(raw))
     assert r.json()["status"] == "cancelled"

@@ -26,9 +26,19 @@ def test_a_rentals_commands_are_resent_until_their_outcome_arrives(api_client, o
     first = beat(api_client, token).json()["commands"]
     second = beat(api_client, token).json()["commands"]
 
-    assert [c["action"] for c in first] == ["provision_ssh_key", "start"]
+    assert [c["action"] for c in first] == ["start", "start"]
     assert first == second
-    assert first[0]["params"] == {"rental_id": rental.pk, "ssh_public_key": SSH_KEY, "ssh_user": "renter"}
+    assert first[0]["params"] == {
+        "rental_id": rental.pk,
+        "image": "",
+        "env": {},
+        "ports": [],
+        "volumes": [],
+        "jupyter": False,
+        "snapshot_id": None,
+        "ssh_public_key": SSH_KEY,
+        "ssh_user": "renter",
+    }
     assert NodeCommand.objects.get(pk=start.pk).status == NodeCommandStatus.RUNNING
 
     results = [
