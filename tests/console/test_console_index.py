@@ -73,10 +73,15 @@ def test_console_shows_todays_requests_tokens_and_revenue_by_share_from_the_ledg
     assert "cdn" not in page.lower()
 
 
-def test_console_without_a_payments_app_shows_no_payouts_tile(browser):
-    page = browser.get("/admin/").content.decode()
+def test_console_shows_the_payouts_waiting_for_an_operator(browser, provider):
+    from payments.services import payout_request
 
-    assert 'id="tile-payouts"' not in page
+    fund(provider[0], "30.00")
+    payout_request(client=provider[0], amount=Decimal("12.50"))
+
+    shown = figures(browser.get("/admin/").content.decode())
+
+    assert (shown["open_payouts"], shown["payouts_amount"]) == ("1", "12.50")
 
 
 def test_the_beat_task_records_a_reconciliation_that_the_console_shows(browser, user_client):

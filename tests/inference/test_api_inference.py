@@ -106,7 +106,7 @@ def test_asking_for_someone_else_is_400(api_client, user_client, other_user, nod
 def test_the_schema_documents_not_yours_on_client(api_client):
     schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
 
-    for operation in ("ApiV1InferenceCreate", "ApiV1InferenceStreamCreate"):
+    for operation in ("InferenceCreate", "InferenceStreamCreate"):
         error = schema["components"]["schemas"][f"{operation}ClientErrorComponent"]["properties"]
         assert error["attr"]["enum"] == ["client"]
         assert "not_yours" in error["code"]["enum"]

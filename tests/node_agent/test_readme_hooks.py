@@ -31,7 +31,10 @@ def readme_blocks(language: str) -> list[str]:
 
 
 def readme_config_hooks() -> dict:
-    (config,) = [json.loads(block) for block in readme_blocks("json") if '"hooks"' in block]
+    # The agent's config (a whole JSON object); the Docker hooks section shows a `"hooks": {...}` fragment.
+    (config,) = [
+        json.loads(block) for block in readme_blocks("json") if block.lstrip().startswith("{") and '"hooks"' in block
+    ]
     return config["hooks"]
 
 

@@ -109,7 +109,7 @@ def test_a_cancelled_rentals_unreported_commands_are_withdrawn_and_only_end_is_d
     start = services.rental_command(rental=rental, action="start")
     sent = beat(api_client, token).json()["commands"]  # both sent once: running, not yet reported
     stop = services.rental_command(rental=rental, action="stop")  # queued, never sent
-    assert [c["action"] for c in sent] == ["provision_ssh_key", "start"]
+    assert [c["action"] for c in sent] == ["start", "start"]  # the rental's own first `start`, then the renter's
 
     assert api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(renter[1])).status_code == 200
     after = beat(api_client, token).json()["commands"]
