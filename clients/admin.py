@@ -134,7 +134,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class LedgerEntryInline(admin.TabularInline):
     model = LedgerEntry
-    fields = ["account", "amount"]
+    fields = ["account", "kind", "ref", "amount"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -179,9 +179,9 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "transaction", "account", "amount"]
-    list_filter = ["account__kind", "transaction__kind"]
-    search_fields = ["transaction__key", "account__client__user__username"]
+    list_display = ["id", "transaction", "account", "kind", "ref", "amount"]
+    list_filter = ["account__kind", "kind"]
+    search_fields = ["ref", "transaction__key", "account__client__user__username"]
     list_select_related = ["transaction", "account"]
 
 
@@ -203,7 +203,7 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
 
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
-    list_display = ["id", "key", "client", "amount", "status", "created_at", "settled_at"]
+    list_display = ["id", "key", "client", "kind", "ref", "amount", "consumed", "status", "created_at", "settled_at"]
     list_filter = ["status"]
     search_fields = ["key", "client__user__username"]
     list_select_related = ["client__user"]

@@ -16,11 +16,33 @@ class LedgerAccountKind(models.TextChoices):
 
 
 class LedgerTransactionKind(models.TextChoices):
+    """Which posting function wrote a transaction (its key is `<kind>:<caller key>`). What each line of it means
+    to its account is the entry's own kind (LedgerEntryKind)."""
+
     CREDIT = "credit", "Credit"
     HOLD = "hold", "Hold"
     SETTLE = "settle", "Settle"
     USAGE = "usage", "Usage"  # a charge from a hold that stays open (a lease: inference/leases.py)
     RELEASE = "release", "Release"
+
+
+class LedgerEntryKind(models.TextChoices):
+    """What one ledger line is, from its account's side (API.md §10: `kind` of GET client/ledger/).
+
+    A charge is a line of the charge's kind (`inference`, `rental`, ...) whose amount is minus exactly the charge,
+    on the payer's account; the operator's, platform's and treasury's shares of it carry the same kind. A new kind
+    of charge is a new member here (no migration: the column has no choices) and is passed as `kind` to the posting
+    functions of clients/ledger.py.
+    """
+
+    CREDIT = "credit", "Credit"  # outside money in (an admin top-up)
+    HOLD = "hold", "Hold"  # money reserved for work in progress (counted in the client's `held`)
+    RELEASE = "release", "Release"  # reserved money given back (all of a hold, or the part a charge is paid from)
+    REFUND = "refund", "Refund"  # the unused part of something paid up front given back
+    INFERENCE = "inference", "Inference"
+    RENTAL = "rental", "Rental"
+    SETTLE = "settle", "Settle"  # lines written before entries had kinds (a settle's netted figure)
+    USAGE = "usage", "Usage"  # lines written before entries had kinds (a lease's batch charge)
 
 
 class HoldStatus(models.TextChoices):

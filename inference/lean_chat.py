@@ -30,7 +30,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from clients import ledger
-from clients.models import Client
 from core.asgi import (
     ASGIApp,
     LeanPath,
@@ -79,13 +78,21 @@ def enabled() -> bool:
 
 
 def _place_hold(client_id: int, amount: Decimal, minimum: Decimal, key: str) -> Decimal:
-    hold = ledger.hold_place(
-        client=Client(pk=client_id), amount=amount, minimum=minimum, key=key, memo="inference lease (/v1)"
-    )
+    hold = ledger.hold_place(client_id=client_id, amount=amount, minimum=minimum, key=key, memo="inference lease (/v1)")
     return hold.amount
 
 
+def _give_back_unspent(key: str, spent: Decimal) -> None:
+    """A lease whose requests are over: all but what they spent back to the balance now (their usage, still in the
+    journal, is charged from what stays held), or all of it if they spent nothing."""
+    if spent > 0:
+        ledger.hold_reduce(key=key, to=spent, memo="inference lease (/v1): unspent part")
+    else:
+        ledger.hold_release(key=key)
+
+
 _place_hold_async = database_call(_place_hold)
+_give_back_unspent_async = database_call(_give_back_unspent)
 _apply_now_async = database_call(usage.apply)
 _record_failure_async = database_call(node_services.node_record_failure)
 
@@ -99,7 +106,11 @@ async def record(entry: dict[str, Any]) -> None:
         await _apply_now_async([entry])
 
 
-async def _close_lease(key: str) -> None:
+async def _close_lease(key: str, spent: Decimal) -> None:
+    try:
+        await _give_back_unspent_async(key, spent)
+    except Exception:  # a database outage: the close entry below releases it once the journal is applied
+        log.warning("giving back the unspent part of lease %s failed", key, exc_info=True)
     await record(usage.close_entry(key))
 
 
@@ -321,7 +332,7 @@ class ChatCompletionsLeanPath(LeanPath):
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.leases.tick_s())
             try:
                 await self.leases.retire_expired()
             except Exception:  # a Redis or database outage: try again next second

@@ -1,7 +1,8 @@
 """Writes for rentals: start, cancel, lifecycle commands, expiry, and ending rentals of nodes that left.
 
-Money goes through clients.ledger only: the total is held at start under the key `rental:<id>` and settled once
-(operator 70 / platform 25 / treasury 5 of the used part, the rest back to the renter).
+Money goes through clients.ledger only: the total is charged up front (a hold of kind `rental` under the key
+`rental:<id>`) and settled once (operator 70 / platform 25 / treasury 5 of the used part, the rest refunded to the
+renter); the renter's lines read `rental` (minus the total) and `refund`, both with ref `rental:<id>`.
 """
 
 import math
@@ -12,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clients import ledger
+from clients.choices import LedgerEntryKind
 from clients.models import Client
 from llm_models import services as node_services
 from llm_models.choices import NodeCommandAction, NodeStatus
@@ -31,6 +33,11 @@ from rentals.models import Rental
 from rentals.selectors import rental_active_q
 
 SWEEP_BATCH = 100
+
+
+def rental_ledger_ref(rental_id: int) -> str:
+    """What a rental's ledger lines name (API.md §10 `ref`)."""
+    return f"rental:{rental_id}"
 
 
 def _used_minutes(rental: Rental, now: datetime) -> int:
@@ -85,7 +92,15 @@ def rental_start(*, client: Client, node_id: int, hours: int, ssh_public_key: st
             )
     except IntegrityError as exc:  # the exclusion constraint: a rental that skipped the lock got there first
         raise NodeAlreadyRented(f"Node {node_id} is already rented.") from exc
-    ledger.hold_place(client=client, amount=rental.total, key=rental.ledger_key, memo=f"Rental #{rental.pk}")
+    # Paid up front: the hold is the charge (kind `rental`); settling refunds the unused part (kind `refund`).
+    ledger.hold_place(
+        client_id=client.pk,
+        amount=rental.total,
+        key=rental.ledger_key,
+        kind=LedgerEntryKind.RENTAL,
+        ref=rental_ledger_ref(rental.pk),
+        memo=f"Rental #{rental.pk}",
+    )
     if ssh_public_key:
         _queue(rental, NodeCommandAction.PROVISION_SSH_KEY, ssh_public_key=ssh_public_key, ssh_user=node.ssh_user)
     return rental
@@ -94,7 +109,12 @@ def rental_start(*, client: Client, node_id: int, hours: int, ssh_public_key: st
 def _settle(rental: Rental, *, status: str, now: datetime, charge: Decimal) -> Rental:
     """Close a locked active rental: settle its hold (charge, refund the rest) and record the figures."""
     ledger.hold_settle(
-        key=rental.ledger_key, charge=charge, operator=rental.node.owner, memo=f"Rental #{rental.pk} {status}"
+        key=rental.ledger_key,
+        charge=charge,
+        operator_id=rental.node.owner_id,
+        kind=LedgerEntryKind.RENTAL,
+        ref=rental_ledger_ref(rental.pk),
+        memo=f"Rental #{rental.pk} {status}",
     )
     rental.status = status
     rental.ended_at = now

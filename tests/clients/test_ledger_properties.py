@@ -10,7 +10,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 
 from clients import ledger
 from clients.choices import HoldStatus
-from clients.models import Hold
+from clients.models import Hold, LedgerEntry
 from tests.clients.ledger_helpers import account_sum, assert_books_balanced
 from tests.factories import make_client
 
@@ -35,7 +35,7 @@ def test_split_of_any_charge_sums_exactly_to_it_with_floored_operator_and_treasu
     assert shares["platform"] >= total * Decimal("0.25")  # rounding only ever adds to the platform's 25%
 
 
-# --- A state machine over credit / hold_place / hold_settle / hold_release ---------------------------------------
+# --- A state machine over credit / hold_place / hold_settle / hold_release, with kinds, refs and held ---------------
 
 CLIENTS = 3  # each may also be the operator paid by a settlement
 KEYS = [f"k{n}" for n in range(12)]  # few keys, so that keys are reused (by the same or another call) often
@@ -53,6 +53,7 @@ amounts = money(40)
 ratios = st.sampled_from([Decimal(x) for x in ("0", "0.0000001", "0.3333333", "0.5", "1", "2")])
 jitters = st.decimals(min_value=0, max_value=Decimal("0.00001"), places=7)
 who = st.integers(0, CLIENTS - 1)
+hold_kinds = st.sampled_from(["hold", "rental"])  # a reservation, or a charge paid up front
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -81,7 +82,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def make_clients(self, opening: list[Decimal]) -> None:
         for n, amount in enumerate(opening):
             client, _ = make_client()
-            ledger.credit(client=client, amount=amount, key=f"opening-{n}")
+            ledger.credit(client_id=client.pk, amount=amount, key=f"opening-{n}")
             self.clients.append(client)
             self.balances.append(amount)
 
@@ -90,41 +91,49 @@ class LedgerMachine(RuleBasedStateMachine):
         known = self.credits.get(key)
         if known is not None and known != (who, amount):
             with pytest.raises(ledger.LedgerKeyReused):
-                ledger.credit(client=self.clients[who], amount=amount, key=key)
+                ledger.credit(client_id=self.clients[who].pk, amount=amount, key=key)
             return
-        ledger.credit(client=self.clients[who], amount=amount, key=key)
+        ledger.credit(client_id=self.clients[who].pk, amount=amount, key=key)
         if known is None:
             self.credits[key] = (who, amount)
             self.balances[who] += amount
 
-    @rule(target=placed, who=who, amount=amounts, key=st.sampled_from(KEYS))
-    def hold_place(self, who: int, amount: Decimal, key: str):  # type: ignore[no-untyped-def]
+    @rule(target=placed, who=who, amount=amounts, key=st.sampled_from(KEYS), kind=hold_kinds)
+    def hold_place(self, who: int, amount: Decimal, key: str, kind: str = "hold"):  # type: ignore[no-untyped-def]
         known = self.holds.get(key)
-        if known is not None and (known["who"], known["amount"]) != (who, amount):
+        place = {"client_id": self.clients[who].pk, "amount": amount, "key": key, "kind": kind, "ref": f"obj:{key}"}
+        if known is not None and (known["who"], known["amount"], known["kind"]) != (who, amount, kind):
             with pytest.raises(ledger.LedgerKeyReused):
-                ledger.hold_place(client=self.clients[who], amount=amount, key=key)
+                ledger.hold_place(**place)
             return multiple()
         if known is None and self.balances[who] < amount:
             with pytest.raises(ledger.InsufficientFunds):
-                ledger.hold_place(client=self.clients[who], amount=amount, key=key)
+                ledger.hold_place(**place)
             return multiple()
-        hold = ledger.hold_place(client=self.clients[who], amount=amount, key=key)
+        hold = ledger.hold_place(**place)
         if known is not None:
             assert hold.status == known["status"]  # a retry: the same hold back, nothing moved
             return multiple()
         assert (hold.amount, hold.status) == (amount, HoldStatus.HELD)
-        self.holds[key] = {"who": who, "amount": amount, "status": HoldStatus.HELD}
+        self.holds[key] = {"who": who, "amount": amount, "kind": kind, "status": HoldStatus.HELD, "settled": None}
         self.balances[who] -= amount
         return key
 
     @rule(key=placed)
     def hold_place_again(self, key: str) -> None:
         known = self.holds[key]
-        self.hold_place(known["who"], known["amount"], key)
+        self.hold_place(known["who"], known["amount"], key, known["kind"])
 
     @rule(key=placed, ratio=ratios, jitter=jitters, operator=who)
     def hold_settle(self, key: str, ratio: Decimal, jitter: Decimal, operator: int) -> None:
         self._settle(key, self.holds[key]["amount"] * ratio + jitter, operator)
+
+    @rule(key=placed)
+    def hold_settle_again(self, key: str) -> None:
+        """A retry of a settlement with its very arguments: the same transaction back, nothing moved."""
+        settled = self.holds[key]["settled"]
+        if settled is not None:
+            self._settle(key, settled["asked"], settled["operator"])
 
     @rule(key=placed)
     def hold_release(self, key: str) -> None:
@@ -132,35 +141,85 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(key=st.sampled_from(KEYS), jitter=jitters, operator=who)
     def settle_and_release_any_key(self, key: str, jitter: Decimal, operator: int) -> None:
-        """Keys that may never have held anything: settling raises, releasing does nothing."""
+        """Keys that may never have held anything: settling and releasing both raise HoldNotFound."""
         self._settle(key, jitter, operator)
         self._release(key)
 
     def _settle(self, key: str, charge: Decimal, operator: int) -> None:
         known = self.holds.get(key)
+        kind = "inference" if known is None or known["kind"] == "hold" else known["kind"]
+        settle = {"key": key, "charge": charge, "kind": kind, "operator_id": self.clients[operator].pk}
         if known is None:
             with pytest.raises(ledger.HoldNotFound):
-                ledger.hold_settle(key=key, charge=charge, operator=self.clients[operator])
+                ledger.hold_settle(**settle)
             return
-        txn = ledger.hold_settle(key=key, charge=charge, operator=self.clients[operator])
-        if known["status"] != HoldStatus.HELD:
-            assert txn is None
+        asked = charge.quantize(MICRO, ROUND_HALF_UP)
+        settled = known["settled"]
+        if settled is not None and (settled["asked"].quantize(MICRO, ROUND_HALF_UP), settled["operator"]) != (
+            asked,
+            operator,
+        ):
+            with pytest.raises(ledger.LedgerKeyReused):
+                ledger.hold_settle(**settle)
             return
+        if settled is None and known["status"] != HoldStatus.HELD:
+            with pytest.raises(ledger.HoldClosed):
+                ledger.hold_settle(**settle)
+            return
+        txn = ledger.hold_settle(**settle)
         assert txn is not None
-        charged = min(charge.quantize(MICRO, ROUND_HALF_UP), known["amount"])
+        if settled is not None:
+            assert txn.pk == settled["txn"]  # a retry: the first settlement back
+            return
+        charged = min(asked, known["amount"])
         shares = ledger.split_revenue(charged)
         self.balances[operator] += shares["operator"]
         self.balances[known["who"]] += known["amount"] - charged
         self.earned["platform"] += shares["platform"]
         self.earned["treasury"] += shares["treasury"]
         known["status"] = HoldStatus.SETTLED
+        known["settled"] = {"asked": charge, "operator": operator, "charged": charged, "txn": txn.pk, "kind": kind}
 
     def _release(self, key: str) -> None:
-        ledger.hold_release(key=key)
         known = self.holds.get(key)
-        if known is not None and known["status"] == HoldStatus.HELD:
+        if known is None:
+            with pytest.raises(ledger.HoldNotFound):
+                ledger.hold_release(key=key)
+            return
+        if known["status"] == HoldStatus.SETTLED:
+            with pytest.raises(ledger.HoldClosed):
+                ledger.hold_release(key=key)
+            return
+        ledger.hold_release(key=key)
+        if known["status"] == HoldStatus.HELD:
             self.balances[known["who"]] += known["amount"]
             known["status"] = HoldStatus.RELEASED
+
+    @invariant()
+    def every_charge_is_its_own_line_of_minus_the_charge(self) -> None:
+        """API.md §10: the payer reads each charge as one line of its kind and ref; what was paid up front as
+        the charge at placing and its unused part as a refund."""
+        for key, known in self.holds.items():
+            payer = self.clients[known["who"]]
+            lines = LedgerEntry.objects.filter(account__client=payer, ref=f"obj:{key}")
+            settled = known["settled"]
+            if known["kind"] == "hold":
+                expected = [("hold", -known["amount"])]
+                if known["status"] != HoldStatus.HELD:
+                    expected.append(("release", known["amount"]))
+                if settled is not None and settled["charged"]:
+                    expected.append(("inference", -settled["charged"]))
+            else:
+                expected = [(known["kind"], -known["amount"])]
+                if known["status"] == HoldStatus.RELEASED:
+                    expected.append(("release", known["amount"]))
+                elif settled is not None and known["amount"] - settled["charged"]:
+                    expected.append(("refund", known["amount"] - settled["charged"]))
+            if settled is not None and settled["operator"] == known["who"] and settled["charged"]:
+                own = ledger.split_revenue(settled["charged"])["operator"]
+                if own:
+                    expected.append((settled["kind"], own))  # its earnings, apart from its charge
+            assert sorted(lines.values_list("kind", "amount")) == sorted(expected), key
 
     @invariant()
     def books_balance(self) -> None:
@@ -171,9 +230,14 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def ledger_matches_the_model(self) -> None:
         for client, expected in zip(self.clients, self.balances, strict=True):
-            assert ledger.balance_of(client=client) == expected
+            assert ledger.balance_of(client_id=client.pk) == expected
         open_holds = sum((h["amount"] for h in self.holds.values() if h["status"] == HoldStatus.HELD), Decimal(0))
         assert account_sum("escrow") == open_holds
+        for n, client in enumerate(self.clients):  # `held`: open reservations only (paid up front is not held)
+            held = [
+                h["amount"] for h in self.holds.values() if (h["who"], h["status"], h["kind"]) == (n, "held", "hold")
+            ]
+            assert ledger.held_of(client_id=client.pk) == sum(held, Decimal(0))
         assert account_sum("platform") == self.earned["platform"]
         assert account_sum("treasury") == self.earned["treasury"]
         statuses = dict(Hold.objects.values_list("key", "status"))
