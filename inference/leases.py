@@ -115,13 +115,17 @@ class LeaseBook:
             await self.close(lease.key, lease.committed)  # otherwise its last request closes it (`finish`)
 
     async def retire_expired(self) -> None:
-        """Retire leases past their time or idle for INFERENCE_LEASE_IDLE_S (a ticker calls this: `tick_s`)."""
+        """Retire leases idle for INFERENCE_LEASE_IDLE_S, or past their time with no request running, or past
+        their grace (another TTL) in any case (a ticker calls this every `tick_s`). An expired lease with requests
+        running stays current meanwhile, so that it can serve while no new lease can be placed (`reserve`)."""
         now = time.monotonic()
-        idle_s = settings.INFERENCE_LEASE_IDLE_S
+        idle_s, grace_s = settings.INFERENCE_LEASE_IDLE_S, settings.INFERENCE_LEASE_TTL_S
         done = [
             lease
             for lease in self.current.values()
-            if now >= lease.expires_at or (lease.idle_since is not None and now - lease.idle_since >= idle_s)
+            if (lease.idle_since is not None and now - lease.idle_since >= idle_s)
+            or (now >= lease.expires_at and not lease.running)
+            or now >= lease.expires_at + grace_s
         ]
         for lease in done:
             await self._retire(lease)

@@ -191,3 +191,25 @@ def test_money_in_an_idle_lease_too_small_for_a_request_is_not_refused(settings)
     small, big = asyncio.run(run())
     assert money.closed == [small.key] and big is not small
     assert big.amount == Decimal("2.5") and money.balance == Decimal("0.4")
+
+
+def test_the_ticker_keeps_an_expired_lease_with_requests_running_until_its_grace_is_over(settings):
+    # The ticker runs every tick_s (0.25 s by default): it must not cut the expired lease's grace short.
+    settings.INFERENCE_LEASE_TTL_S = 0.5
+    money = Ledger("0.30")  # all of it goes into the first lease
+    book = LeaseBook(place=money.place, close=money.close)
+
+    async def run():  # type: ignore[no-untyped-def]
+        first = await book.reserve(1, Decimal("0.1"))
+        await asyncio.sleep(0.55)
+        await book.retire_expired()  # expired, but a request is running and no new lease could be placed
+        second = await book.reserve(1, Decimal("0.1"))
+        assert second is first and not first.retired
+        await asyncio.sleep(0.5)
+        await book.retire_expired()  # past its grace: retired, closed once its requests are over
+        assert first.retired and money.closed == []
+        await book.finish(first, reserved=Decimal("0.1"), spent=Decimal("0.1"))
+        await book.finish(second, reserved=Decimal("0.1"), spent=Decimal("0.1"))
+        assert money.closed == [first.key]
+
+    asyncio.run(run())
