@@ -94,6 +94,7 @@ def _give_back_unspent(key: str, spent: Decimal) -> None:
 _place_hold_async = database_call(_place_hold)
 _give_back_unspent_async = database_call(_give_back_unspent)
 _apply_now_async = database_call(usage.apply)
+_leases_open_async = database_call(usage.leases_open)
 _record_failure_async = database_call(node_services.node_record_failure)
 
 
@@ -192,9 +193,8 @@ class ChatCompletionsLeanPath(LeanPath):
         candidates = self._by_load(candidates)
         prompt = PromptSize.of(body)
         need = relay.max_cost(prompt=prompt, max_tokens=body["max_tokens"], candidates=candidates)
-        try:
-            lease = await self.leases.reserve(client_id, need)
-        except ledger.InsufficientFunds:
+        lease = await self._reserve(client_id, need)
+        if lease is None:
             return False
         self._start_ticker()
         call = _Call(client_id=client_id, body=body, candidates=candidates, prompt=prompt, need=need, lease=lease)
@@ -210,6 +210,22 @@ class ChatCompletionsLeanPath(LeanPath):
             self.running[first] -= 1
             await self.leases.finish(lease, reserved=need, spent=spent)
         return True
+
+    async def _reserve(self, client_id: int, need: Decimal) -> Lease | None:
+        """Reserve `need` from a lease; None when the client has too little (the Django view then answers 402).
+
+        Money in another web process's lease comes back within INFERENCE_LEASE_IDLE_S of its last request there:
+        if the client has leases open, wait that long once and try again, rather than refuse money it has."""
+        try:
+            return await self.leases.reserve(client_id, need)
+        except ledger.InsufficientFunds:
+            if not await _leases_open_async(client_id=client_id):
+                return None
+        await asyncio.sleep(settings.INFERENCE_LEASE_IDLE_S + 2 * self.leases.tick_s())
+        try:
+            return await self.leases.reserve(client_id, need)
+        except ledger.InsufficientFunds:
+            return None
 
     def _by_load(self, candidates: list[Candidate]) -> list[Candidate]:
         """The cached ranking, with what this process is relaying to each node added to its load."""

@@ -212,6 +212,11 @@ def apply(entries: list[dict[str, Any]]) -> Applied:
     return Applied(rows=len(new), closed=len(closes))
 
 
+def leases_open(*, client_id: int) -> bool:
+    """Whether some web process holds a lease of this client's money."""
+    return Hold.objects.filter(client_id=client_id, key__startswith="lease:", status=HoldStatus.HELD).exists()
+
+
 def release_stale_leases(*, now: datetime | None = None) -> int:
     """Release leases whose process died before closing them (past any use it could still journal).
 

@@ -129,3 +129,25 @@ def test_money_in_an_idle_lease_is_not_refused(user_client, node_on, server):
     )
 
     assert big.status_code == 200, big.text
+
+
+def test_money_in_another_processs_idle_lease_is_not_refused(user_client, node_on, server, tmp_path):
+    """Two web processes: the client's money sits in the first one's lease after its request; a request to the
+    second needing more than is left waits for that lease to go idle instead of answering 402."""
+    client, key = user_client
+    fund(client, "3.00")
+    node_on(input_price=str(PRICE), output_price=str(PRICE))
+    other = start_service(tmp_path / "other.log", INFERENCE_LEASE_TTL_S="3600")
+    try:
+        assert chat(server.base_url, key).status_code == 200
+
+        big = httpx.post(  # up to 2,500 tokens at 1000/1M: more than the 1.00 left outside the first's lease
+            f"{other.base_url}/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2500},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+
+        assert big.status_code == 200, big.text
+    finally:
+        _stop(other)
