@@ -175,7 +175,10 @@ class LedgerEntryOut(serializers.ModelSerializer):
     kind = serializers.ChoiceField(
         choices=LedgerEntryKind.choices,
         read_only=True,
-        help_text="What the line is: a charge's kind (`inference`, `rental`), `credit`, `hold`, `release`, `refund`.",
+        help_text=(
+            "What the line is: a charge's kind (`inference`, `rental`), `credit`, `hold`, `release`, `refund`, or "
+            "money in and out (`topup`, `x402`, `payout`)."
+        ),
     )
     ref = serializers.CharField(
         read_only=True, allow_null=True, help_text="The object it is for (`inference:12`, `rental:3`); null if none."

@@ -57,6 +57,12 @@ def test_admin_approves_a_payout_and_the_money_leaves_the_books(api_client, earn
     assert account_sum(LedgerAccountKind.PAYOUTS) == Decimal("30")
     assert account_sum(LedgerAccountKind.ESCROW) == 0
     assert_books_balanced()
+    lines = api_client.get(f"/api/v1/client/ledger/?ref=payout:{payout_id}&ordering=id", **bearer(key))
+    assert [(e["kind"], e["amount"]) for e in lines.json()["results"]] == [
+        ("hold", "-30.000000"),
+        ("release", "30.000000"),
+        ("payout", "-30.000000"),
+    ]
 
 
 def test_admin_rejects_a_payout_and_the_hold_is_released(api_client, earner, admin):

@@ -7,7 +7,7 @@ import pytest
 
 from clients import ledger
 from clients.choices import LedgerAccountKind, LedgerTransactionKind
-from clients.models import LedgerTransaction
+from clients.models import LedgerEntry, LedgerTransaction
 from payments.choices import TopUpStatus
 from payments.models import TopUp
 from tests.clients.ledger_helpers import account_sum, assert_books_balanced
@@ -56,6 +56,8 @@ def test_completed_paid_session_credits_the_topup_once(api_client, opened):
     [txn] = LedgerTransaction.objects.filter(kind=LedgerTransactionKind.TOPUP)
     assert txn.key == f"topup:topup:{topup.pk}"
     assert account_sum(LedgerAccountKind.STRIPE_CLEARING) == Decimal("-40")
+    mine = LedgerEntry.objects.filter(account__client=client).values_list("kind", "ref", "amount")
+    assert list(mine) == [("topup", f"topup:{topup.pk}", Decimal("40"))]
     assert_books_balanced()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from clients import ledger
 from clients.choices import LedgerAccountKind, LedgerTransactionKind
-from clients.models import LedgerTransaction
+from clients.models import LedgerEntry, LedgerTransaction
 from inference.models import InferenceRequest
 from payments.choices import X402PaymentStatus
 from payments.models import X402Payer, X402Payment
@@ -198,7 +198,14 @@ def test_failed_settlement_is_402_and_the_unspent_credit_is_taken_back(api_clien
 
     assert r.status_code == 402 and r.json()["error"] == "settlement_failed"
     assert X402Payment.objects.get().status == X402PaymentStatus.FAILED
-    assert ledger.balance_of(client_id=X402Payer.objects.get().client_id) == 0
+    payer_id = X402Payer.objects.get().client_id
+    assert ledger.balance_of(client_id=payer_id) == 0
+    payment = X402Payment.objects.get()
+    lines = LedgerEntry.objects.filter(account__client_id=payer_id, kind="x402").order_by("pk")
+    assert [(e.ref, e.amount) for e in lines] == [
+        (f"x402:{payment.pk}", payment.amount),
+        (f"x402:{payment.pk}", -(payment.amount - Decimal("0.012"))),  # what the request did not spend
+    ]
     assert_books_balanced()
 
 
