@@ -52,8 +52,17 @@ Q6 = Decimal("0.000001")
 MAX_AMOUNT = Decimal(10) ** 14  # DecimalField(max_digits=20, decimal_places=6) holds less than this
 MAX_KEY_LENGTH = 200  # Hold.key; a transaction's key is "<kind>:<caller key>"
 MAX_REF_LENGTH = 64
-# Kinds a caller may not give a charge or a deposit: they name what the ledger itself writes.
-_RESERVED_KINDS = {LedgerEntryKind.RELEASE, LedgerEntryKind.REFUND, LedgerEntryKind.SETTLE, LedgerEntryKind.USAGE}
+# Kinds a caller may not give a charge or a credit: they name what the ledger itself writes, or money in and out
+# of the books, which only deposit, withdraw and hold_pay_out post.
+_RESERVED_KINDS = {
+    LedgerEntryKind.RELEASE,
+    LedgerEntryKind.REFUND,
+    LedgerEntryKind.SETTLE,
+    LedgerEntryKind.USAGE,
+    LedgerEntryKind.TOPUP,
+    LedgerEntryKind.X402,
+    LedgerEntryKind.PAYOUT,
+}
 
 
 @dataclass(frozen=True)

@@ -276,7 +276,7 @@ def test_every_hold_operation_refuses_an_unknown_key_alike(operator, post):
     assert not LedgerTransaction.objects.filter(key__contains="never-held").exists()
 
 
-@pytest.mark.parametrize("kind", ["release", "refund", "hold", "no-such-kind"])
+@pytest.mark.parametrize("kind", ["release", "refund", "hold", "topup", "payout", "x402", "no-such-kind"])
 def test_a_charge_must_name_a_kind_callers_may_post(payer, operator, kind):
     ledger.hold_place(client_id=payer.pk, amount=Decimal("30"), key="job-1")
 
