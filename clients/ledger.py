@@ -27,6 +27,10 @@ The contract every posting function keeps (API.md §9, "The ledger's one contrac
   already closed by something else raises `HoldClosed` (409). All three are `DomainError`s: never a 500.
 - **No policy.** What to do when a hold is gone (charge the balance instead, give up) is the caller's to decide.
 
+The functions: `credit`, `hold_place`, `hold_settle`, `hold_consume`, `hold_reduce`, `hold_release`, `hold_top_up`
+(more money into an open hold, keyed by its `top_up_key`, its lines of the hold's kind and ref), and money in and
+out of the books for payments/ (`deposit`, `withdraw`: kinds `topup`/`x402`; `hold_pay_out`: kind `payout`).
+
 Splits: a charge pays the operator 70% and the treasury 5% (each rounded down to 0.000001) and the platform the
 rest, rounding included; a charge with no operator (`operator_id=None`) is the platform's.
 """
