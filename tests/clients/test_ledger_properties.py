@@ -75,6 +75,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.uses = 0
         self.used: dict[str, tuple[int, Decimal]] = {}  # batch charges: ref -> (payer, charged)
         self.earned = {"platform": Decimal(0), "treasury": Decimal(0)}
+        self.deposits: dict[tuple[str, str], tuple[int, Decimal]] = {}  # (kind, key) -> (who, amount)
+        self.withdrawals: dict[str, tuple[int, Decimal]] = {}
+        self.outside = {"stripe_clearing": Decimal(0), "x402_clearing": Decimal(0)}
 
     def teardown(self) -> None:
         transaction.set_rollback(True)
@@ -99,6 +102,42 @@ class LedgerMachine(RuleBasedStateMachine):
         if known is None:
             self.credits[key] = (who, amount)
             self.balances[who] += amount
+
+    @rule(who=who, amount=credits, key=st.sampled_from(KEYS), card=st.booleans())
+    def deposit(self, who: int, amount: Decimal, key: str, card: bool) -> None:
+        """Money in from outside (payments/): a Stripe top-up or an x402 payment, once per key."""
+        kind, source = ("topup", "stripe_clearing") if card else ("x402", "x402_clearing")
+        args = {"amount": amount, "key": key, "kind": kind, "ref": f"{kind}:{key}", "source": source}
+        known = self.deposits.get((kind, key))
+        if known is not None and known != (who, amount):
+            with pytest.raises(ledger.LedgerKeyReused):
+                ledger.deposit(client_id=self.clients[who].pk, **args)
+            return
+        ledger.deposit(client_id=self.clients[who].pk, **args)
+        if known is None:
+            self.deposits[(kind, key)] = (who, amount)
+            self.balances[who] += amount
+            self.outside[source] -= amount
+
+    @rule(who=who, amount=amounts, key=st.sampled_from(KEYS))
+    def withdraw(self, who: int, amount: Decimal, key: str) -> None:
+        """An x402 credit taken back: at most the balance, once per key (a key that took nothing is not used)."""
+        args = {"amount": amount, "key": f"reversal-{key}", "kind": "x402", "ref": f"x402:{key}"}
+        known = self.withdrawals.get(key)
+        if known is not None and known != (who, amount):
+            with pytest.raises(ledger.LedgerKeyReused):
+                ledger.withdraw(client_id=self.clients[who].pk, destination="x402_clearing", **args)
+            return
+        txn = ledger.withdraw(client_id=self.clients[who].pk, destination="x402_clearing", **args)
+        if known is not None:
+            assert txn is not None  # a retry: the first posting back, nothing taken again
+            return
+        taken = min(amount, self.balances[who])
+        assert (txn is None) == (taken == 0)
+        if txn is not None:
+            self.withdrawals[key] = (who, amount)
+            self.balances[who] -= taken
+            self.outside["x402_clearing"] += taken
 
     @rule(target=placed, who=who, amount=amounts, key=st.sampled_from(KEYS), kind=hold_kinds)
     def hold_place(self, who: int, amount: Decimal, key: str, kind: str = "hold"):  # type: ignore[no-untyped-def]
@@ -319,6 +358,8 @@ class LedgerMachine(RuleBasedStateMachine):
             assert ledger.held_of(client_id=client.pk) == sum(held, Decimal(0))
         assert account_sum("platform") == self.earned["platform"]
         assert account_sum("treasury") == self.earned["treasury"]
+        for source, expected in self.outside.items():
+            assert account_sum(source) == expected
         statuses = dict(Hold.objects.values_list("key", "status"))
         assert statuses == {key: known["status"] for key, known in self.holds.items()}
 
