@@ -198,14 +198,17 @@ def provider_public_name(client: Client) -> str:
 # --- Revenue ---------------------------------------------------------------------------------------------------------
 
 
-# The transactions that charge a hold: a settle (which closes it) and a usage (a lease's charge, hold kept open).
+# The transactions that charge a hold: a settle (which closes it) and a usage (a lease's or a pay-as-you-go
+# rental's charge, hold kept open). Their lines (clients/ledger.py) are the payer's (`release`, `refund` and minus
+# the charge) and the shares (the operator's, the platform's and the treasury's lines of the charge's kind); money
+# in and out (`topup`, `x402`, `payout`), holds and releases are other transactions and never revenue.
 CHARGE_KINDS = (LedgerTransactionKind.SETTLE, LedgerTransactionKind.USAGE)
 
 
 def operator_earnings_q() -> Q:
-    """Ledger entries that are an operator's share of a charge: a client's leg of a settle or usage transaction,
-    other than the paying client's own (its refund, or what it paid from its balance; a provider paying its own
-    node earns nothing)."""
+    """Ledger entries that are an operator's share of a charge: a client's line of a settle or usage transaction,
+    other than the paying client's own (its release, refund and charge lines; a provider paying its own node earns
+    nothing: its share comes back to the account that paid)."""
     return Q(transaction__kind__in=CHARGE_KINDS, account__kind=LedgerAccountKind.CLIENT) & ~Q(
         account__client_id=F("transaction__hold__client_id")
     )
