@@ -153,7 +153,7 @@ def training_job_create(
         requested = Node.objects.select_related("gpu").filter(pk=node_id).first()
         free = {n.pk for n in trainable_nodes(now=now)}
         if requested is None or node_id not in free:
-            raise TrainingNodeUnavailable(f"Node {node_id} cannot take a training job now.", attr="node_id")
+            raise TrainingNodeUnavailable(f"Node {node_id} cannot take a training job now.")
         assert requested.gpu is not None
         price = requested.gpu.price_per_hour
     else:
@@ -240,7 +240,7 @@ def training_job_dispatch(*, job_id: int, now: datetime | None = None) -> bool:
 
 
 def training_job_get_for_update(job_id: int) -> TrainingJob:
-    return TrainingJob.objects.select_for_update().select_related("node__owner").get(pk=job_id)
+    return TrainingJob.objects.select_for_update(of=("self",)).select_related("node__owner").get(pk=job_id)
 
 
 def _event(job: TrainingJob, message: str, *, level: str = "info", **fields: Any) -> None:
@@ -324,7 +324,7 @@ def training_job_record_report(*, command: NodeCommand, now: datetime | None = N
     (serving `fine_tuned_model` for its owner); `failed` ends it failed. Reports for an ended job change nothing."""
     if command.action != NodeCommandAction.TRAIN:
         return
-    job = TrainingJob.objects.select_for_update().select_related("node__owner").filter(train_command=command).first()
+    job = TrainingJob.objects.select_for_update(of=("self",)).select_related("node__owner").filter(train_command=command).first()
     if job is None or job.is_finished:
         return
     now = now or timezone.now()

@@ -49,7 +49,6 @@ class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
 
 @extend_validation_errors(["unsafe_dataset_url"], field_name="dataset_url", methods=["post"])
-@extend_validation_errors(["node_unavailable"], field_name="node_id", methods=["post"])
 class TrainingJobCreateView(APIView):
     @extend_schema(
         request=TrainingJobCreateIn,

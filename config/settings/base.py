@@ -455,6 +455,9 @@ CELERY_BEAT_SCHEDULE["rentals-payg-charge"] = {
 }
 
 # --- Fine-tuning: training jobs on providers' nodes (training/; docs/API.md §13, §8) -------------------------------
+# Where the default storage (FileSystemStorage) keeps uploaded datasets; set STORAGES["default"] to a
+# django-storages backend (S3, GCS, ...) to keep them there instead.
+MEDIA_ROOT = env("MEDIA_ROOT", default=str(DATA_DIR / "media"))
 # A dataset uploaded through POST /v1/files: at most this many bytes (the upload path's body cap follows it).
 TRAINING_FILE_MAX_BYTES = env.int("TRAINING_FILE_MAX_BYTES", default=8 * 1024 * 1024)
 # A job no node has taken this long after it was created fails, everything released.
