@@ -71,3 +71,19 @@ def media(settings, tmp_path):  # type: ignore[no-untyped-def]
     """Uploaded files go to a temporary folder (the default storage)."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
     return tmp_path / "media"
+
+
+@pytest.fixture(scope="module")
+def training_service(django_db_setup, django_db_blocker, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real uvicorn process (tests/inference/conftest.py's start_service) keeping uploads in a temporary folder.
+    Tests using it need `transactional_db`, so that what they write is visible to it."""
+    from tests.inference.conftest import start_service
+    from tests.llm_models.conftest import _stop
+
+    folder = tmp_path_factory.mktemp("training-service")
+    with django_db_blocker.unblock():
+        process = start_service(folder / "server.log", MEDIA_ROOT=str(folder / "media"))
+    try:
+        yield process
+    finally:
+        _stop(process)
