@@ -324,7 +324,12 @@ def training_job_record_report(*, command: NodeCommand, now: datetime | None = N
     (serving `fine_tuned_model` for its owner); `failed` ends it failed. Reports for an ended job change nothing."""
     if command.action != NodeCommandAction.TRAIN:
         return
-    job = TrainingJob.objects.select_for_update(of=("self",)).select_related("node__owner").filter(train_command=command).first()
+    job = (
+        TrainingJob.objects.select_for_update(of=("self",))
+        .select_related("node__owner")
+        .filter(train_command=command)
+        .first()
+    )
     if job is None or job.is_finished:
         return
     now = now or timezone.now()

@@ -14,6 +14,7 @@ from core.crypto import encrypt
 from llm_models.choices import NodeStatus
 from llm_models.models import LlmModel, Node, NodeModel
 from tests.factories import GpuFactory, make_node
+from tests.node_agent.conftest import agent, fake_bin  # noqa: F401  (the real gpu-node agent, for test_end_to_end)
 
 BASE_MODEL = "stub/base"
 CHAT = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}

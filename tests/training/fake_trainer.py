@@ -17,7 +17,7 @@ def main() -> int:
     with open(os.environ["GPU_NODE_CONFIG"]) as f:
         token = json.load(f)["node_token"]
     request = urllib.request.Request(params["dataset_url"], headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the test service's URL
+    with urllib.request.urlopen(request, timeout=10) as response:
         examples = [line for line in response.read().decode().splitlines() if line.strip()]
     steps = 4
     pause = float(os.environ.get("FAKE_TRAINER_STEP_S", "1.5"))

@@ -89,7 +89,7 @@ def test_files_are_their_owners_only(api_client, user_client, other_user):
 def test_only_the_assigned_node_downloads_the_dataset(api_client, user_client, provider, other_provider):
     client, key = user_client
     fund(client, "100")
-    node, token = training_node(owner=provider[0])
+    _node, token = training_node(owner=provider[0])
     _, other_token = training_node(owner=other_provider[0], price="9.00")
     file_id = upload(api_client, key, JSONL.encode()).json()["id"]
     r = api_client.post("/api/v1/training/create/", {

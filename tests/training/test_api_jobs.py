@@ -155,7 +155,7 @@ def _train_command(node) -> NodeCommand:  # type: ignore[no-untyped-def]
 def test_progress_reports_move_the_job_and_become_events(api_client, user_client, provider):
     client, key = user_client
     fund(client, "100")
-    node, token = training_node(owner=provider[0])
+    _node, token = training_node(owner=provider[0])
     job_id = create(api_client, key).json()["id"]
     command = heartbeat(api_client, token)["commands"][0]
 
@@ -176,7 +176,7 @@ def test_progress_reports_move_the_job_and_become_events(api_client, user_client
 def test_an_invalid_progress_report_fails_the_command_and_the_job(api_client, user_client, provider):
     client, key = user_client
     fund(client, "100")
-    node, token = training_node(owner=provider[0])
+    _node, token = training_node(owner=provider[0])
     job_id = create(api_client, key).json()["id"]
     command = heartbeat(api_client, token)["commands"][0]
 
@@ -223,7 +223,7 @@ def test_a_training_node_serves_no_public_inference_and_cannot_be_rented(api_cli
 
     client, key = user_client
     fund(client, "100")
-    node, token = training_node(owner=provider[0])
+    node, _token = training_node(owner=provider[0])
     routing.route(model=BASE_MODEL)  # routable before
     create(api_client, key)
 
@@ -236,7 +236,7 @@ def test_a_training_node_serves_no_public_inference_and_cannot_be_rented(api_cli
 def test_cancel_while_queued_releases_everything(api_client, user_client, provider):
     client, key = user_client
     fund(client, "100")
-    node, token = training_node(owner=provider[0], price="6.00")
+    _node, token = training_node(owner=provider[0], price="6.00")
     heartbeat(api_client, token)
     # Busy with another client's job: ours waits without a node.
     other_job = create(api_client, key).json()
@@ -303,7 +303,7 @@ def test_a_node_that_dies_mid_job_fails_it_and_settles(api_client, user_client, 
 
     client, key = user_client
     fund(client, "100")
-    node, token = training_node(owner=provider[0], price="6.00")
+    _node, token = training_node(owner=provider[0], price="6.00")
     job_id = create(api_client, key).json()["id"]
     command = heartbeat(api_client, token)["commands"][0]
     start = timezone.now()
@@ -330,7 +330,7 @@ def test_a_job_no_node_takes_fails_after_the_queue_timeout_with_everything_relea
     settings.TRAINING_QUEUE_TIMEOUT_S = 600
     client, key = user_client
     fund(client, "100")
-    node, token = training_node(owner=provider[0], price="6.00")
+    _node, token = training_node(owner=provider[0], price="6.00")
     create(api_client, key)  # takes the only node
     waiting = create(api_client, key).json()
     with time_machine.travel(timezone.now() + timedelta(seconds=601), tick=False):
@@ -352,9 +352,11 @@ def test_a_waiting_job_is_dispatched_by_the_sweep_when_a_node_frees_up(api_clien
     second = create(api_client, key).json()
     assert second["node_id"] is None
     api_client.delete(f"/api/v1/training/jobs/{first['id']}/", **bearer(key))
-    heartbeat(api_client, token, results=[
-        {"id": c["id"], "status": "succeeded"} for c in heartbeat(api_client, token)["commands"]
-    ])  # fmt: skip  (the node acknowledges train_cancel)
+    heartbeat(
+        api_client,
+        token,
+        results=[{"id": c["id"], "status": "succeeded"} for c in heartbeat(api_client, token)["commands"]],
+    )  # fmt: skip  (the node acknowledges train_cancel)
 
     assert training_sweep()["dispatched"] == 1
     job = TrainingJob.objects.get(pk=second["id"])

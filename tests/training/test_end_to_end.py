@@ -18,7 +18,7 @@ from llm_models.choices import NodeStatus
 from llm_models.models import Node
 from tests.factories import make_client
 from tests.llm_models.conftest import _test_database_url, wait_until
-from tests.node_agent.conftest import Service, agent, fake_bin  # noqa: F401  (fixtures)
+from tests.node_agent.conftest import Service
 from tests.training.conftest import CHAT, JSONL, balance, fund
 from training.models import TrainingEvent, TrainingJob
 
@@ -46,7 +46,7 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def _start_training_agent(agent, service: Service, backend_url: str, tmp_path: Path, step_s: str):  # type: ignore[no-untyped-def]  # noqa: F811
+def _start_training_agent(agent, service: Service, backend_url: str, tmp_path: Path, step_s: str):  # type: ignore[no-untyped-def]
     _, provider_key = make_client(role=ClientRole.GPU_PROVIDER, approved=True)
     r = agent("register", "--server", service.url, "--api-key", provider_key, "--backend", backend_url,
               "--price-per-hour", "6.00")  # fmt: skip
@@ -81,7 +81,10 @@ def _upload_and_create(service: Service, key: str, **extra: object) -> int:
 
 
 def test_upload_create_dispatch_progress_success_then_the_owner_chats_with_its_model(
-    service, agent, stub_node, tmp_path  # noqa: F811
+    service,
+    agent,
+    stub_node,
+    tmp_path,
 ):
     node, process = _start_training_agent(agent, service, stub_node.base_url, tmp_path, step_s="1.5")
     owner, key = make_client()
@@ -95,7 +98,11 @@ def test_upload_create_dispatch_progress_success_then_the_owner_chats_with_its_m
     wait_until(lambda: TrainingJob.objects.get(pk=job_id).is_finished, timeout=60, process=process)
 
     job = TrainingJob.objects.get(pk=job_id)
-    assert job.status == "succeeded", (job.status, job.error_message, list(job.events.values_list("message", flat=True)))
+    assert job.status == "succeeded", (
+        job.status,
+        job.error_message,
+        list(job.events.values_list("message", flat=True)),
+    )
     name = f"ft:{BASE}:e2e:{job_id}"
     assert (job.fine_tuned_model, job.progress) == (name, 1.0)
     losses = list(TrainingEvent.objects.filter(job=job, loss__isnull=False).values_list("loss", flat=True))
@@ -122,7 +129,10 @@ def test_upload_create_dispatch_progress_success_then_the_owner_chats_with_its_m
 
 
 def test_cancel_while_running_tells_the_agent_and_charges_started_minutes(
-    service, agent, stub_node, tmp_path  # noqa: F811
+    service,
+    agent,
+    stub_node,
+    tmp_path,
 ):
     node, process = _start_training_agent(agent, service, stub_node.base_url, tmp_path, step_s="5")
     owner, key = make_client()

@@ -33,7 +33,12 @@ def test_the_sdk_uploads_lists_and_retrieves_files(training_service, user_client
 
     created = api.files.create(file=path.open("rb"), purpose="fine-tune")
 
-    assert (created.object, created.purpose, created.bytes, created.filename) == ("file", "fine-tune", len(JSONL), "train.jsonl")
+    assert (created.object, created.purpose, created.bytes, created.filename) == (
+        "file",
+        "fine-tune",
+        len(JSONL),
+        "train.jsonl",
+    )
     assert [f.id for f in api.files.list()] == [created.id]
     assert api.files.retrieve(created.id).id == created.id
     path.write_text(JSONL + '{"messages": "nope"}\n')
@@ -84,7 +89,7 @@ def test_the_owner_chats_with_its_fine_tuned_model_and_others_get_404(
     client, key = user_client
     fund(client, "50.00")
     fund(other_user[0], "50.00")
-    node, token = training_node(owner=provider[0], price="6.00", stub=stub_node)
+    _node, token = training_node(owner=provider[0], price="6.00", stub=stub_node)
     api = sdk(training_service, key)
     r = httpx.post(f"{training_service.base_url}/api/v1/training/create/", json={
         "model": BASE_MODEL, "dataset_url": "https://datasets.example.com/d.jsonl", "epochs": 1,
@@ -96,7 +101,9 @@ def test_the_owner_chats_with_its_fine_tuned_model_and_others_get_404(
     name = command["params"]["output_model"]
     heartbeat(training_service, token, results=[{"id": command["id"], "status": "running", "progress": 0.5}])
     heartbeat(training_service, token, results=[{"id": command["id"], "status": "succeeded", "fine_tuned_model": name}])
-    assert api.fine_tuning.jobs.retrieve(f"ftjob-{job_id}").fine_tuned_model == name == f"ft:{BASE_MODEL}:chatty:{job_id}"
+    assert (
+        api.fine_tuning.jobs.retrieve(f"ftjob-{job_id}").fine_tuned_model == name == f"ft:{BASE_MODEL}:chatty:{job_id}"
+    )
     stub_node.behaviour.answer = "tuned hello"
 
     reply = api.chat.completions.create(model=name, messages=[CHAT["messages"][0]], max_tokens=10)
