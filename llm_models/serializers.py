@@ -112,6 +112,8 @@ class HeartbeatMetricsIn(StrictTypesMixin, serializers.Serializer):
 HOST_PATTERN = r"^[A-Za-z0-9\[][A-Za-z0-9.:\[\]-]{0,254}$"  # a host name, an IPv4 or a (bracketed) IPv6 address
 # A container image reference: [registry[:port]/]name[:tag][@sha256:digest]; no spaces, no shell characters.
 IMAGE_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$"
+FINE_TUNED_MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$"  # ft:<base>:<suffix>:<job id>
+MAX_METRICS = 32
 MAX_REPORTED_PORTS = 20
 
 
@@ -148,6 +150,18 @@ class CommandOutcomeIn(StrictTypesMixin, serializers.Serializer):
 
     access = CommandAccessIn(required=False)
     snapshot_ref = serializers.RegexField(IMAGE_REF_PATTERN, max_length=255, required=False)
+    # `train` (API.md §13): progress reports and the model the job produced.
+    progress = serializers.FloatField(min_value=0, max_value=1, required=False)
+    metrics = serializers.DictField(child=serializers.FloatField(), required=False)
+    fine_tuned_model = serializers.RegexField(FINE_TUNED_MODEL_PATTERN, max_length=255, required=False)
+
+    def validate_metrics(self, value: dict[str, float]) -> dict[str, float]:
+        raw = self.initial_data.get("metrics") if isinstance(self.initial_data, dict) else None
+        if isinstance(raw, dict) and any(isinstance(v, bool) or not isinstance(v, int | float) for v in raw.values()):
+            raise serializers.ValidationError("Every metric must be a JSON number.")
+        if len(value) > MAX_METRICS or any(not 0 < len(name) <= 64 for name in value):
+            raise serializers.ValidationError(f"At most {MAX_METRICS} metrics, each named in 1 to 64 characters.")
+        return value
 
 
 class CommandResultIn(StrictTypesMixin, serializers.Serializer):
@@ -166,6 +180,19 @@ class CommandResultIn(StrictTypesMixin, serializers.Serializer):
         required=False,
         trim_whitespace=False,
         help_text="`stop` with `snapshot`: the saved image's reference. An invalid one fails the command.",
+    )
+    progress = serializers.FloatField(
+        required=False,
+        help_text="`train`, status `running`: the job's progress, 0..1. An invalid one fails the command.",
+    )
+    metrics = serializers.DictField(
+        required=False,
+        help_text="`train`, status `running`: numbers such as step, epoch, loss. An invalid one fails the command.",
+    )
+    fine_tuned_model = serializers.CharField(
+        required=False,
+        trim_whitespace=False,
+        help_text="`train`, status `succeeded`: the model the job produced. An invalid one fails the command.",
     )
 
 

@@ -27,7 +27,7 @@ from llm_models.serializers import CommandOutcomeIn
 from llm_models.signals import node_command_reported, node_deregistered
 
 # Fields a command result may carry beside `output` (API.md "structured outcomes"), kept in NodeCommand.outcome.
-STRUCTURED_RESULT_FIELDS = ("access", "snapshot_ref")
+STRUCTURED_RESULT_FIELDS = ("access", "snapshot_ref", "progress", "metrics", "fine_tuned_model")
 
 
 @dataclass(frozen=True)
