@@ -156,6 +156,8 @@ class TrainingMetricsField(serializers.DictField):
     def to_internal_value(self, data: Any) -> dict[str, float]:
         if isinstance(data, dict) and len(data) > MAX_REPORTED_METRICS:
             raise serializers.ValidationError(f"At most {MAX_REPORTED_METRICS} metrics.", code="max_length")
+        if isinstance(data, dict) and any(isinstance(v, bool) or not isinstance(v, int | float) for v in data.values()):
+            raise serializers.ValidationError("Every metric must be a JSON number.")
         value = super().to_internal_value(data)
         for key, number in value.items():
             if not (0 < len(key) <= 64) or number != number or number in (float("inf"), float("-inf")):
@@ -191,17 +193,18 @@ class CommandResultIn(StrictTypesMixin, serializers.Serializer):
         trim_whitespace=False,
         help_text="`stop` with `snapshot`: the saved image's reference. An invalid one fails the command.",
     )
-    progress = serializers.JSONField(
-        required=False, help_text="`train`: the job's progress, 0..1. An invalid one fails the command."
-    )
-    metrics = serializers.JSONField(
+    progress = serializers.FloatField(
         required=False,
-        help_text="`train`: numbers such as `step`, `epoch`, `loss` (at most 32). Invalid ones fail the command.",
+        help_text="`train`, status `running`: the job's progress, 0..1. An invalid one fails the command.",
+    )
+    metrics = serializers.DictField(
+        required=False,
+        help_text="`train`, status `running`: numbers such as step, epoch, loss. An invalid one fails the command.",
     )
     fine_tuned_model = serializers.CharField(
         required=False,
         trim_whitespace=False,
-        help_text="`train`, `succeeded`: the name the node serves the fine-tuned model under.",
+        help_text="`train`, status `succeeded`: the model the job produced. An invalid one fails the command.",
     )
 
 

@@ -31,7 +31,8 @@ def readme_blocks(language: str) -> list[str]:
 
 
 def readme_config_hooks() -> dict:
-    (config,) = [json.loads(block) for block in readme_blocks("json") if '"hooks"' in block]
+    # The config file's example: the JSON object naming hooks (other blocks show fragments, e.g. the Docker hooks').
+    (config,) = [json.loads(b) for b in readme_blocks("json") if b.startswith("{") and '"hooks"' in b]
     return config["hooks"]
 
 
