@@ -240,6 +240,11 @@ def training_job_dispatch(*, job_id: int, now: datetime | None = None) -> bool:
 
 
 def training_job_get_for_update(job_id: int) -> TrainingJob:
+    """The job, row-locked, after its `train` command's row: the heartbeat locks the command before the job
+    (llm_models reports under the command's lock), so taking them in the same order never deadlocks."""
+    command_id = TrainingJob.objects.filter(pk=job_id).values_list("train_command_id", flat=True).first()
+    if command_id is not None:
+        list(NodeCommand.objects.select_for_update().filter(pk=command_id).values_list("pk", flat=True))
     return TrainingJob.objects.select_for_update(of=("self",)).select_related("node__owner").get(pk=job_id)
 
 
