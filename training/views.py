@@ -41,14 +41,14 @@ class TrainingJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         return Response(TrainingJobOut(job).data)
 
     @extend_schema(responses={200: TrainingEventOut(many=True)}, summary="A job's progress history")
-    @action(detail=True, methods=["get"], filterset_class=None, search_fields=[], ordering_fields=[], ordering=None)
+    @action(detail=True, methods=["get"], filter_backends=[])
     def events(self, request: Request, pk: str | None = None) -> Response:
         job = self.get_object()
         page = self.paginate_queryset(selectors.training_event_list(job=job))
         return self.get_paginated_response(TrainingEventOut(page, many=True).data)
 
 
-@extend_validation_errors(["unsafe_dataset_url"], field_name="dataset_url", methods=["post"])
+@extend_validation_errors(["unsafe_dataset_url", "dataset_required"], field_name="dataset_url", methods=["post"])
 class TrainingJobCreateView(APIView):
     @extend_schema(
         request=TrainingJobCreateIn,
