@@ -1,4 +1,5 @@
-"""What a rental costs (API.md §14): the term of a fixed rental, a pay-as-you-go minute and its rolling hold.
+"""What a rental costs (API.md §14): the term of a fixed rental, a pay-as-you-go minute and its rolling hold; and
+the ref its ledger lines carry.
 
 Prices are Decimal to 6 places, as the ledger keeps money. A discounted hourly price is rounded once (half up) and
 a term is that price times its hours, so a fixed rental's total is exact. Pay-as-you-go minutes are charged as the
@@ -26,6 +27,11 @@ class Term:
     price_per_hour: Decimal
     discount: Decimal
     total: Decimal
+
+
+def rental_ledger_ref(rental_id: int) -> str:
+    """What a rental's ledger lines name (API.md §10 `ref`)."""
+    return f"rental:{rental_id}"
 
 
 def rental_term(*, gpu: Gpu, billing: str, hours: int | None = None, periods: int | None = None) -> Term:

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from rentals import services
+from rentals import payg, services
 
 
 @shared_task(name="rentals.tasks.rentals_complete_ended")
@@ -12,4 +12,4 @@ def rentals_complete_ended() -> int:
 @shared_task(name="rentals.tasks.rentals_payg_charge")
 def rentals_payg_charge() -> int:
     """Beat, each minute: charge pay-as-you-go rentals' started minutes and renew their holds (safe to overlap)."""
-    return services.rentals_payg_charge()
+    return payg.rentals_payg_charge()

@@ -21,7 +21,7 @@ from core.filters import NO_NUL_PATTERN
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENCY_RESPONSES, with_idempotency
 from core.openapi import error_response
 from llm_models.models import NodeCommand
-from rentals import selectors, services
+from rentals import commands, selectors, services
 from rentals.choices import RentalAction
 from rentals.filters import OfferFilter, RentalFilter
 from rentals.models import Rental, Snapshot
@@ -95,7 +95,7 @@ class RentalViewSet(
         return Response(RentalOut(rental).data)
 
     def _command(self, action_name: str) -> Response:
-        job = services.rental_command(rental=self.get_object(), action=action_name)
+        job = commands.rental_command(rental=self.get_object(), action=action_name)
         return Response(JobOut(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: JobOut, 501: error_response(501)}, summary="Start the node")
@@ -112,7 +112,7 @@ class RentalViewSet(
     def stop(self, request: Request, pk: str | None = None) -> Response:
         data = RentalStopIn(data=request.data or {})
         data.is_valid(raise_exception=True)
-        job = services.rental_command(
+        job = commands.rental_command(
             rental=self.get_object(), action=RentalAction.STOP, snapshot=data.validated_data["snapshot"]
         )
         return Response(JobOut(job).data, status=status.HTTP_202_ACCEPTED)
@@ -150,7 +150,7 @@ def _bulk_one(client: Client, operation: str, rental_id: int) -> dict:
                 job = NodeCommand.objects.filter(rental=rental).order_by("-id").first()
                 result = {"id": rental_id, "ok": True, "status": status.HTTP_200_OK}
             else:
-                job = services.rental_command(rental=rental, action=operation)
+                job = commands.rental_command(rental=rental, action=operation)
                 result = {"id": rental_id, "ok": True, "status": status.HTTP_202_ACCEPTED}
     except DomainError as err:
         return {"id": rental_id, "ok": False, "status": err.status, "error": {"code": err.code, "detail": err.detail}}

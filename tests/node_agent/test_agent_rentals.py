@@ -11,6 +11,7 @@ from clients.choices import ClientRole
 from llm_models.choices import NodeStatus
 from llm_models.models import Node, NodeCommand
 from rentals import services
+from rentals.commands import rental_command
 from tests.conftest import bearer
 from tests.factories import make_client
 from tests.llm_models.conftest import wait_until
@@ -58,9 +59,9 @@ def test_the_agent_runs_a_rentals_commands_through_its_hooks(service, backend, a
 
     rental = services.rental_start(client=renter, node_id=node.pk, hours=2, ssh_public_key=SSH_KEY)
     key = NodeCommand.objects.get(rental=rental, action="start")  # the first command: start, with the key
-    start = services.rental_command(rental=rental, action="start")
-    stop = services.rental_command(rental=rental, action="stop")
-    reset = services.rental_command(rental=rental, action="reset")
+    start = rental_command(rental=rental, action="start")
+    stop = rental_command(rental=rental, action="stop")
+    reset = rental_command(rental=rental, action="reset")
     for job in (key, start, stop, reset):
         wait_until(lambda job=job: finished(job), timeout=15, process=process)
 

@@ -13,6 +13,7 @@ from clients.choices import ClientRole
 from llm_models.choices import NodeStatus
 from llm_models.models import Node, NodeCommand
 from rentals import services
+from rentals.commands import rental_command
 from tests.conftest import bearer
 from tests.factories import make_client
 from tests.llm_models.conftest import wait_until
@@ -80,7 +81,7 @@ def test_the_readmes_hook_runs_every_rental_action_as_written(service, backend, 
 
     rental = services.rental_start(client=renter, node_id=node.pk, hours=2, ssh_public_key=SSH_KEY)
     jobs = [NodeCommand.objects.get(rental=rental, action="start")]  # every rental's first command
-    jobs += [services.rental_command(rental=rental, action=action) for action in ("stop", "start", "reset")]
+    jobs += [rental_command(rental=rental, action=action) for action in ("stop", "start", "reset")]
     for job in jobs:
         wait_until(lambda job=job: finished(job), timeout=15, process=process)
 

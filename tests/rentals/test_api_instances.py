@@ -11,6 +11,7 @@ from clients.models import Hold
 from llm_models.choices import NodeCapability, NodeCommandStatus
 from llm_models.models import NodeCommand
 from rentals import services
+from rentals.commands import rental_command
 from rentals.models import Rental, Snapshot
 from tests.conftest import bearer
 from tests.factories import make_client
@@ -193,7 +194,7 @@ def test_a_structured_field_of_the_wrong_json_type_is_a_400(api_client, box, ren
 def test_an_invalid_snapshot_ref_fails_the_stop_and_records_nothing(api_client, box, renter):
     node, token = box
     rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
-    stop = services.rental_command(rental=rental, action="stop", snapshot=True)
+    stop = rental_command(rental=rental, action="stop", snapshot=True)
 
     beat(api_client, token, results=[{"id": stop.pk, "status": "succeeded", "snapshot_ref": "img; rm -rf /"}])
 

@@ -11,6 +11,7 @@ from clients.models import Client, Hold
 from llm_models.choices import NodeStatus
 from llm_models.models import Node, NodeCommand
 from rentals import services
+from rentals.commands import rental_command
 from rentals.models import Rental
 from tests.conftest import bearer
 from tests.factories import make_client, make_node
@@ -238,7 +239,7 @@ def test_a_lifecycle_action_answers_202_with_a_job_to_poll(api_client, node, ren
 
 def test_someone_elses_job_is_a_404(api_client, node, renter):
     rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
-    job = services.rental_command(rental=rental, action="stop")
+    job = rental_command(rental=rental, action="stop")
     _, raw = make_client()
 
     assert api_client.get(f"/api/v1/jobs/{job.pk}/", **bearer(raw)).status_code == 404

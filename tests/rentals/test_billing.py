@@ -19,7 +19,7 @@ from clients.choices import HoldStatus, LedgerAccountKind, LedgerTransactionKind
 from clients.models import Client, Hold, LedgerEntry, LedgerTransaction
 from gpus.models import Gpu
 from llm_models.models import NodeCommand
-from rentals import services
+from rentals import payg, services
 from rentals.billing import payg_cost
 from rentals.choices import RentalStatus
 from rentals.models import Rental
@@ -136,7 +136,7 @@ def test_each_started_minute_is_charged_from_the_hold_and_the_hold_is_renewed(no
     start = timezone.now().replace(microsecond=0)
     rental = start_payg(node, client, start)
 
-    services.rentals_payg_charge(now=start + timedelta(seconds=30))  # minute 1 has started
+    payg.rentals_payg_charge(now=start + timedelta(seconds=30))  # minute 1 has started
     rental.refresh_from_db()
     hold = Hold.objects.get(key=rental.ledger_key)
     assert (rental.payg_minutes_charged, rental.total) == (1, MINUTE)
@@ -144,8 +144,8 @@ def test_each_started_minute_is_charged_from_the_hold_and_the_hold_is_renewed(no
     client.refresh_from_db()
     assert client.balance == Decimal("1000") - PRICE - MINUTE
 
-    services.rentals_payg_charge(now=start + timedelta(seconds=50))  # still minute 1: nothing more
-    services.rentals_payg_charge(now=start + timedelta(minutes=10))  # minutes 2..10
+    payg.rentals_payg_charge(now=start + timedelta(seconds=50))  # still minute 1: nothing more
+    payg.rentals_payg_charge(now=start + timedelta(minutes=10))  # minutes 2..10
     rental.refresh_from_db()
     assert (rental.payg_minutes_charged, rental.total) == (10, payg_cost(PRICE, 10)) == (10, Decimal("0.416667"))
     client.refresh_from_db()
@@ -169,8 +169,8 @@ def test_payg_minutes_read_as_a_release_and_a_rental_line_each(api_client, node,
     client, raw = renter
     start = timezone.now().replace(microsecond=0)
     rental = start_payg(node, client, start)
-    services.rentals_payg_charge(now=start + timedelta(minutes=1, seconds=30))  # minutes 1 and 2
-    services.rentals_payg_charge(now=start + timedelta(minutes=1, seconds=40))  # a second beat: nothing more
+    payg.rentals_payg_charge(now=start + timedelta(minutes=1, seconds=30))  # minutes 1 and 2
+    payg.rentals_payg_charge(now=start + timedelta(minutes=1, seconds=40))  # a second beat: nothing more
     with time_machine.travel(start + timedelta(minutes=1, seconds=50), tick=False):
         assert api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(raw)).status_code == 200
 
@@ -198,7 +198,7 @@ def test_cancelling_payg_charges_the_started_minutes_and_releases_the_hold(api_c
     client, raw = renter
     start = timezone.now().replace(microsecond=0)
     rental = start_payg(node, client, start)
-    services.rentals_payg_charge(now=start + timedelta(minutes=3))
+    payg.rentals_payg_charge(now=start + timedelta(minutes=3))
 
     with time_machine.travel(start + timedelta(minutes=10, seconds=30), tick=False):
         r = api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(raw))
@@ -222,12 +222,12 @@ def test_payg_ends_for_insufficient_funds_when_the_hold_cannot_be_renewed(node):
     rental = start_payg(node, client, start)
 
     for minute in range(1, 13):
-        services.rentals_payg_charge(now=start + timedelta(minutes=minute - 1, seconds=1))
+        payg.rentals_payg_charge(now=start + timedelta(minutes=minute - 1, seconds=1))
         assert Rental.objects.get(pk=rental.pk).status == RentalStatus.ACTIVE, minute
     client.refresh_from_db()
     assert client.balance == 0  # twelve minutes cost exactly 0.50, all taken to renew the hold
 
-    services.rentals_payg_charge(now=start + timedelta(minutes=12, seconds=1))  # minute 13: no renewal possible
+    payg.rentals_payg_charge(now=start + timedelta(minutes=12, seconds=1))  # minute 13: no renewal possible
 
     rental.refresh_from_db()
     assert rental.status == RentalStatus.ENDED_INSUFFICIENT_FUNDS
@@ -237,7 +237,7 @@ def test_payg_ends_for_insufficient_funds_when_the_hold_cannot_be_renewed(node):
     assert client.balance == Decimal("3") - Decimal("0.541667")
     assert Hold.objects.get(key=rental.ledger_key).status == HoldStatus.RELEASED
     assert list(NodeCommand.objects.filter(rental=rental).values_list("action", flat=True)) == ["start", "end"]
-    assert services.rentals_payg_charge(now=start + timedelta(minutes=20)) == 0  # ended: nothing more
+    assert payg.rentals_payg_charge(now=start + timedelta(minutes=20)) == 0  # ended: nothing more
     assert ledger.reconcile() == []
 
 
@@ -272,7 +272,7 @@ def test_two_beat_runs_racing_on_one_payg_rental_charge_each_minute_once():
     def run() -> None:
         try:
             barrier.wait()
-            services.rentals_payg_charge(now=later)
+            payg.rentals_payg_charge(now=later)
         except BaseException as exc:
             errors.append(exc)
         finally:

@@ -6,6 +6,7 @@ from clients.choices import ClientRole
 from llm_models.choices import NodeCommandStatus
 from llm_models.models import Node, NodeCommand
 from rentals import services
+from rentals.commands import rental_command
 from tests.conftest import bearer
 from tests.factories import make_client, make_node
 from tests.llm_models.conftest import HEARTBEAT_URL
@@ -21,7 +22,7 @@ def beat(api_client, token, **body):  # type: ignore[no-untyped-def]
 def test_a_rentals_commands_are_resent_until_their_outcome_arrives(api_client, operator, renter):
     node, token = make_rentable_node(operator)
     rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1, ssh_public_key=SSH_KEY)
-    start = services.rental_command(rental=rental, action="start")
+    start = rental_command(rental=rental, action="start")
 
     first = beat(api_client, token).json()["commands"]
     second = beat(api_client, token).json()["commands"]
@@ -56,7 +57,7 @@ def test_a_rentals_commands_are_resent_until_their_outcome_arrives(api_client, o
 def test_unsupported_fails_the_job_and_is_remembered_for_the_node(api_client, operator, renter):
     node, token = make_rentable_node(operator)
     rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
-    job = services.rental_command(rental=rental, action="reset")
+    job = rental_command(rental=rental, action="reset")
     beat(api_client, token)
 
     beat(api_client, token, results=[{"id": job.pk, "status": "unsupported", "output": ""}])
@@ -74,7 +75,7 @@ def test_results_for_another_nodes_commands_and_unknown_ids_are_ignored(api_clie
     _node, token = make_rentable_node(operator)
     other, _other_token = make_rentable_node(operator)
     rental = services.rental_start(client=renter[0], node_id=other.pk, hours=1)
-    job = services.rental_command(rental=rental, action="stop")
+    job = rental_command(rental=rental, action="stop")
 
     r = beat(api_client, token, results=[{"id": job.pk, "status": "succeeded"}, {"id": 987654, "status": "failed"}])
 
@@ -85,7 +86,7 @@ def test_results_for_another_nodes_commands_and_unknown_ids_are_ignored(api_clie
 def test_a_late_result_for_a_closed_command_changes_nothing(api_client, operator, renter):
     node, token = make_rentable_node(operator)
     rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
-    job = services.rental_command(rental=rental, action="stop")
+    job = rental_command(rental=rental, action="stop")
     beat(api_client, token, results=[{"id": job.pk, "status": "succeeded", "output": "ok"}])
 
     beat(api_client, token, results=[{"id": job.pk, "status": "failed", "output": "again"}])
@@ -106,9 +107,9 @@ def test_a_node_without_commands_gets_an_empty_list(api_client, operator):
 def test_a_cancelled_rentals_unreported_commands_are_withdrawn_and_only_end_is_delivered(api_client, operator, renter):
     node, token = make_rentable_node(operator)
     rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1, ssh_public_key=SSH_KEY)
-    start = services.rental_command(rental=rental, action="start")
+    start = rental_command(rental=rental, action="start")
     sent = beat(api_client, token).json()["commands"]  # both sent once: running, not yet reported
-    stop = services.rental_command(rental=rental, action="stop")  # queued, never sent
+    stop = rental_command(rental=rental, action="stop")  # queued, never sent
     assert [c["action"] for c in sent] == ["start", "start"]  # the rental's own first `start`, then the renter's
 
     assert api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(renter[1])).status_code == 200
@@ -125,7 +126,7 @@ def test_a_cancelled_rentals_unreported_commands_are_withdrawn_and_only_end_is_d
 def test_a_completed_rentals_unreported_commands_are_withdrawn(api_client, operator, renter):
     node, token = make_rentable_node(operator)
     rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
-    reset = services.rental_command(rental=rental, action="reset")
+    reset = rental_command(rental=rental, action="reset")
 
     assert services.rentals_complete_ended(now=rental.ends_at + timedelta(seconds=1)) == 1
     commands = beat(api_client, token).json()["commands"]
@@ -137,7 +138,7 @@ def test_a_completed_rentals_unreported_commands_are_withdrawn(api_client, opera
 def test_a_withdrawn_command_the_node_had_received_still_records_its_real_outcome(api_client, operator, renter):
     node, token = make_rentable_node(operator)
     rental = services.rental_start(client=renter[0], node_id=node.pk, hours=1)
-    start = services.rental_command(rental=rental, action="start")
+    start = rental_command(rental=rental, action="start")
     beat(api_client, token)
     services.rental_cancel(rental=rental)
 
@@ -154,7 +155,7 @@ def test_a_withdrawn_command_is_never_sent_by_the_heartbeat_fast_path_either(tra
     fund(renter)
     node, token = make_rentable_node(operator)
     rental = services.rental_start(client=renter, node_id=node.pk, hours=1)
-    services.rental_command(rental=rental, action="start")
+    rental_command(rental=rental, action="start")
     services.rental_cancel(rental=rental)
     end = NodeCommand.objects.get(rental=rental, action="end")
     beat(api_client, token, results=[{"id": end.pk, "status": "succeeded", "output": ""}])

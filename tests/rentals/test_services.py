@@ -20,6 +20,7 @@ from llm_models.models import Node, NodeCommand
 from llm_models.services import node_deregister
 from rentals import services
 from rentals.choices import RentalStatus
+from rentals.commands import rental_command
 from rentals.errors import NodeAlreadyRented
 from rentals.models import Rental
 from tests.factories import make_client
@@ -216,7 +217,7 @@ def test_a_deregistered_node_ends_its_rental_with_a_refund_of_unused_time(node, 
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         rental = services.rental_start(client=client, node_id=node.pk, hours=4)
-        services.rental_command(rental=rental, action="start")
+        rental_command(rental=rental, action="start")
 
     with time_machine.travel(start + timedelta(minutes=60), tick=False):
         node_deregister(node=Node.objects.get(pk=node.pk))
@@ -247,7 +248,7 @@ def test_unsupported_actions_are_refused_for_that_node_only(node, renter, operat
     other = services.rental_start(client=client, node_id=other_node.pk, hours=1)
 
     with pytest.raises(DomainError) as raised:
-        services.rental_command(rental=rental, action="reset")
+        rental_command(rental=rental, action="reset")
 
     assert (raised.value.status, raised.value.code) == (501, "action_not_supported")
-    assert services.rental_command(rental=other, action="reset").status == NodeCommandStatus.PENDING
+    assert rental_command(rental=other, action="reset").status == NodeCommandStatus.PENDING
