@@ -36,3 +36,17 @@ class HoldStatus(models.TextChoices):
     HELD = "held", "Held"
     SETTLED = "settled", "Settled"
     RELEASED = "released", "Released"
+
+
+class BudgetPeriod(models.TextChoices):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    TOTAL = "total"
+
+
+class KeyScope(models.TextChoices):
+    INFERENCE = "inference"
+    RENTALS = "rentals"
+    TRAINING = "training"
+    ACCOUNT = "account"

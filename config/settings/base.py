@@ -439,6 +439,11 @@ if INFERENCE_LEAN_PATH and USAGE_JOURNAL_URL and DATABASES["default"]["ENGINE"] 
         "schedule": timedelta(seconds=60),
     }
 
+# --- Key limits, plans and usage roll-ups (docs/API.md §12, §8) ------------------------------------------------
+# The per-minute rpm/tpm counters of API keys live in this Redis (by default the usage journal's); empty: in the
+# database (the embedded default).
+KEY_LIMITS_REDIS_URL = env("KEY_LIMITS_REDIS_URL", default=USAGE_JOURNAL_URL)
+
 # --- Instances: pay-as-you-go rentals (docs/API.md §14, §8) ---------------------------------------------------
 # A pay-as-you-go rental holds this many hours of its price (a decimal, at least 2 minutes); each minute the started
 # minute is charged from the hold and the hold is topped back up; when it cannot be, the rental ends.
