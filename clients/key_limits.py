@@ -161,7 +161,7 @@ def _check_model(limits: KeyLimits, model: str | None) -> None:
     if KeyScope.INFERENCE not in limits.scopes:
         raise InsufficientScope("This API key lacks the `inference` scope.")
     if model is not None and limits.models and model not in limits.models:
-        raise ModelNotAllowed(f"This API key may not use the model `{model}`.", attr="model")
+        raise ModelNotAllowed(f"This API key may not use the model `{model}`.")
 
 
 # --- Counters -----------------------------------------------------------------------------------------------------
