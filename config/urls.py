@@ -3,8 +3,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from core import views as core_views
+from inference import usage_views
 
 api_v1 = [
+    # Usage roll-ups (docs/API.md §12): before client/ so that clients' router does not take the path.
+    path("client/usage/", usage_views.UsageRollupView.as_view(), name="client-usage"),
     path("client/", include("clients.urls")),
     path("gpu/", include("gpus.urls")),
     path("llm_models/", include("llm_models.urls")),
