@@ -30,6 +30,9 @@ class LedgerTransactionKind(models.TextChoices):
     TOPUP = "topup", "Top-up"  # a card payment (Stripe Checkout) credited
     PAYOUT = "payout", "Payout"  # a provider's held payout paid out
     X402 = "x402", "x402"  # a keyless x402 payment credited to its payer's account (or reversed)
+    # plans/ (docs/API.md §12)
+    SUBSCRIPTION = "subscription", "Subscription"  # a plan's monthly price, client to platform
+    PLAN_USAGE = "plan_usage", "Plan usage"  # a covered request: the platform pays its operator and treasury shares
 
 
 class HoldStatus(models.TextChoices):

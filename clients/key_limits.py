@@ -110,9 +110,7 @@ def scopes_grantable(*, granting: ApiKey | None, scopes: list[str]) -> None:
         return
     extra = sorted(set(scopes) - set(granting.scopes or ()))
     if extra:
-        raise InsufficientScope(
-            f"This API key cannot grant scopes it does not have: {', '.join(extra)}."
-        )
+        raise InsufficientScope(f"This API key cannot grant scopes it does not have: {', '.join(extra)}.")
 
 
 # --- Budget periods -----------------------------------------------------------------------------------------------

@@ -474,3 +474,53 @@ def reconcile() -> list[BalanceMismatch]:
     if escrow != open_holds:
         found.append(BalanceMismatch(LedgerAccountKind.ESCROW.value, None, Decimal(open_holds), Decimal(escrow)))
     return found
+
+
+# --- Plans (docs/API.md §12) ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def charge(*, client: Client, amount: Decimal, key: str, kind: str, memo: str = "") -> LedgerTransaction:
+    """Take `amount` from a client's available balance to the platform (a plan's price), once per key.
+
+    Raises InsufficientFunds (402) when the balance is short; a repeated key returns the first posting.
+    """
+    amount = _exact(amount, name="amount")
+    txn_key = f"{kind}:{_key(key)}"
+    locked = _lock_clients(client.pk)[client.pk]
+    existing = LedgerTransaction.objects.filter(key=txn_key).first()
+    if existing is not None:
+        if not existing.entries.filter(account__client=client, amount=-amount).exists():
+            raise LedgerKeyReused(f"Ledger key {key!r} already charged another client or amount.")
+        _refresh_balance(client)
+        return existing
+    if locked.balance < amount:
+        raise InsufficientFunds(f"This costs {amount}; the available balance is {locked.balance}.")
+    txn = _post(
+        key=txn_key,
+        kind=kind,
+        memo=memo,
+        legs=[(_client_account(client.pk), -amount), (_system_account(LedgerAccountKind.PLATFORM), amount)],
+    )
+    _refresh_balance(client)
+    return txn
+
+
+@transaction.atomic
+def refund_from_platform(*, client: Client, amount: Decimal, key: str, kind: str, memo: str = "") -> LedgerTransaction:
+    """Give a client back `amount` it was charged for work the platform pays for instead (a plan-covered request:
+    its operator and treasury keep their shares, the platform pays them), once per key."""
+    amount = _exact(amount, name="amount")
+    txn_key = f"{kind}:{_key(key)}"
+    _lock_clients(client.pk)
+    existing = LedgerTransaction.objects.filter(key=txn_key).first()
+    if existing is not None:
+        return existing
+    txn = _post(
+        key=txn_key,
+        kind=kind,
+        memo=memo,
+        legs=[(_system_account(LedgerAccountKind.PLATFORM), -amount), (_client_account(client.pk), amount)],
+    )
+    _refresh_balance(client)
+    return txn

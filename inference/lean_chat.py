@@ -12,7 +12,8 @@ but none of that costs a database round trip on the request path:
 It serves the common case only; anything else goes to the Django view unchanged, which answers it (errors
 included) in OpenAI's shape: a body it cannot parse or check, no or an unknown key, an `Idempotency-Key` (the
 Django path stores responses for replay), a model with no live node, a client whose balance is too low for a
-lease. On SQLite, or with no journal (USAGE_JOURNAL_URL empty) or INFERENCE_LEAN_PATH off, Django serves all.
+lease, a client with an active plan (plans/). On SQLite, or with no journal (USAGE_JOURNAL_URL empty) or
+INFERENCE_LEAN_PATH off, Django serves all.
 """
 
 import asyncio
@@ -187,6 +188,8 @@ class ChatCompletionsLeanPath(LeanPath):
         if limits is None:
             return False
         client_id = limits.client_id
+        if await lean_lookups.on_a_plan(client_id):
+            return False  # its plan's quota and cover are the Django path's (plans/; docs/API.md §9)
         candidates = await lean_lookups.route(body["model"])
         if not candidates:
             return False

@@ -26,6 +26,8 @@ from core.tokens import hash_secret
 from inference import routing
 from inference.errors import ModelNotFound, NoCapacity
 from inference.routing import Candidate
+from plans.choices import SubscriptionStatus
+from plans.models import Subscription
 
 T = TypeVar("T")
 _MAX_ENTRIES = 10_000
@@ -116,3 +118,18 @@ async def route(model: str) -> list[Candidate] | None:
 
 def forget_route(model: str) -> None:
     _routes.forget(model)
+
+
+def _on_a_plan(client_id: int) -> bool:
+    return Subscription.objects.filter(
+        client_id=client_id, status=SubscriptionStatus.ACTIVE, renews_at__gt=timezone.now()
+    ).exists()
+
+
+_plans: TtlCache[bool] = TtlCache(lambda: settings.INFERENCE_KEY_CACHE_S)
+_on_a_plan_async = database_call(_on_a_plan)
+
+
+async def on_a_plan(client_id: int) -> bool:
+    """Whether the client has an active plan (its requests take the plan's quota: the Django path serves them)."""
+    return await _plans.get(str(client_id), lambda: _on_a_plan_async(client_id))

@@ -23,14 +23,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.authentication import ApiKeyAuthentication, bearer_token
-from clients.key_limits import KeyLimits, key_admit
+from clients.key_limits import KeyLimits
 from clients.models import ApiKey, Client
 from clients.permissions import request_client
 from core.error_render import openai_body, openai_sse_error
 from core.errors import DomainError
 from core.idempotency import with_idempotency
 from core.tokens import hash_secret
-from inference import key_spend, keyless, relay, services
+from inference import door_limits, keyless, relay, services
 from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
 from inference.errors import ModelNotFound
@@ -131,7 +131,7 @@ async def _openai_stream(
             last = item
             yield sse(item)
             continue
-        await sync_to_async(key_spend.request_record_spend)(req=item.request, limits=limits)
+        await sync_to_async(door_limits.request_finished)(req=item.request, limits=limits)
         if item.error is not None:
             yield openai_sse_error(message=item.error.detail, code=item.error.code)
             return
@@ -154,16 +154,18 @@ class ChatCompletionsView(_OpenAIView):
         if not request.user.is_authenticated:
             return self._keyless(request, body, stream=stream, include_usage=include_usage)
         client = request_client(request)
-        limits = key_spend.limits_of(request)
-        admission = key_admit(limits=limits, model=body["model"])  # 403/402/429 per the key's limits (API.md §12)
-        key = key_spend.calling_key(request)
+        limits = door_limits.limits_of(request)
+        admitted = door_limits.admit(request, model=body["model"], client=client)  # key limits, plan (API.md §12)
+        key = door_limits.calling_key(request)
         response: HttpResponseBase
         if not stream:
-            response = with_idempotency(request, lambda ref: self._complete(client, body, ref, key=key, limits=limits))
+            response = with_idempotency(
+                request, lambda ref: self._complete(client, body, ref, key=key, limits=limits, covered=admitted.covered)
+            )
         else:
-            opened = self._open(client, body, ref=stream_ref(request), key=key)
+            opened = self._open(client, body, ref=stream_ref(request), key=key, covered=admitted.covered)
             response = sse_response(_openai_stream(opened, include_usage=include_usage, limits=limits))
-        for name, value in admission.headers.items():
+        for name, value in admitted.headers.items():
             response[name] = value
         return response
 
@@ -184,7 +186,9 @@ class ChatCompletionsView(_OpenAIView):
         return door.serve(call)
 
     @staticmethod
-    def _open(client: Client, body: dict, *, ref: str | None, key: ApiKey | None = None) -> Opened:
+    def _open(
+        client: Client, body: dict, *, ref: str | None, key: ApiKey | None = None, covered: bool = False
+    ) -> Opened:
         with transaction.atomic():
             opened = services.inference_open(
                 client=client,
@@ -195,20 +199,28 @@ class ChatCompletionsView(_OpenAIView):
                 channel=InferenceChannel.DIRECT,
                 ref=ref,
             )
-            key_spend.request_attach_key(request_ids=[opened.request.pk], key=key)
+            door_limits.request_attach(request_ids=[opened.request.pk], key=key, covered=covered)
+            opened.request.plan_covered = covered
         return opened
 
     def _complete(
-        self, client: Client, body: dict, ref: str | None, *, key: ApiKey | None = None, limits: KeyLimits | None = None
+        self,
+        client: Client,
+        body: dict,
+        ref: str | None,
+        *,
+        key: ApiKey | None = None,
+        limits: KeyLimits | None = None,
+        covered: bool = False,
     ) -> Response:
-        opened = self._open(client, body, ref=ref, key=key)
+        opened = self._open(client, body, ref=ref, key=key, covered=covered)
         delivery = Delivery()
         payload = async_to_sync(relay.relay_complete)(candidates=opened.candidates, body=opened.body, delivery=delivery)
         finished = services.inference_finish(
             req=opened.request, attempt=opened.request.attempts, delivery=delivery, prompt=opened.prompt
         )
         if finished is not None:
-            key_spend.request_record_spend(req=finished, limits=limits)
+            door_limits.request_finished(req=finished, limits=limits)
         if payload is None:
             raise relay_failure(delivery)
         usage = relay.meter(delivery, prompt=opened.prompt, max_tokens=opened.request.max_tokens)

@@ -4,7 +4,7 @@ from typing import Any
 
 from celery import shared_task
 
-from inference import key_spend, services, usage, usage_journal
+from inference import door_limits, services, usage, usage_journal
 from inference.models import InferenceRequest
 
 
@@ -17,7 +17,7 @@ from inference.models import InferenceRequest
 def inference_dispatch(request_id: int) -> None:
     was: dict[str, Any] = dict(InferenceRequest.objects.filter(pk=request_id).values("status").first() or {})
     services.inference_run(request_id=request_id)
-    key_spend.request_record_spend_by_id(request_id=request_id, was=was)  # the asking key's budget and tpm
+    door_limits.request_finished_by_id(request_id=request_id, was=was)  # the key's budget, the plan's cover
 
 
 @shared_task(name="inference.tasks.inference_requeue_stuck", ignore_result=True)

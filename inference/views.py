@@ -28,7 +28,7 @@ from core.idempotency import (
     with_idempotency,
 )
 from core.openapi import error_response
-from inference import key_spend, selectors, services
+from inference import door_limits, selectors, services
 from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
 from inference.filters import InferenceFilter
@@ -81,7 +81,7 @@ def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened
     data = InferenceIn(data=request.data, context={"client": client})
     data.is_valid(raise_exception=True)
     v = data.validated_data
-    key_admit(limits=key_spend.limits_of(request), model=v["desired_model"])
+    admitted = door_limits.admit(request, model=v["desired_model"], client=client)  # key limits, plan (API.md §12)
     with transaction.atomic():
         opened = services.inference_open(
             client=client,
@@ -91,7 +91,10 @@ def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened
             channel=channel,
             ref=ref,
         )
-        key_spend.request_attach_key(request_ids=[opened.request.pk], key=key_spend.calling_key(request))
+        door_limits.request_attach(
+            request_ids=[opened.request.pk], key=door_limits.calling_key(request), covered=admitted.covered
+        )
+        opened.request.plan_covered = admitted.covered
     return opened
 
 
@@ -101,7 +104,7 @@ async def _seed_stream(opened: Opened, limits: KeyLimits | None) -> AsyncIterato
         if not isinstance(item, Finished):
             yield sse(item)
             continue
-        await sync_to_async(key_spend.request_record_spend)(req=item.request, limits=limits)
+        await sync_to_async(door_limits.request_finished)(req=item.request, limits=limits)
         record = await sync_to_async(lambda r: InferenceOut(r).data)(item.request)
         if item.error is not None:
             yield openai_sse_error(message=item.error.detail, code=item.error.code)
@@ -201,7 +204,7 @@ class InferenceViewSet(
     @action(detail=False, methods=["post"], url_path="stream")
     def stream(self, request: Request) -> StreamingHttpResponse:
         opened = _open_question(request, ref=stream_ref(request), channel=InferenceChannel.DIRECT)
-        return sse_response(_seed_stream(opened, key_spend.limits_of(request)))
+        return sse_response(_seed_stream(opened, door_limits.limits_of(request)))
 
     @extend_schema(
         request=InferenceBatchIn,
@@ -221,7 +224,8 @@ class InferenceViewSet(
             data = InferenceBatchIn(data=request.data)
             data.is_valid(raise_exception=True)
             v = data.validated_data
-            key_admit(limits=key_spend.limits_of(request), model=v["model"])  # a batch is one request to rpm
+            # A batch is one request to the key's rpm, and billed: plans cover single requests (docs/API.md §9).
+            key_admit(limits=door_limits.limits_of(request), model=v["model"])
             with transaction.atomic():
                 batch = services.inference_batch_create(
                     client=request_client(request),
@@ -230,8 +234,8 @@ class InferenceViewSet(
                     max_tokens=v.get("max_tokens"),
                     ref=ref,
                 )
-                key_spend.request_attach_key(
-                    request_ids=list(batch.items.values_list("pk", flat=True)), key=key_spend.calling_key(request)
+                door_limits.request_attach(
+                    request_ids=list(batch.items.values_list("pk", flat=True)), key=door_limits.calling_key(request)
                 )
             batch = selectors.inference_batch_get_visible(viewer=request_client(request), batch_id=batch.pk)
             return Response(InferenceBatchOut(batch).data, status=status.HTTP_202_ACCEPTED)

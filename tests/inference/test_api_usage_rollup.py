@@ -51,9 +51,11 @@ def test_usage_by_key_and_model_sums_to_the_ledgers_charges(api_client, user_cli
         None,
         None,
     )
-    charged = -LedgerEntry.objects.filter(account__client=client).exclude(
-        transaction__kind=LedgerTransactionKind.CREDIT
-    ).aggregate(s=Sum("amount"))["s"]
+    charged = (
+        -LedgerEntry.objects.filter(account__client=client)
+        .exclude(transaction__kind=LedgerTransactionKind.CREDIT)
+        .aggregate(s=Sum("amount"))["s"]
+    )
     for rows in (by_key.json(), by_model.json(), by_day.json()):
         assert sum(Decimal(row["cost"]) for row in rows) == charged > 0
     assert sum(row["prompt_tokens"] + row["completion_tokens"] for row in by_model.json()) > 0
