@@ -74,6 +74,12 @@ class KeyLimits:
         return None if row is None else cls._from(row)
 
 
+def key_limits_of(request: Any) -> KeyLimits | None:
+    """The limits of the key a DRF request was made with (None: a session or a keyless payer)."""
+    auth = getattr(request, "auth", None)
+    return KeyLimits.of(auth) if isinstance(auth, ApiKey) else None
+
+
 @dataclass
 class Admission:
     """An admitted request: the headers to add to its response."""
@@ -155,9 +161,9 @@ def _check_budget(limits: KeyLimits, spent: Decimal) -> None:
         )
 
 
-def _check_model(limits: KeyLimits, model: str | None) -> None:
-    if KeyScope.INFERENCE not in limits.scopes:
-        raise InsufficientScope("This API key lacks the `inference` scope.")
+def _check_model(limits: KeyLimits, model: str | None, scope: str = KeyScope.INFERENCE) -> None:
+    if scope not in limits.scopes:
+        raise InsufficientScope(f"This API key lacks the `{scope}` scope.")
     if model is not None and limits.models and model not in limits.models:
         raise ModelNotAllowed(f"This API key may not use the model `{model}`.")
 
@@ -266,12 +272,15 @@ def _count(limits: KeyLimits, now: datetime) -> tuple[int, int]:
 # --- Admission and spend ------------------------------------------------------------------------------------------
 
 
-def key_admit(*, limits: KeyLimits | None, model: str | None, now: datetime | None = None) -> Admission:
-    """Admit one request of this key (None: a session or keyless payer, nothing to check) or raise 403/402/429."""
+def key_admit(
+    *, limits: KeyLimits | None, model: str | None, scope: str = KeyScope.INFERENCE, now: datetime | None = None
+) -> Admission:
+    """Admit one request of this key (None: a session or keyless payer, nothing to check) or raise 403/402/429.
+    `model` None: not an inference request (a rental: scope, budget and rpm only)."""
     if limits is None:
         return Admission()
     now = now or timezone.now()
-    _check_model(limits, model)
+    _check_model(limits, model, scope)
     if limits.budget is not None:
         _check_budget(limits, _spent(limits, now))
     if limits.rpm is None and limits.tpm is None:
