@@ -156,6 +156,7 @@ class ChatCompletionsView(_OpenAIView):
         client = request_client(request)
         limits = door_limits.limits_of(request)
         admitted = door_limits.admit(request, model=body["model"], client=client)  # key limits, plan (API.md §12)
+        self.ratelimit_headers = admitted.headers  # on every answer from here, errors too (finalize_response)
         key = door_limits.calling_key(request)
         response: HttpResponseBase
         if not stream:
@@ -165,7 +166,13 @@ class ChatCompletionsView(_OpenAIView):
         else:
             opened = self._open(client, body, ref=stream_ref(request), key=key, covered=admitted.covered)
             response = sse_response(_openai_stream(opened, include_usage=include_usage, limits=limits))
-        for name, value in admitted.headers.items():
+        return response
+
+    def finalize_response(
+        self, request: Request, response: HttpResponseBase, *args: object, **kwargs: object
+    ) -> HttpResponseBase:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in getattr(self, "ratelimit_headers", {}).items():
             response[name] = value
         return response
 
