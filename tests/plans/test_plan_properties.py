@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Max, Sum
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from rest_framework.test import APIClient
 
 from clients import ledger
@@ -48,6 +48,12 @@ class PlanMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         transaction.set_rollback(True)
         self._atomic.__exit__(None, None, None)
+
+    @initialize(which=st.integers(0, 1))
+    def start_on_a_plan(self, which: int) -> None:
+        """Most interesting runs start with money and a plan (later steps cancel, renew or lapse it)."""
+        self.top_up("2.5")
+        self.subscribe(which)
 
     @rule(amount=st.sampled_from(["0.3", "1", "2.5"]))
     def top_up(self, amount: str) -> None:
