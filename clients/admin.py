@@ -155,7 +155,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class LedgerEntryInline(admin.TabularInline):
     model = LedgerEntry
-    fields = ("account", "amount_usd")
+    fields = ("account", "kind", "ref", "amount_usd")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -204,9 +204,9 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "transaction", "account", "amount_usd"]
-    list_filter = ["account__kind", "transaction__kind"]
-    search_fields = ["transaction__key", "account__client__user__username"]
+    list_display = ["id", "transaction", "account", "kind", "ref", "amount_usd"]
+    list_filter = ["account__kind", "kind"]
+    search_fields = ["ref", "transaction__key", "account__client__user__username"]
     list_select_related = ["transaction", "account"]
 
     @admin.display(description="amount (USD)", ordering="amount")
@@ -232,7 +232,18 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
 
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
-    list_display = ["id", "key", "client", "amount_usd", "still_held", "status", "created_at", "settled_at"]
+    list_display = [
+        "id",
+        "key",
+        "client",
+        "kind",
+        "ref",
+        "amount_usd",
+        "still_held",
+        "status",
+        "created_at",
+        "settled_at",
+    ]
     list_filter = ["status"]
     search_fields = ["key", "client__user__username"]
     list_select_related = ["client__user"]

@@ -30,9 +30,21 @@ class InsufficientFunds(DomainError):
 
 
 class LedgerKeyReused(Conflict):
-    """A key already posted something else (another client or amount): a caller bug, never a silent no-op."""
+    """A key already posted something else (another client, amount, kind or ref): a caller bug, never a no-op."""
 
     code = "ledger_key_reused"
+
+
+class HoldNotFound(Conflict):
+    """No hold has this key: settling, charging or releasing money that was never held."""
+
+    code = "hold_not_found"
+
+
+class HoldClosed(Conflict):
+    """The hold was already closed by another operation (settled, or released before a charge came)."""
+
+    code = "hold_closed"
 
 
 # --- Key limits (API.md §12; clients/key_limits.py) -----------------------------------------------------------

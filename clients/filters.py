@@ -1,7 +1,7 @@
 import django_filters
 from django.db.models import QuerySet
 
-from clients.choices import ClientRole, LedgerAccountKind, LedgerTransactionKind
+from clients.choices import ClientRole, LedgerAccountKind, LedgerEntryKind
 from clients.models import Client, LedgerEntry
 from core.filters import FilterSet, IntegerFilter, StrictBooleanFilter
 
@@ -20,7 +20,8 @@ class ClientFilter(FilterSet):
 
 
 class LedgerEntryFilter(FilterSet):
-    kind = django_filters.ChoiceFilter(field_name="transaction__kind", choices=LedgerTransactionKind.choices)
+    kind = django_filters.ChoiceFilter(choices=LedgerEntryKind.choices)
+    ref = django_filters.CharFilter(max_length=64, label="The object an entry is for, e.g. `inference:12`")
     account = django_filters.ChoiceFilter(field_name="account__kind", choices=LedgerAccountKind.choices)
     client = IntegerFilter(field_name="account__client", label="Client id (admins; others see only their own)")
     date_from = django_filters.DateFilter(
@@ -32,4 +33,4 @@ class LedgerEntryFilter(FilterSet):
 
     class Meta:
         model = LedgerEntry
-        fields = ["kind", "account", "client", "date_from", "date_to"]
+        fields = ["kind", "ref", "account", "client", "date_from", "date_to"]

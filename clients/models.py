@@ -6,7 +6,15 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from clients.choices import BudgetPeriod, ClientRole, HoldStatus, KeyScope, LedgerAccountKind, LedgerTransactionKind
+from clients.choices import (
+    BudgetPeriod,
+    ClientRole,
+    HoldStatus,
+    KeyScope,
+    LedgerAccountKind,
+    LedgerEntryKind,
+    LedgerTransactionKind,
+)
 from core.tokens import CLIENT_KEY_PREFIX, mask
 
 
@@ -152,6 +160,14 @@ class Hold(models.Model):
         help_text="Charged from the hold while it stays open (a lease); what is still held is amount - consumed.",
     )
     status = models.CharField(max_length=16, choices=HoldStatus.choices, default=HoldStatus.HELD)
+    kind = models.CharField(
+        max_length=32,
+        default=LedgerEntryKind.HOLD,
+        help_text="`hold`: a reservation (counted in the client's `held`); a charge's kind (`rental`): paid up front.",
+    )
+    ref = models.CharField(  # noqa: DJ001 - null where the hold names no object (a lease)
+        max_length=64, null=True, blank=True, help_text="The object it is for: `inference:12`, `rental:3`."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     settled_at = models.DateTimeField(null=True, blank=True, help_text="When it was settled or released.")
 
@@ -184,6 +200,12 @@ class LedgerTransaction(models.Model):
     key = models.CharField(max_length=255, unique=True, help_text="`<kind>:<caller key>`: a retry posts nothing.")
     kind = models.CharField(max_length=16, choices=LedgerTransactionKind.choices)
     memo = models.CharField(max_length=255, blank=True, default="")
+    fingerprint = models.CharField(  # noqa: DJ001 - transactions posted before fingerprints existed have none
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="Digest of the posting's arguments: a retry with its key must match it (clients/ledger.py).",
+    )
     hold = models.ForeignKey(Hold, on_delete=models.PROTECT, null=True, blank=True, related_name="transactions")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -206,6 +228,11 @@ class LedgerEntry(models.Model):
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
     account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
     amount = models.DecimalField(max_digits=20, decimal_places=6)
+    # No `choices`: new kinds of charge are added in clients/choices.py without a migration (ledger.py checks).
+    kind = models.CharField(max_length=32, default="", db_default="", help_text="What this line is (LedgerEntryKind).")
+    ref = models.CharField(  # noqa: DJ001 - null where nothing is named (an admin credit)
+        max_length=64, null=True, blank=True, help_text="The object this line is for: `inference:12`, `rental:3`."
+    )
 
     class Meta:
         ordering = ["id"]

@@ -1,18 +1,33 @@
 """Reads of clients and keys; each returns a QuerySet or raises 404 for rows the caller may not see."""
 
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from decimal import Decimal
 
-from clients.models import ApiKey, Client, LedgerEntry
+from django.db.models import DecimalField, F, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from clients import ledger
+from clients.models import ApiKey, Client, Hold, LedgerEntry
 from core.errors import NotFound
+
+MONEY = DecimalField(max_digits=20, decimal_places=6)
 
 
 def client_list_visible(*, viewer: Client) -> QuerySet[Client]:
-    """Admins see every active client; anyone else only themselves. Carries the newest key's last 4."""
+    """Admins see every active client; anyone else only themselves. Carries the newest key's last 4 and `held`."""
     newest_key = ApiKey.objects.filter(client=OuterRef("pk"), revoked_at__isnull=True).order_by("-created_at", "-id")
+    held = (
+        Hold.objects.filter(ledger.held_q(), client=OuterRef("pk"))
+        .values("client")
+        .annotate(s=Sum(F("amount") - F("consumed")))
+        .values("s")
+    )
     qs = (
         Client.objects.select_related("user")
         .filter(user__is_active=True)
-        .annotate(newest_key_last4=Subquery(newest_key.values("last4")[:1]))
+        .annotate(
+            newest_key_last4=Subquery(newest_key.values("last4")[:1]),
+            held=Coalesce(Subquery(held, output_field=MONEY), Value(Decimal(0)), output_field=MONEY),
+        )
     )
     return qs if viewer.is_admin else qs.filter(pk=viewer.pk)
 
@@ -33,6 +48,12 @@ def client_newest_key_last4(*, client: Client) -> str:
     if last4 is None:
         last4 = api_key_list_active(client=client).values_list("last4", flat=True).first() or ""
     return last4
+
+
+def client_held(*, client: Client) -> Decimal:
+    """What the client has on hold (API.md §10 `held`): the annotation of client_list_visible, or a query."""
+    held = getattr(client, "held", None)
+    return held if held is not None else ledger.held_of(client_id=client.pk)
 
 
 def ledger_entry_list_visible(*, viewer: Client) -> QuerySet[LedgerEntry]:

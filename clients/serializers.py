@@ -8,10 +8,10 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clients.choices import BudgetPeriod, KeyScope, LedgerAccountKind, LedgerTransactionKind
+from clients.choices import BudgetPeriod, KeyScope, LedgerAccountKind, LedgerEntryKind
 from clients.key_limits import key_usage
 from clients.models import ApiKey, Client, LedgerEntry
-from clients.selectors import client_newest_key_last4
+from clients.selectors import client_held, client_newest_key_last4
 from core.serializers import StrictInputMixin
 from core.tokens import CLIENT_KEY_PREFIX, mask
 
@@ -48,6 +48,9 @@ class ClientOut(serializers.ModelSerializer):
 
     user = UserOut(read_only=True)
     user_token = serializers.SerializerMethodField()
+    held = serializers.SerializerMethodField(
+        help_text="Money on hold for work in progress (requests in flight, leases); `balance` excludes it."
+    )
 
     class Meta:
         model = Client
@@ -64,8 +67,13 @@ class ClientOut(serializers.ModelSerializer):
             "is_gpu_provider_approved",
             "provider_registration_date",
             "balance",
+            "held",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DecimalField(max_digits=20, decimal_places=6))
+    def get_held(self, obj: Client) -> str:
+        return serializers.DecimalField(max_digits=20, decimal_places=6).to_representation(client_held(client=obj))
 
     @extend_schema_field(serializers.CharField())
     def get_user_token(self, obj: Client) -> str:
@@ -223,7 +231,17 @@ class LedgerEntryOut(serializers.ModelSerializer):
     """One ledger entry from its account's side: `amount` is its effect on that balance (negative: money out)."""
 
     transaction = serializers.IntegerField(source="transaction_id", read_only=True)
-    kind = serializers.ChoiceField(source="transaction.kind", choices=LedgerTransactionKind.choices, read_only=True)
+    kind = serializers.ChoiceField(
+        choices=LedgerEntryKind.choices,
+        read_only=True,
+        help_text=(
+            "What the line is: a charge's kind (`inference`, `rental`), `credit`, `hold`, `release`, `refund`, or "
+            "money in and out (`topup`, `x402`, `payout`)."
+        ),
+    )
+    ref = serializers.CharField(
+        read_only=True, allow_null=True, help_text="The object it is for (`inference:12`, `rental:3`); null if none."
+    )
     memo = serializers.CharField(source="transaction.memo", read_only=True)
     account = serializers.ChoiceField(source="account.kind", choices=LedgerAccountKind.choices, read_only=True)
     client = serializers.IntegerField(
@@ -236,5 +254,5 @@ class LedgerEntryOut(serializers.ModelSerializer):
 
     class Meta:
         model = LedgerEntry
-        fields = ["id", "transaction", "kind", "memo", "account", "client", "amount", "created_at"]
+        fields = ["id", "transaction", "kind", "ref", "memo", "account", "client", "amount", "created_at"]
         read_only_fields = fields

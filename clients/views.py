@@ -218,7 +218,8 @@ class ClientViewSet(
             client = self.get_object()
             data = CreditIn(data=request.data)
             data.is_valid(raise_exception=True)
-            ledger.credit(client=client, key=f"admin-credit:{ref}", **data.validated_data)  # refreshes its balance
+            ledger.credit(client_id=client.pk, key=f"admin-credit:{ref}", **data.validated_data)
+            client.refresh_from_db(fields=["balance"])
             return Response(ClientOut(client).data)
 
         return with_idempotency(request, top_up)

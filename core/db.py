@@ -8,7 +8,7 @@ SQLite connection (`sqlite_register_functions`, connected in core/apps.py).
 from typing import Any
 
 from django.db.backends.signals import connection_created
-from django.db.models import Aggregate, FloatField, Func
+from django.db.models import Aggregate, Field, FloatField, Func, QuerySet, Subquery
 
 
 class Median(Aggregate):
@@ -63,3 +63,8 @@ def sqlite_register_functions(sender: Any, connection: Any, **kwargs: Any) -> No
 
 def connect_signals() -> None:
     connection_created.connect(sqlite_register_functions, dispatch_uid="core.db.sqlite_register_functions")
+
+
+def scalar_subquery(qs: QuerySet, group: str, expression: object, output_field: Field) -> Subquery:
+    """One aggregate of `qs` (already narrowed to the outer row) as a correlated scalar subquery."""
+    return Subquery(qs.values(group).annotate(v=expression).values("v")[:1], output_field=output_field)

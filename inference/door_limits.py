@@ -56,7 +56,9 @@ def request_finished(*, req: InferenceRequest, limits: KeyLimits | None) -> None
     """A finished request: a covered one's cost back from the platform; else its cost to the key's budget period.
     Its tokens go to the key's tpm window either way."""
     if req.plan_covered:
-        plan_usage_cover(client=req.client, cost=req.cost, key=req.hold_key, memo=f"inference #{req.pk} (plan)")
+        plan_usage_cover(
+            client_id=req.client_id, cost=req.cost, key=req.hold_key, ref=f"inference:{req.pk}", memo="covered by plan"
+        )
         key_record_spend(limits=limits, cost=Decimal("0"), tokens=req.prompt_tokens + req.completion_tokens)
     else:
         key_record_spend(limits=limits, cost=req.cost, tokens=req.prompt_tokens + req.completion_tokens)
@@ -64,7 +66,7 @@ def request_finished(*, req: InferenceRequest, limits: KeyLimits | None) -> None
 
 def request_finished_by_id(*, request_id: int, was: Mapping[str, Any]) -> None:
     """The worker's side: record a request this dispatch finished (`was`: its status before the dispatch ran)."""
-    req = InferenceRequest.objects.select_related("client").filter(pk=request_id).first()
+    req = InferenceRequest.objects.filter(pk=request_id).first()
     if req is None or not req.is_finished or was.get("status") != InferenceStatus.QUEUED:
         return
     if req.api_key_id is not None or req.plan_covered:

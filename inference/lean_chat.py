@@ -32,7 +32,6 @@ from django.utils import timezone
 
 from clients import ledger
 from clients.key_limits import KeyLimits, key_admit_async, key_record_spend_async
-from clients.models import Client
 from core.asgi import (
     ASGIApp,
     LeanPath,
@@ -83,14 +82,23 @@ def enabled() -> bool:
 
 
 def _place_hold(client_id: int, amount: Decimal, minimum: Decimal, key: str) -> Decimal:
-    hold = ledger.hold_place(
-        client=Client(pk=client_id), amount=amount, minimum=minimum, key=key, memo="inference lease (/v1)"
-    )
+    hold = ledger.hold_place(client_id=client_id, amount=amount, minimum=minimum, key=key, memo="inference lease (/v1)")
     return hold.amount
 
 
+def _give_back_unspent(key: str, spent: Decimal) -> None:
+    """A lease whose requests are over: all but what they spent back to the balance now (their usage, still in the
+    journal, is charged from what stays held), or all of it if they spent nothing."""
+    if spent > 0:
+        ledger.hold_reduce(key=key, to=spent, memo="inference lease (/v1): unspent part")
+    else:
+        ledger.hold_release(key=key)
+
+
 _place_hold_async = database_call(_place_hold)
+_give_back_unspent_async = database_call(_give_back_unspent)
 _apply_now_async = database_call(usage.apply)
+_leases_open_async = database_call(usage.leases_open)
 _record_failure_async = database_call(node_services.node_record_failure)
 
 
@@ -103,7 +111,11 @@ async def record(entry: dict[str, Any]) -> None:
         await _apply_now_async([entry])
 
 
-async def _close_lease(key: str) -> None:
+async def _close_lease(key: str, spent: Decimal) -> None:
+    try:
+        await _give_back_unspent_async(key, spent)
+    except Exception:  # a database outage: the close entry below releases it once the journal is applied
+        log.warning("giving back the unspent part of lease %s failed", key, exc_info=True)
     await record(usage.close_entry(key))
 
 
@@ -196,9 +208,8 @@ class ChatCompletionsLeanPath(LeanPath):
         candidates = self._by_load(candidates)
         prompt = PromptSize.of(body)
         need = relay.max_cost(prompt=prompt, max_tokens=body["max_tokens"], candidates=candidates)
-        try:
-            lease = await self.leases.reserve(client_id, need)
-        except ledger.InsufficientFunds:
+        lease = await self._reserve(client_id, need)
+        if lease is None:
             return False
         self._start_ticker()
         try:
@@ -229,6 +240,22 @@ class ChatCompletionsLeanPath(LeanPath):
             self.running[first] -= 1
             await self.leases.finish(lease, reserved=need, spent=spent)
         return True
+
+    async def _reserve(self, client_id: int, need: Decimal) -> Lease | None:
+        """Reserve `need` from a lease; None when the client has too little (the Django view then answers 402).
+
+        Money in another web process's lease comes back within INFERENCE_LEASE_IDLE_S of its last request there:
+        if the client has leases open, wait that long once and try again, rather than refuse money it has."""
+        try:
+            return await self.leases.reserve(client_id, need)
+        except ledger.InsufficientFunds:
+            if not await _leases_open_async(client_id=client_id):
+                return None
+        await asyncio.sleep(settings.INFERENCE_LEASE_IDLE_S + 2 * self.leases.tick_s())
+        try:
+            return await self.leases.reserve(client_id, need)
+        except ledger.InsufficientFunds:
+            return None
 
     def _by_load(self, candidates: list[Candidate]) -> list[Candidate]:
         """The cached ranking, with what this process is relaying to each node added to its load."""
@@ -356,7 +383,7 @@ class ChatCompletionsLeanPath(LeanPath):
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.leases.tick_s())
             try:
                 await self.leases.retire_expired()
             except Exception:  # a Redis or database outage: try again next second

@@ -168,9 +168,7 @@ class ChatCompletionsView(_OpenAIView):
             response = sse_response(_openai_stream(opened, include_usage=include_usage, limits=limits))
         return response
 
-    def finalize_response(
-        self, request: Request, response: HttpResponseBase, *args: object, **kwargs: object
-    ) -> HttpResponseBase:
+    def finalize_response(self, request: Request, response: Response, *args: object, **kwargs: object) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         for name, value in getattr(self, "ratelimit_headers", {}).items():
             response[name] = value

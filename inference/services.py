@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from clients import ledger
+from clients.choices import LedgerEntryKind
 from clients.models import Client
 from core import metrics
 from core.errors import NotFound
@@ -59,9 +60,20 @@ def chat_body(*, model: str, question_text: str, max_tokens: int) -> dict:
     return {"model": model, "messages": [{"role": "user", "content": question_text}], "max_tokens": max_tokens}
 
 
+def ledger_ref(request_id: int) -> str:
+    """What the client's ledger lines of a request name (API.md §10 `ref`)."""
+    return f"inference:{request_id}"
+
+
 def _hold(req: InferenceRequest) -> None:
     if req.held_amount > 0:
-        ledger.hold_place(client=req.client, amount=req.held_amount, key=req.hold_key, memo=f"inference #{req.pk}")
+        ledger.hold_place(
+            client_id=req.client_id,
+            amount=req.held_amount,
+            key=req.hold_key,
+            ref=ledger_ref(req.pk),
+            memo=f"inference #{req.pk}",
+        )
 
 
 def _release(req: InferenceRequest) -> None:
@@ -254,8 +266,14 @@ def inference_finish(
         if not owned:
             return None
         if cost > 0 and candidate is not None:  # a cost means a node answered
-            operator = Client(pk=candidate.owner_id)  # the ledger needs only its id
-            ledger.hold_settle(key=req.hold_key, charge=cost, operator=operator, memo=f"inference #{req.pk}")
+            ledger.hold_settle(
+                key=req.hold_key,
+                charge=cost,
+                operator_id=candidate.owner_id,
+                kind=LedgerEntryKind.INFERENCE,
+                ref=ledger_ref(req.pk),
+                memo=f"inference #{req.pk}",
+            )
         else:
             _release(req)
     outcome_count(model=req.desired_model, fields=fields)

@@ -4,8 +4,8 @@ The lean path (inference/lean_chat.py) writes nothing to the database per reques
 possible cost from a lease (a ledger hold of many requests' worth, inference/leases.py), relays, and journals one
 *use* entry (inference/usage_journal.py); a lease that is done with journals a *close* entry. `apply` turns entries
 into what the Django path writes at once: one `InferenceRequest` row per request (channel `direct`) and its charge,
-taken from the lease hold and split 70/25/5 (one ledger transaction per lease and operator per batch), then the
-release of closed leases.
+taken from the lease hold and split 70/25/5 (one ledger transaction per lease and operator per batch, with one
+line per request on the client's account, ref `inference:<id>`), then the release of closed leases.
 
 Exactly once: a use entry's row has a unique `hold_key` (`v1:<request id>`), inserted with ON CONFLICT DO NOTHING
 in the same transaction as the charges, and only rows inserted now are charged. An entry applied twice (a drainer
@@ -25,8 +25,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from clients import ledger
-from clients.choices import HoldStatus
-from clients.models import Client, Hold
+from clients.choices import HoldStatus, LedgerEntryKind
+from clients.models import Hold
+from inference import services
 from inference.choices import InferenceChannel, InferenceStatus
 from inference.models import InferenceRequest
 from llm_models import services as node_services
@@ -147,40 +148,43 @@ def _row(entry: dict[str, Any]) -> tuple:
     return tuple(values[name] for name in _COLUMNS)
 
 
-def _insert_rows(uses: list[dict[str, Any]]) -> set[str]:
-    """Insert the rows not inserted before; the hold keys of those inserted now."""
+def _insert_rows(uses: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert the rows not inserted before; the ids of those inserted now, by hold key."""
     if not uses:
-        return set()
+        return {}
     one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
     sql = (
         f"INSERT INTO {InferenceRequest._meta.db_table} ({', '.join(_COLUMNS)}) "  # noqa: S608 - our own names
-        f"VALUES {', '.join([one] * len(uses))} ON CONFLICT (hold_key) DO NOTHING RETURNING hold_key"
+        f"VALUES {', '.join([one] * len(uses))} ON CONFLICT (hold_key) DO NOTHING RETURNING hold_key, id"
     )
     params = [value for entry in uses for value in _row(entry)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {key for (key,) in cursor.fetchall()}
+        return dict(cursor.fetchall())
 
 
-def _charge(uses: list[dict[str, Any]]) -> None:
-    """One ledger transaction per (lease, operator): the sum of those requests' costs, from the lease hold."""
-    totals: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
+def _charge(uses: list[dict[str, Any]], ids: dict[str, int]) -> None:
+    """One ledger transaction per (lease, operator) of this batch, with one line per request (ref
+    `inference:<id>`) on the client's account, paid from the lease hold."""
+    batches: dict[tuple[str, int], list[ledger.Charge]] = defaultdict(list)
     first_key: dict[tuple[str, int], str] = {}
-    counts: dict[tuple[str, int], int] = defaultdict(int)
     for entry in uses:
         cost = Decimal(entry["row"]["cost"])
         if cost > 0 and entry["owner"] is not None:
             group = (entry["lease"], entry["owner"])
-            totals[group] += cost
-            counts[group] += 1
+            batches[group].append(ledger.Charge(cost, services.ledger_ref(ids[entry["key"]])))
             first_key.setdefault(group, entry["key"])
-    for (lease_key, owner_id), total in sorted(totals.items()):
+    for (lease_key, owner_id), charges in sorted(batches.items()):
         ledger.hold_consume(
             key=lease_key,
             use_key=f"{lease_key}:{first_key[lease_key, owner_id]}",
-            charge=total,
-            operator=Client(pk=owner_id),
-            memo=f"inference usage: {counts[lease_key, owner_id]} request(s) over /v1",
+            charges=charges,
+            operator_id=owner_id,
+            kind=LedgerEntryKind.INFERENCE,
+            memo=f"inference usage: {len(charges)} request(s) over /v1",
+            # A lease released before its usage arrived (its process died and the sweep gave it back): the work was
+            # delivered, so it is billed from the balance, as far as that goes.
+            from_balance_if_closed=True,
         )
 
 
@@ -207,12 +211,17 @@ def apply(entries: list[dict[str, Any]]) -> Applied:
     uses = [e for e in entries if e["t"] == USE]
     inserted = _insert_rows(uses)
     new = [e for e in uses if e["key"] in inserted]
-    _charge(new)
+    _charge(new, inserted)
     _teach_routing(new)
     closes = [e["lease"] for e in entries if e["t"] == CLOSE]
     for lease_key in closes:  # after the charges: a lease's close comes after all of its uses
         ledger.hold_release(key=lease_key)
     return Applied(rows=len(new), closed=len(closes))
+
+
+def leases_open(*, client_id: int) -> bool:
+    """Whether some web process holds a lease of this client's money."""
+    return Hold.objects.filter(client_id=client_id, key__startswith="lease:", status=HoldStatus.HELD).exists()
 
 
 def release_stale_leases(*, now: datetime | None = None) -> int:

@@ -28,7 +28,6 @@ from django.db.models import (
     DecimalField,
     ExpressionWrapper,
     F,
-    Field,
     FloatField,
     IntegerField,
     Max,
@@ -36,23 +35,23 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     Value,
 )
-from django.db.models.functions import Cast, Coalesce, Floor, Greatest, Least, NullIf
+from django.db.models.functions import Cast, Coalesce, NullIf
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from clients.choices import LedgerAccountKind, LedgerTransactionKind
 from clients.models import Client, LedgerEntry
-from core.db import EpochSeconds, Median
+from core.db import Median, scalar_subquery
 from gpus.models import Gpu
 from inference.choices import InferenceStatus
 from inference.models import InferenceRequest
 from llm_models.choices import NodeStatus
 from llm_models.models import LlmModel, Node, NodeMetricSample, NodeModel
-from llm_models.selectors import metrics_slot_start, node_live_q
+from llm_models.selectors import node_live_q
+from llm_models.uptime import node_uptime_annotations
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -63,7 +62,6 @@ class LiveFlag(TypedDict):
 
 
 # Uptime windows shown for every node: name -> seconds.
-UPTIME_WINDOWS = {"uptime_5m": 5 * 60, "uptime_30m": 30 * 60, "uptime_1d": 24 * 3600}
 PRICE = DecimalField(max_digits=13, decimal_places=6)
 MONEY = DecimalField(max_digits=20, decimal_places=6)
 
@@ -82,11 +80,6 @@ def _completed(*, now: datetime) -> QuerySet[InferenceRequest]:
     )
 
 
-def _scalar(qs: QuerySet, group: str, expression: object, output_field: Field) -> Subquery:
-    """One aggregate of `qs` (already narrowed to the outer row) as a correlated scalar subquery."""
-    return Subquery(qs.values(group).annotate(v=expression).values("v")[:1], output_field=output_field)
-
-
 def _throughput() -> ExpressionWrapper:
     tokens = Cast(Sum("completion_tokens"), FloatField())
     seconds = Cast(Sum("latency_ms"), FloatField()) / Value(1000.0)
@@ -97,39 +90,9 @@ def node_traffic_annotations(*, now: datetime, node_ref: str = "pk") -> dict:
     """latency_p50_ms and throughput_tps of the node at `node_ref` (an outer field) over the traffic window."""
     mine = _completed(now=now).filter(node_id=OuterRef(node_ref))
     return {
-        "latency_p50_ms": _scalar(mine, "node_id", Median("latency_ms"), FloatField()),
-        "throughput_tps": _scalar(mine, "node_id", _throughput(), FloatField()),
+        "latency_p50_ms": scalar_subquery(mine, "node_id", Median("latency_ms"), FloatField()),
+        "throughput_tps": scalar_subquery(mine, "node_id", _throughput(), FloatField()),
     }
-
-
-def node_uptime_annotations(*, now: datetime, node_ref: str = "pk", registered_ref: str = "registered_at") -> dict:
-    """uptime_5m, uptime_30m, uptime_1d (0..1, or null when no whole slot has passed since registration)."""
-    every = settings.NODE_METRICS_SAMPLE_EVERY_S
-    current = metrics_slot_start(now)
-    current_index = int(current.timestamp()) // every
-    registered_index = Cast(Floor(EpochSeconds(registered_ref) / Value(float(every))), IntegerField())
-    since_registration = Value(current_index) - registered_index
-    annotations = {}
-    for name, seconds in UPTIME_WINDOWS.items():
-        slots = max(1, min(seconds, settings.NODE_METRICS_RETENTION_S) // every)
-        start = current - timedelta(seconds=slots * every)
-        count = _scalar(
-            NodeMetricSample.objects.filter(
-                node_id=OuterRef(node_ref), recorded_at__gte=start, recorded_at__lt=current
-            ),
-            "node_id",
-            Count("id"),
-            IntegerField(),
-        )
-        # Slots measured: the window's, or fewer for a node registered within it (0 before a whole one passed).
-        measured = Greatest(Least(Value(slots), since_registration), Value(0))
-        # Capped by LEAST before dividing: PostgreSQL's LEAST skips NULLs, so it must not see the quotient.
-        annotations[name] = ExpressionWrapper(
-            Cast(Least(Coalesce(count, Value(0)), measured), FloatField())
-            / Cast(NullIf(measured, Value(0)), FloatField()),
-            output_field=FloatField(),
-        )
-    return annotations
 
 
 def _live(now: datetime, prefix: str = "") -> ExpressionWrapper:
@@ -158,11 +121,11 @@ def model_list(*, now: datetime | None = None, region: str = "", gpu_model: str 
     offers = _live_offers(now=now, region=region, gpu_model=gpu_model).filter(model_id=OuterRef("pk"))
     model_traffic = _completed(now=now).filter(desired_model=OuterRef("name"))
     qs = LlmModel.objects.annotate(
-        live_nodes=Coalesce(_scalar(offers, "model_id", Count("id"), IntegerField()), Value(0)),
-        input_price_per_million=_scalar(offers, "model_id", Min("input_price_per_million"), PRICE),
-        output_price_per_million=_scalar(offers, "model_id", Min("output_price_per_million"), PRICE),
-        node_context_window=_scalar(offers, "model_id", Max("context_window"), IntegerField()),
-        latency_p50_ms=_scalar(model_traffic, "desired_model", Median("latency_ms"), FloatField()),
+        live_nodes=Coalesce(scalar_subquery(offers, "model_id", Count("id"), IntegerField()), Value(0)),
+        input_price_per_million=scalar_subquery(offers, "model_id", Min("input_price_per_million"), PRICE),
+        output_price_per_million=scalar_subquery(offers, "model_id", Min("output_price_per_million"), PRICE),
+        node_context_window=scalar_subquery(offers, "model_id", Max("context_window"), IntegerField()),
+        latency_p50_ms=scalar_subquery(model_traffic, "desired_model", Median("latency_ms"), FloatField()),
     ).annotate(context_window_served=Coalesce("node_context_window", "context_window", output_field=IntegerField()))
     if region or gpu_model:
         qs = qs.filter(live_nodes__gt=0)
@@ -196,7 +159,7 @@ def node_list(*, now: datetime | None = None) -> QuerySet[Node]:
         .select_related("owner__user", "gpu")
         .annotate(
             live=_live(now),
-            price=_scalar(
+            price=scalar_subquery(
                 cheapest, "node_id", Min(F("input_price_per_million") + F("output_price_per_million")), PRICE
             ),
             **node_traffic_annotations(now=now),
@@ -235,14 +198,17 @@ def provider_public_name(client: Client) -> str:
 # --- Revenue ---------------------------------------------------------------------------------------------------------
 
 
-# The transactions that charge a hold: a settle (which closes it) and a usage (a lease's charge, hold kept open).
+# The transactions that charge a hold: a settle (which closes it) and a usage (a lease's or a pay-as-you-go
+# rental's charge, hold kept open). Their lines (clients/ledger.py) are the payer's (`release`, `refund` and minus
+# the charge) and the shares (the operator's, the platform's and the treasury's lines of the charge's kind); money
+# in and out (`topup`, `x402`, `payout`), holds and releases are other transactions and never revenue.
 CHARGE_KINDS = (LedgerTransactionKind.SETTLE, LedgerTransactionKind.USAGE)
 
 
 def operator_earnings_q() -> Q:
-    """Ledger entries that are an operator's share of a charge: a client's leg of a settle or usage transaction,
-    other than the paying client's own (its refund, or what it paid from its balance; a provider paying its own
-    node earns nothing)."""
+    """Ledger entries that are an operator's share of a charge: a client's line of a settle or usage transaction,
+    other than the paying client's own (its release, refund and charge lines; a provider paying its own node earns
+    nothing: its share comes back to the account that paid)."""
     return Q(transaction__kind__in=CHARGE_KINDS, account__kind=LedgerAccountKind.CLIENT) & ~Q(
         account__client_id=F("transaction__hold__client_id")
     )
@@ -251,7 +217,9 @@ def operator_earnings_q() -> Q:
 def operator_earnings_subquery(*, client_ref: str = "pk") -> Coalesce:
     """Sum of the operator shares credited to the client at `client_ref` (for annotations, e.g. the admin)."""
     entries = LedgerEntry.objects.filter(operator_earnings_q(), account__client_id=OuterRef(client_ref))
-    return Coalesce(_scalar(entries, "account_id", Sum("amount"), MONEY), Value(Decimal("0")), output_field=MONEY)
+    return Coalesce(
+        scalar_subquery(entries, "account_id", Sum("amount"), MONEY), Value(Decimal("0")), output_field=MONEY
+    )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from core.filters import NO_NUL_PATTERN, SearchFilter
 from llm_models.models import LlmModel, NodeModel
+from llm_models.uptime import UPTIME_WINDOWS
 from market import selectors
 from market.filters import MarketNodeFilter, MarketProviderFilter
 from market.serializers import (
@@ -32,7 +33,7 @@ from market.serializers import (
     MonitoringQueryIn,
 )
 
-UPTIME_FIELDS = list(selectors.UPTIME_WINDOWS)
+UPTIME_FIELDS = list(UPTIME_WINDOWS)
 
 
 class MarketAnonThrottle(AnonRateThrottle):

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clients import ledger
-from clients.choices import LedgerAccountKind, LedgerTransactionKind
+from clients.choices import LedgerAccountKind, LedgerEntryKind
 from clients.models import Client
 from core.errors import NotFound
 from payments import stripe_gateway
@@ -114,10 +114,11 @@ def topup_credit(*, topup_id: int, session: dict[str, Any]) -> bool:
                   session.get("amount_total"), session.get("currency"), topup.pk, topup.amount)  # fmt: skip
         return False
     ledger.deposit(
-        client=topup.client,
+        client_id=topup.client_id,
         amount=topup.amount,
         key=topup.ledger_key,
-        kind=LedgerTransactionKind.TOPUP,
+        kind=LedgerEntryKind.TOPUP,
+        ref=topup.ledger_key,
         source=LedgerAccountKind.STRIPE_CLEARING,
         memo=f"card top-up #{topup.pk}",
     )
@@ -152,10 +153,12 @@ def payout_request(*, client: Client, amount: Decimal) -> Payout:
         raise PayoutAmountInvalid(f"A payout is at least {minimum}.", attr="amount")
     payout = Payout.objects.create(client=client, amount=amount)
     try:
-        ledger.hold_place(client=client, amount=amount, key=payout.hold_key, memo=f"payout #{payout.pk}")
+        ledger.hold_place(
+            client_id=client.pk, amount=amount, key=payout.hold_key, ref=payout.hold_key, memo=f"payout #{payout.pk}"
+        )
     except ledger.InsufficientFunds as exc:
         raise PayoutAmountInvalid(
-            f"The amount is more than the available balance ({ledger.balance_of(client=client)}).", attr="amount"
+            f"The amount is more than the available balance ({ledger.balance_of(client_id=client.pk)}).", attr="amount"
         ) from exc
     return payout
 
@@ -177,7 +180,7 @@ def payout_approve(*, payout_id: int, admin: Client, reference: str) -> Payout:
         raise CannotApproveOwnPayout("Nobody approves their own payout; another admin must.")
     ledger.hold_pay_out(
         key=payout.hold_key,
-        kind=LedgerTransactionKind.PAYOUT,
+        kind=LedgerEntryKind.PAYOUT,
         destination=LedgerAccountKind.PAYOUTS,
         memo=f"payout #{payout.pk} {reference}"[:255],
     )
@@ -235,10 +238,11 @@ def x402_payment_record(*, payer: X402Payer, network: str, nonce: str, amount: D
             )
             if credit:
                 ledger.deposit(
-                    client=payer.client,
+                    client_id=payer.client_id,
                     amount=amount,
                     key=payment.ledger_key,
-                    kind=LedgerTransactionKind.X402,
+                    kind=LedgerEntryKind.X402,
+                    ref=payment.ledger_key,
                     source=LedgerAccountKind.X402_CLEARING,
                     memo=f"x402 payment #{payment.pk} from {payer.address}",
                 )
@@ -261,10 +265,11 @@ def x402_payment_failed(*, payment: X402Payment, reason: str) -> None:
     )
     if changed:
         ledger.withdraw(
-            client=payment.payer.client,
+            client_id=payment.payer.client_id,
             amount=payment.amount,
             key=f"x402-reversal:{payment.pk}",
-            kind=LedgerTransactionKind.X402,
+            kind=LedgerEntryKind.X402,
+            ref=payment.ledger_key,
             destination=LedgerAccountKind.X402_CLEARING,
             memo=f"x402 payment #{payment.pk} not settled: {reason}",
         )

@@ -150,7 +150,7 @@ def serve_keyless(call: KeylessCall) -> HttpResponseBase:
     payer = services.x402_payer_get_or_create(address=address)
     amount = Decimal(int(auth["value"])) / USDC
     # The address's credit pays first: enough of it, and this payment is only proof of the address.
-    from_credit = ledger.balance_of(client=payer.client) >= Decimal(required["maxAmountRequired"]) / USDC
+    from_credit = ledger.balance_of(client_id=payer.client_id) >= Decimal(required["maxAmountRequired"]) / USDC
     try:
         record = services.x402_payment_record(
             payer=payer, network=required["network"], nonce=auth["nonce"].lower(), amount=amount, credit=not from_credit

@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from clients import ledger
-from clients.choices import LedgerTransactionKind
+from clients.choices import LedgerEntryKind
 from clients.errors import InsufficientFunds
 from clients.models import Client
 from core.errors import NotFound
@@ -32,10 +32,11 @@ def add_month(when: datetime) -> datetime:
 def _charge(sub: Subscription, period_start: datetime) -> None:
     if sub.price_per_month > 0:
         ledger.charge(
-            client=sub.client,
+            client_id=sub.client_id,
             amount=sub.price_per_month,
             key=f"{sub.pk}:{period_start.isoformat()}",
-            kind=LedgerTransactionKind.SUBSCRIPTION,
+            kind=LedgerEntryKind.SUBSCRIPTION,
+            ref=f"subscription:{sub.pk}",
             memo=f"plan {sub.plan.name}: {period_start:%Y-%m-%d} to {add_month(period_start):%Y-%m-%d}",
         )
 
@@ -144,10 +145,10 @@ def plan_quota_take(*, client_id: int, model: str, now: datetime | None = None) 
     return Coverage.BILLED
 
 
-def plan_usage_cover(*, client: Client, cost: Decimal, key: str, memo: str) -> None:
+def plan_usage_cover(*, client_id: int, cost: Decimal, key: str, ref: str, memo: str) -> None:
     """A covered request was charged `cost` like any other (its operator and the treasury got their shares): the
-    platform gives it back to the client (ledger kind `plan_usage`), so the platform pays those shares."""
+    platform pays it back to the client (ledger kind `plan_usage`), so the platform has paid those shares."""
     if cost > 0:
-        ledger.refund_from_platform(
-            client=client, amount=cost, key=key, kind=LedgerTransactionKind.PLAN_USAGE, memo=memo
+        ledger.platform_cover(
+            client_id=client_id, amount=cost, key=key, kind=LedgerEntryKind.PLAN_USAGE, ref=ref, memo=memo
         )

@@ -11,7 +11,7 @@ from core.errors import NotFound
 from llm_models.choices import NodeStatus
 from llm_models.models import Node, NodeCommand
 from llm_models.selectors import node_live_q
-from market.selectors import node_uptime_annotations
+from llm_models.uptime import node_uptime_annotations
 from rentals.choices import RentalStatus
 from rentals.models import Rental, Snapshot
 

@@ -1,11 +1,14 @@
 """Writes for rentals: start, cancel, extend, lifecycle commands, expiry, pay-as-you-go charging, snapshots, and
 ending rentals of nodes that left.
 
-Money goes through clients.ledger only. A fixed rental's total is held at start under the key `rental:<id>` (an
-extension adds to that hold, `rental:<id>:extend:...`) and settled once (operator 70 / platform 25 / treasury 5 of
-the used part, the rest back to the renter). A pay-as-you-go rental holds RENTAL_PAYG_HOLD_HOURS of price under
-`rental:<id>`; each started minute is charged from it (`rental:<id>:minute:<n>`) and the hold is topped back up
-(`rental:<id>:topup:<n>`), all under the rental's row lock, so two beat workers charge each minute once.
+Money goes through clients.ledger only, every line with ref `rental:<id>`. A fixed rental's total is charged up
+front (a hold of kind `rental` under the key `rental:<id>`; an extension charges the extra time up front into that
+hold, `rental:<id>:extend:...`) and settled once (operator 70 / platform 25 / treasury 5 of the used part, the rest
+refunded to the renter): the renter's lines read `rental` (minus the total, and minus each extension) and `refund`.
+A pay-as-you-go rental reserves RENTAL_PAYG_HOLD_HOURS of price (a hold of kind `hold` under `rental:<id>`); each
+started minute is charged from it (`rental:<id>:minute:<n>`: a `release` and a `rental` line of minus exactly the
+minute's price) and the hold is topped back up (`rental:<id>:topup:<n>`), all under the rental's row lock, so two
+beat workers charge each minute once; at the end what is left is released.
 """
 
 import math
@@ -16,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clients import ledger
+from clients.choices import LedgerEntryKind
 from clients.models import Client
 from llm_models import services as node_services
 from llm_models.choices import NodeCapability, NodeCommandAction, NodeCommandStatus, NodeStatus
@@ -40,6 +44,11 @@ from rentals.models import MAX_TERM_HOURS, Rental, Snapshot
 from rentals.selectors import rental_active_q, snapshot_get_own
 
 SWEEP_BATCH = 100
+
+
+def rental_ledger_ref(rental_id: int) -> str:
+    """What a rental's ledger lines name (API.md §10 `ref`)."""
+    return f"rental:{rental_id}"
 
 
 def _used_minutes(rental: Rental, now: datetime) -> int:
@@ -130,8 +139,18 @@ def rental_start(
             )
     except IntegrityError as exc:  # the exclusion constraint: a rental that skipped the lock got there first
         raise NodeAlreadyRented(f"Node {node_id} is already rented.") from exc
-    held = billing_rules.payg_hold_amount(term.price_per_hour) if rental.is_payg else rental.total
-    ledger.hold_place(client=client, amount=held, key=rental.ledger_key, memo=f"Rental #{rental.pk}")
+    if rental.is_payg:  # a reservation, charged minute by minute
+        held, kind = billing_rules.payg_hold_amount(term.price_per_hour), LedgerEntryKind.HOLD
+    else:  # paid up front: the hold is the charge (kind `rental`); settling refunds the unused part (`refund`)
+        held, kind = rental.total, LedgerEntryKind.RENTAL
+    ledger.hold_place(
+        client_id=client.pk,
+        amount=held,
+        key=rental.ledger_key,
+        kind=kind,
+        ref=rental_ledger_ref(rental.pk),
+        memo=f"Rental #{rental.pk}",
+    )
     _queue(rental, NodeCommandAction.START, **_start_params(rental))
     return rental
 
@@ -153,7 +172,12 @@ def _start_params(rental: Rental) -> dict:
 def _settle(rental: Rental, *, status: str, now: datetime, charge: Decimal) -> Rental:
     """Close a locked active rental: settle its hold (charge, refund the rest) and record the figures."""
     ledger.hold_settle(
-        key=rental.ledger_key, charge=charge, operator=rental.node.owner, memo=f"Rental #{rental.pk} {status}"
+        key=rental.ledger_key,
+        charge=charge,
+        operator_id=rental.node.owner_id,
+        kind=LedgerEntryKind.RENTAL,
+        ref=rental_ledger_ref(rental.pk),
+        memo=f"Rental #{rental.pk} {status}",
     )
     rental.status = status
     rental.ended_at = now
@@ -340,8 +364,9 @@ def _payg_charge_minute(rental: Rental, minute: int, *, top_up: bool) -> bool:
             ledger.hold_consume(
                 key=rental.ledger_key,
                 use_key=f"{rental.ledger_key}:minute:{minute}",
-                charge=charge,
-                operator=rental.node.owner,
+                charges=[ledger.Charge(charge, rental_ledger_ref(rental.pk))],
+                operator_id=rental.node.owner_id,
+                kind=LedgerEntryKind.RENTAL,
                 memo=f"Rental #{rental.pk} minute {minute}",
             )
             rental.total += charge

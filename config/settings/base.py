@@ -231,7 +231,7 @@ SPECTACULAR_SETTINGS = {
         "NodeCommandStatusEnum": "llm_models.choices.NodeCommandStatus.choices",
         "NodeCommandActionEnum": "llm_models.choices.NodeCommandAction.choices",
         "LedgerAccountKindEnum": "clients.choices.LedgerAccountKind.choices",
-        "LedgerTransactionKindEnum": "clients.choices.LedgerTransactionKind.choices",
+        "LedgerEntryKindEnum": "clients.choices.LedgerEntryKind.choices",
     },
     "POSTPROCESSING_HOOKS": ["drf_standardized_errors.openapi_hooks.postprocess_schema_enums"],
 }
@@ -425,6 +425,8 @@ USAGE_DRAIN_CLAIM_IDLE_S = env.float("USAGE_DRAIN_CLAIM_IDLE_S", default=30.0)
 INFERENCE_LEASE_AMOUNT = Decimal(env("INFERENCE_LEASE_AMOUNT", default="2.00"))
 INFERENCE_LEASE_REQUESTS = env.int("INFERENCE_LEASE_REQUESTS", default=20)
 INFERENCE_LEASE_TTL_S = env.float("INFERENCE_LEASE_TTL_S", default=30.0)
+# --- Ledger readability: a lease no request has used for this long gives its money back (API.md §10) ---------
+INFERENCE_LEASE_IDLE_S = env.float("INFERENCE_LEASE_IDLE_S", default=0.5)
 # A model's route (live nodes, ranked) is reused this long per process.
 INFERENCE_ROUTE_CACHE_S = env.float("INFERENCE_ROUTE_CACHE_S", default=1.0)
 

@@ -17,7 +17,7 @@ def payer_funds() -> Decimal:
 @pytest.fixture
 def payer(db, payer_funds):  # type: ignore[no-untyped-def]
     client, _ = make_client()
-    ledger.credit(client=client, amount=payer_funds, key="seed")
+    ledger.credit(client_id=client.pk, amount=payer_funds, key="seed")
     return client
 
 

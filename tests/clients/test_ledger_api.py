@@ -20,16 +20,18 @@ def credit_url(client_id: int) -> str:
 
 
 def balance(client: Client) -> Decimal:
-    return ledger.balance_of(client=client)
+    return ledger.balance_of(client_id=client.pk)
 
 
 @pytest.fixture
 def funded(user_client, provider):  # type: ignore[no-untyped-def]
-    """A user with 100 credited, 30 held and 10 of it settled to the provider."""
+    """A user with 100 credited, 30 held for `inference:1` and 10 of it charged, paid to the provider."""
     client, raw = user_client
-    ledger.credit(client=client, amount=Decimal("100"), key="fund", memo="welcome credit")
-    ledger.hold_place(client=client, amount=Decimal("30"), key="job-1", memo="job 1")
-    ledger.hold_settle(key="job-1", charge=Decimal("10"), operator=provider[0], memo="job 1 done")
+    ledger.credit(client_id=client.pk, amount=Decimal("100"), key="fund", memo="welcome credit")
+    ledger.hold_place(client_id=client.pk, amount=Decimal("30"), key="job-1", ref="inference:1", memo="job 1")
+    ledger.hold_settle(
+        key="job-1", charge=Decimal("10"), kind="inference", operator_id=provider[0].pk, memo="job 1 done"
+    )
     return client, raw
 
 
@@ -37,21 +39,32 @@ def funded(user_client, provider):  # type: ignore[no-untyped-def]
 
 
 def test_ledger_lists_the_callers_own_entries_newest_first_with_signed_amounts(api_client, funded):
+    # API.md §10: the charge is its own line, minus exactly the charge, with its kind and ref (contract changed:
+    # a settle used to show one netted line of +20 and leave the client to subtract).
     client, raw = funded
 
     r = api_client.get(LEDGER_URL, **bearer(raw))
 
     assert r.status_code == 200
     rows = r.json()["results"]
-    assert [(e["kind"], e["amount"], e["memo"]) for e in rows] == [
-        ("settle", "20.000000", "job 1 done"),
-        ("hold", "-30.000000", "job 1"),
-        ("credit", "100.000000", "welcome credit"),
+    assert [(e["kind"], e["amount"], e["ref"], e["memo"]) for e in rows] == [
+        ("inference", "-10.000000", "inference:1", "job 1 done"),
+        ("release", "30.000000", "inference:1", "job 1 done"),
+        ("hold", "-30.000000", "inference:1", "job 1"),
+        ("credit", "100.000000", None, "welcome credit"),
     ]
     assert {e["account"] for e in rows} == {"client"}
     assert {e["client"] for e in rows} == {client.pk}
-    assert set(rows[0]) == {"id", "transaction", "kind", "memo", "account", "client", "amount", "created_at"}
+    assert set(rows[0]) == {"id", "transaction", "kind", "ref", "memo", "account", "client", "amount", "created_at"}
     assert sum(Decimal(e["amount"]) for e in rows) == balance(client) == Decimal("90")
+
+
+def test_ledger_filters_by_ref(api_client, funded):
+    _, raw = funded
+
+    rows = api_client.get(LEDGER_URL, {"ref": "inference:1", "kind": "inference"}, **bearer(raw)).json()["results"]
+
+    assert [(e["kind"], e["amount"]) for e in rows] == [("inference", "-10.000000")]
 
 
 def test_ledger_shows_the_operator_only_its_earnings(api_client, funded, provider):
@@ -59,7 +72,9 @@ def test_ledger_shows_the_operator_only_its_earnings(api_client, funded, provide
 
     r = api_client.get(LEDGER_URL, **bearer(raw))
 
-    assert [(e["kind"], e["amount"]) for e in r.json()["results"]] == [("settle", "7.000000")]
+    assert [(e["kind"], e["amount"], e["ref"]) for e in r.json()["results"]] == [
+        ("inference", "7.000000", "inference:1")
+    ]
 
 
 def test_ledger_never_shows_another_clients_entries_even_when_asked(api_client, funded, other_user):
@@ -82,7 +97,7 @@ def test_admin_sees_every_account_and_filters_by_client(api_client, funded, admi
     assert {e["account"] for e in everything["results"]} == {"client", "funding", "escrow", "platform", "treasury"}
     assert sum(Decimal(e["amount"]) for e in everything["results"]) == 0
     assert {e["client"] for e in one_client["results"]} == {client.pk}
-    assert one_client["count"] == 3
+    assert one_client["count"] == 4
 
 
 def test_ledger_filters_by_kind_and_day_and_orders_by_amount(api_client, funded):
@@ -94,9 +109,9 @@ def test_ledger_filters_by_kind_and_day_and_orders_by_amount(api_client, funded)
     ordered = api_client.get(LEDGER_URL, {"ordering": "amount"}, **bearer(raw)).json()["results"]
 
     assert [e["kind"] for e in holds] == ["hold"]
-    assert today["count"] == 3
+    assert today["count"] == 4
     assert before["count"] == 0
-    assert [e["amount"] for e in ordered] == ["-30.000000", "20.000000", "100.000000"]
+    assert [e["amount"] for e in ordered] == ["-30.000000", "-10.000000", "30.000000", "100.000000"]
 
 
 def test_ledger_refuses_a_bad_day_naming_it(api_client, funded):
@@ -204,7 +219,9 @@ def test_a_retried_credit_with_the_same_key_and_body_credits_once_and_replays_th
     headers = {**bearer(admin_raw), "HTTP_IDEMPOTENCY_KEY": "5b7c8a1e-credit-1"}
 
     first = api_client.post(credit_url(client.pk), {"amount": "10", "memo": "m"}, **headers)
-    ledger.credit(client=client, amount=Decimal("1"), key="meanwhile")  # the replay is the first answer, not today's
+    ledger.credit(
+        client_id=client.pk, amount=Decimal("1"), key="meanwhile"
+    )  # the replay is the first answer, not today's
     again = api_client.post(credit_url(client.pk), {"memo": "m", "amount": "10"}, **headers)
 
     assert first.status_code == again.status_code == 200

@@ -14,10 +14,10 @@ from tests.factories import make_client
 def books(db):  # type: ignore[no-untyped-def]
     payer, _ = make_client()
     operator, _ = make_client()
-    ledger.credit(client=payer, amount=Decimal("50"), key="fund")
-    ledger.hold_place(client=payer, amount=Decimal("20"), key="job-1")
-    ledger.hold_place(client=payer, amount=Decimal("5"), key="job-2")
-    ledger.hold_settle(key="job-1", charge=Decimal("12"), operator=operator)
+    ledger.credit(client_id=payer.pk, amount=Decimal("50"), key="fund")
+    ledger.hold_place(client_id=payer.pk, amount=Decimal("20"), key="job-1")
+    ledger.hold_place(client_id=payer.pk, amount=Decimal("5"), key="job-2")
+    ledger.hold_settle(key="job-1", charge=Decimal("12"), kind="inference", operator_id=operator.pk)
     return payer, operator
 
 
@@ -109,10 +109,10 @@ def test_admin_saving_a_client_keeps_the_balance_credited_since_the_page_loaded(
             data.update(form_data(inline_form))
     data["phone_no"] = "555"
     shown = Client.objects.get(pk=payer.pk).balance
-    ledger.credit(client=payer, amount=Decimal("1"), key="meanwhile")
+    ledger.credit(client_id=payer.pk, amount=Decimal("1"), key="meanwhile")
 
     r = browser.post(f"/admin/clients/client/{payer.pk}/change/", data)
 
     assert r.status_code == 302
-    assert ledger.balance_of(client=payer) == shown + 1
+    assert ledger.balance_of(client_id=payer.pk) == shown + 1
     assert ledger.reconcile() == []

@@ -88,7 +88,7 @@ def test_a_zero_entry_is_refused_at_once(accounts):
 @pytest.fixture
 def posted():  # type: ignore[no-untyped-def]
     client, _ = make_client()
-    return ledger.credit(client=client, amount=Decimal("10"), key="posted")
+    return ledger.credit(client_id=client.pk, amount=Decimal("10"), key="posted")
 
 
 @pytest.mark.parametrize(
@@ -119,8 +119,8 @@ def test_the_ledgers_own_postings_pass_the_triggers(posted):
     client = posted.entries.get(account__kind=LedgerAccountKind.CLIENT).account.client
     operator, _ = make_client()
 
-    ledger.hold_place(client=client, amount=Decimal("4"), key="job")
-    ledger.hold_settle(key="job", charge=Decimal("3.333333"), operator=operator)
+    ledger.hold_place(client_id=client.pk, amount=Decimal("4"), key="job")
+    ledger.hold_settle(key="job", charge=Decimal("3.333333"), kind="inference", operator_id=operator.pk)
 
     assert ledger.reconcile() == []
     assert LedgerTransaction.objects.count() == 3

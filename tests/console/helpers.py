@@ -17,8 +17,8 @@ from tests.factories import make_node
 def paid_request(*, payer: Client, node: Node, cost: str, key: str, tokens: tuple[int, int] = (10, 5)) -> Decimal:
     """A completed request of `payer` served by `node`, charged `cost` through the ledger (hold, then settle)."""
     amount = Decimal(cost)
-    ledger.hold_place(client=payer, amount=amount, key=key)
-    ledger.hold_settle(key=key, charge=amount, operator=node.owner)
+    ledger.hold_place(client_id=payer.pk, amount=amount, key=key)
+    ledger.hold_settle(key=key, charge=amount, operator_id=node.owner_id, kind="inference")
     InferenceRequest.objects.create(
         client=payer,
         question_text="q",

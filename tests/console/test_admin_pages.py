@@ -120,7 +120,7 @@ def test_a_command_of_an_ended_rental_shows_both_statuses_as_they_are(browser, p
 
 def test_hold_pages_show_what_is_still_held(browser, user_client):
     fund(user_client[0], "5.00")
-    ledger.hold_place(client=user_client[0], amount=Decimal("1.5"), key="still-held")
+    ledger.hold_place(client_id=user_client[0].pk, amount=Decimal("1.5"), key="still-held")
 
     page = browser.get("/admin/clients/hold/").content.decode()
 

@@ -58,7 +58,7 @@ def test_the_console_shows_what_the_operator_needs_with_charts(browser_page, app
         paid_request(payer=user_client[0], node=nodes["live"], cost="10.000003", key="b1", tokens=(1000, 200)),
         paid_request(payer=user_client[0], node=nodes["live"], cost="2.5", key="b2", tokens=(70, 30)),
     ]
-    ledger.hold_place(client=user_client[0], amount=Decimal("3.333333"), key="b-open")
+    ledger.hold_place(client_id=user_client[0].pk, amount=Decimal("3.333333"), key="b-open")
     shares = [ledger.split_revenue(amount) for amount in paid]
 
     page.goto(f"{page.base}/admin/")

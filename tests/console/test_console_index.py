@@ -32,7 +32,7 @@ def test_console_counts_applications_nodes_and_holds(browser, applicant, provide
     make_client(role="gpu_provider", approved=False)
     nodes_in_every_state(provider[0])
     fund(user_client[0], "5.00")
-    ledger.hold_place(client=user_client[0], amount=Decimal("1.25"), key="console-open-hold")
+    ledger.hold_place(client_id=user_client[0].pk, amount=Decimal("1.25"), key="console-open-hold")
 
     page = browser.get("/admin/").content.decode()
 

@@ -192,7 +192,7 @@ def test_concurrent_retries_of_a_credit_credit_once():
     for thread in threads:
         thread.join(timeout=60)
 
-    assert ledger.balance_of(client=client) == Decimal("10")
+    assert ledger.balance_of(client_id=client.pk) == Decimal("10")
     assert 200 in statuses
     assert set(statuses) <= {200, 409}
     assert ledger.reconcile() == []

@@ -52,6 +52,7 @@ def test_every_get_operation_of_the_schema_answers_json(world: World) -> None:
         "/api/v1/nodes/{id}/": (None, ids["node"]),
         "/api/v1/nodes/{id}/monitoring/": (None, ids["node"]),
         "/api/v1/rentals/{id}/": (b, ids["rental"]),
+        "/api/v1/snapshots/{id}/": (b, ids["snapshot"]),
     }
     filled["/api/v1/client/payouts/{id}/"] = _a_pending_payout(world)
     filled.update(_a_capped_key_and_a_plan(world))

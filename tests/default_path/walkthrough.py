@@ -164,15 +164,20 @@ def walk(w: World, heartbeats: Heartbeats) -> None:
     w.ids["rental"] = rental["id"]
 
     # 15. Stop: a job; the node gets the command in its next heartbeat reply and reports the outcome.
-    job = api.post(f"/rentals/{rental['id']}/stop/", key=w.bob["key"], expect=202)
+    # (With a snapshot: the node reports the saved image, which becomes Bob's snapshot.)
+    job = api.post(f"/rentals/{rental['id']}/stop/", key=w.bob["key"], json={"snapshot": True}, expect=202)
     w.ids["job"] = job["id"]
     commands = api.post("/llm_models/heartbeat/", key=rentable_token, json={})["commands"]
     by_action = {c["action"]: c for c in commands}
-    assert by_action["provision_ssh_key"]["params"]["ssh_public_key"] == key
+    assert by_action["start"]["params"]["ssh_public_key"] == key  # a rental's first command is `start`
     assert by_action["stop"]["id"] == job["id"]
     results = [{"id": c["id"], "status": "succeeded", "output": c["action"]} for c in commands]
+    snapshot_ref = f"gpu-node-snapshots:rental-{rental['id']}-1"
+    results = [{**r, "snapshot_ref": snapshot_ref} if r["id"] == job["id"] else r for r in results]
     api.post("/llm_models/heartbeat/", key=rentable_token, json={"results": results})
     assert api.get(f"/jobs/{job['id']}/", key=w.bob["key"])["status"] == "succeeded"
+    [snapshot] = api.get("/snapshots/", key=w.bob["key"])["results"]
+    w.ids["snapshot"] = snapshot["id"]
 
     # 16. Cancel: the unused time comes back.
     cancelled = api.call("DELETE", f"/rentals/{rental['id']}/", key=w.bob["key"])

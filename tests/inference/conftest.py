@@ -87,13 +87,13 @@ def fund(client, amount: str = "10.00") -> None:  # type: ignore[no-untyped-def]
 
     from clients import ledger
 
-    ledger.credit(client=client, amount=Decimal(amount), key=f"test-fund:{uuid.uuid4().hex}", memo="test top-up")
+    ledger.credit(client_id=client.pk, amount=Decimal(amount), key=f"test-fund:{uuid.uuid4().hex}", memo="test top-up")
 
 
 def balance(client) -> Decimal:  # type: ignore[no-untyped-def]
     from clients import ledger
 
-    return ledger.balance_of(client=client)
+    return ledger.balance_of(client_id=client.pk)
 
 
 # --- The service as a real HTTP server (uvicorn, ASGI) ------------------------------------------------------

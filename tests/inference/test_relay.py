@@ -4,6 +4,7 @@ import asyncio
 from decimal import Decimal
 
 from inference import relay
+from inference.completion import MAX_TOOL_CALLS, Completion
 from inference.relay import Delivery, PromptSize
 from inference.routing import route
 from tests.inference.conftest import MODEL
@@ -136,7 +137,7 @@ def test_a_non_stream_completion_fails_over_from_a_node_that_breaks_mid_answer(n
 
 
 def test_a_non_stream_completion_is_assembled_from_the_nodes_stream():
-    completion = relay.Completion()
+    completion = Completion()
     head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m"}
     for delta, finish in [
         ({"role": "assistant", "content": ""}, None),
@@ -182,11 +183,11 @@ def test_a_non_stream_completion_is_assembled_from_the_nodes_stream():
 
 
 def test_a_nodes_tool_call_index_cannot_grow_the_answer_without_bound():
-    completion = relay.Completion()
-    for index in (10**9, -1, *range(2 * relay.MAX_TOOL_CALLS)):
+    completion = Completion()
+    for index in (10**9, -1, *range(2 * MAX_TOOL_CALLS)):
         delta = {"tool_calls": [{"index": index, "function": {"name": "f", "arguments": "x"}}]}
         completion.add({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": delta}]})
 
     calls = completion.payload(usage=None)["choices"][0]["message"]["tool_calls"]
 
-    assert len(calls) == relay.MAX_TOOL_CALLS
+    assert len(calls) == MAX_TOOL_CALLS

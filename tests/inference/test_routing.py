@@ -72,7 +72,7 @@ def test_a_rented_node_is_never_chosen_and_alone_leaves_no_capacity(provider, us
     rented = live_node(owner=provider[0], latency_ewma_ms=50.0, gpu=GpuFactory(user=provider[0].user))
     free = live_node(owner=provider[0], latency_ewma_ms=900.0, input_price="3.00", output_price="9.00")
     assert route(model=MODEL)[0].node_id == rented.pk  # the better node, until it is rented
-    ledger.credit(client=user_client[0], amount=Decimal("100"), key="routing-test-funds")
+    ledger.credit(client_id=user_client[0].pk, amount=Decimal("100"), key="routing-test-funds")
 
     rental_start(client=user_client[0], node_id=rented.pk, hours=1)
 

@@ -56,7 +56,8 @@ def test_usage_answered_before_the_server_is_killed_is_recorded_and_charged_once
     fund(client, "1.00")
     _, stub = node_on(input_price="1000.00", output_price="1000.00")
     stub.behaviour.answer = "You are great"
-    server = start_service(tmp_path / "server.log", INFERENCE_LEASE_TTL_S="3600")  # its leases stay open
+    # Its leases stay open (neither expired nor idle) until it is killed.
+    server = start_service(tmp_path / "server.log", INFERENCE_LEASE_TTL_S="3600", INFERENCE_LEASE_IDLE_S="3600")
     try:
         answered = [chat(server.base_url, key) for _ in range(5)]
         assert [r.status_code for r in answered] == [200] * 5
@@ -88,8 +89,12 @@ def test_usage_answered_before_the_server_is_killed_is_recorded_and_charged_once
     spent = sum(r.cost for r in records)
     assert spent > 0 and all(r.cost == records[0].cost for r in records)
     charged = LedgerTransaction.objects.filter(kind=LedgerTransactionKind.USAGE)
-    operator_total = LedgerEntry.objects.filter(transaction__in=charged, amount__gt=0).aggregate(s=Sum("amount"))["s"]
-    assert operator_total == spent  # the whole charge went to operator, platform and treasury
+    # The whole charge went to operator, platform and treasury (the payer's positive line is the release from its
+    # lease that pays for its charge lines: one per request, ref inference:<id>).
+    earned = LedgerEntry.objects.filter(transaction__in=charged, amount__gt=0).exclude(account__client=client)
+    assert earned.aggregate(s=Sum("amount"))["s"] == spent
+    paid = LedgerEntry.objects.filter(transaction__in=charged, account__client=client, kind="inference")
+    assert sorted(paid.values_list("ref", "amount")) == sorted((f"inference:{r.pk}", -r.cost) for r in records)
     assert ledger.reconcile() == []
 
     # Draining again changes nothing.
@@ -111,7 +116,7 @@ def test_a_drainer_killed_after_applying_and_before_acknowledging_changes_nothin
     client, key = user_client
     fund(client, "1.00")
     node_on(input_price="1000.00", output_price="1000.00")
-    server = start_service(tmp_path / "server.log")
+    server = start_service(tmp_path / "server.log", INFERENCE_LEASE_IDLE_S="3600")  # one lease for all three
     try:
         assert [chat(server.base_url, key).status_code for _ in range(3)] == [200] * 3
     finally:

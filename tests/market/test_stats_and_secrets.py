@@ -18,9 +18,9 @@ from tests.market.helpers import completed, live_node, serve
 
 def pay(payer, operator, charge: str, key: str) -> None:  # type: ignore[no-untyped-def]
     """A charge as the inference service makes it: hold, then settle with the node's owner as operator."""
-    ledger.credit(client=payer, amount=Decimal("100"), key=f"top-up:{key}")
-    ledger.hold_place(client=payer, amount=Decimal("10"), key=key)
-    ledger.hold_settle(key=key, charge=Decimal(charge), operator=operator)
+    ledger.credit(client_id=payer.pk, amount=Decimal("100"), key=f"top-up:{key}")
+    ledger.hold_place(client_id=payer.pk, amount=Decimal("10"), key=key)
+    ledger.hold_settle(key=key, charge=Decimal(charge), kind="inference", operator_id=operator.pk)
 
 
 def test_stats_count_nodes_gpus_models_inferences_latency_and_revenue(
@@ -75,16 +75,36 @@ def test_stats_and_admin_count_charges_paid_from_a_lease(
 ):
     """The /v1 lean path charges an open hold (a lease) with usage transactions: counted as settles are."""
     payer, operator = user_client[0], provider[0]
-    ledger.credit(client=payer, amount=Decimal("100"), key="top-up:lease")
-    ledger.hold_place(client=payer, amount=Decimal("10"), key="lease:x")
-    ledger.hold_consume(key="lease:x", use_key="u1", charge=Decimal("2.000000"), operator=operator)
+    ledger.credit(client_id=payer.pk, amount=Decimal("100"), key="top-up:lease")
+    ledger.hold_place(client_id=payer.pk, amount=Decimal("10"), key="lease:x")
+    ledger.hold_consume(
+        key="lease:x",
+        use_key="u1",
+        charges=[ledger.Charge(Decimal("2.000000"))],
+        kind="inference",
+        operator_id=operator.pk,
+    )
     ledger.hold_release(key="lease:x")  # the rest back to the payer: no revenue
-    # Work delivered after the lease closed is charged from the payer's balance: still revenue.
-    ledger.hold_consume(key="lease:x", use_key="u2", charge=Decimal("1.000000"), operator=operator)
+    # Work delivered after the lease closed is charged from the payer's balance (the caller's choice, as
+    # inference/usage.py makes it): still revenue.
+    ledger.hold_consume(
+        key="lease:x",
+        use_key="u2",
+        charges=[ledger.Charge(Decimal("1.000000"))],
+        kind="inference",
+        operator_id=operator.pk,
+        from_balance_if_closed=True,
+    )
     pay(payer, other_provider[0], "1.000000", "inference:1")  # a settle beside them
-    ledger.credit(client=operator, amount=Decimal("100"), key="top-up:own")
-    ledger.hold_place(client=operator, amount=Decimal("10"), key="lease:own")
-    ledger.hold_consume(key="lease:own", use_key="own", charge=Decimal("1.000000"), operator=operator)  # own node
+    ledger.credit(client_id=operator.pk, amount=Decimal("100"), key="top-up:own")
+    ledger.hold_place(client_id=operator.pk, amount=Decimal("10"), key="lease:own")
+    ledger.hold_consume(
+        key="lease:own",
+        use_key="own",
+        charges=[ledger.Charge(Decimal("1.000000"))],
+        kind="inference",
+        operator_id=operator.pk,
+    )  # own node
     client.force_login(admin[0].user)
 
     body = api_client.get("/api/v1/stats/").json()

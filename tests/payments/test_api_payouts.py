@@ -20,7 +20,7 @@ URL = "/api/v1/client/payouts/"
 def earner(provider):  # type: ignore[no-untyped-def]
     """An approved provider with 50.00 earned."""
     client, key = provider
-    ledger.credit(client=client, amount=Decimal("50"), key="earned")
+    ledger.credit(client_id=client.pk, amount=Decimal("50"), key="earned")
     return client, key
 
 
@@ -36,7 +36,7 @@ def test_provider_payout_request_holds_the_amount(api_client, earner):
     assert r.status_code == 201, r.json()
     assert r.json()["amount"] == "30.500000" and r.json()["status"] == "pending"
     payout = Payout.objects.get(pk=r.json()["id"])
-    assert ledger.balance_of(client=client) == Decimal("19.5")
+    assert ledger.balance_of(client_id=client.pk) == Decimal("19.5")
     hold = Hold.objects.get(key=f"payout:{payout.pk}")
     assert hold.status == HoldStatus.HELD and hold.amount == Decimal("30.5")
     assert_books_balanced()
@@ -50,13 +50,19 @@ def test_admin_approves_a_payout_and_the_money_leaves_the_books(api_client, earn
 
     assert r.status_code == 200, r.json()
     assert r.json()["status"] == "paid" and r.json()["reference"] == "SEPA-2026-001"
-    assert ledger.balance_of(client=client) == Decimal("20")
+    assert ledger.balance_of(client_id=client.pk) == Decimal("20")
     assert Hold.objects.get(key=f"payout:{payout_id}").status == HoldStatus.SETTLED
     [txn] = LedgerTransaction.objects.filter(kind=LedgerTransactionKind.PAYOUT)
     assert txn.key == f"payout:payout:{payout_id}"
     assert account_sum(LedgerAccountKind.PAYOUTS) == Decimal("30")
     assert account_sum(LedgerAccountKind.ESCROW) == 0
     assert_books_balanced()
+    lines = api_client.get(f"/api/v1/client/ledger/?ref=payout:{payout_id}&ordering=id", **bearer(key))
+    assert [(e["kind"], e["amount"]) for e in lines.json()["results"]] == [
+        ("hold", "-30.000000"),
+        ("release", "30.000000"),
+        ("payout", "-30.000000"),
+    ]
 
 
 def test_admin_rejects_a_payout_and_the_hold_is_released(api_client, earner, admin):
@@ -66,7 +72,7 @@ def test_admin_rejects_a_payout_and_the_hold_is_released(api_client, earner, adm
     r = api_client.post(f"{URL}{payout_id}/reject/", {"reference": "wrong IBAN"}, format="json", **bearer(admin[1]))
 
     assert r.status_code == 200 and r.json()["status"] == "rejected"
-    assert ledger.balance_of(client=client) == Decimal("50")
+    assert ledger.balance_of(client_id=client.pk) == Decimal("50")
     assert Hold.objects.get(key=f"payout:{payout_id}").status == HoldStatus.RELEASED
     assert not LedgerTransaction.objects.filter(kind=LedgerTransactionKind.PAYOUT).exists()
     assert_books_balanced()
@@ -80,7 +86,7 @@ def test_a_decided_payout_cannot_be_decided_again(api_client, earner, admin):
     for verb, body in (("approve", {"reference": "r2"}), ("reject", {})):
         r = api_client.post(f"{URL}{payout_id}/{verb}/", body, format="json", **bearer(admin[1]))
         assert r.status_code == 409 and r.json()["errors"][0]["code"] == "payout_not_pending"
-    assert ledger.balance_of(client=earner[0]) == Decimal("20")
+    assert ledger.balance_of(client_id=earner[0].pk) == Decimal("20")
     assert_books_balanced()
 
 
@@ -95,7 +101,7 @@ def test_approve_needs_a_reference(api_client, earner, admin):
 
 def test_an_admin_cannot_approve_its_own_payout(api_client, admin):
     client, key = admin
-    ledger.credit(client=client, amount=Decimal("50"), key="admin-earned")
+    ledger.credit(client_id=client.pk, amount=Decimal("50"), key="admin-earned")
     payout_id = request_payout(api_client, key, "20").json()["id"]
 
     r = api_client.post(f"{URL}{payout_id}/approve/", {"reference": "me"}, format="json", **bearer(key))
@@ -122,7 +128,7 @@ def test_payout_below_the_minimum_or_above_the_balance_is_400(api_client, earner
 
     assert r.status_code == 400
     assert r.json()["errors"][0]["attr"] == "amount"
-    assert not Payout.objects.exists() and ledger.balance_of(client=earner[0]) == Decimal("50")
+    assert not Payout.objects.exists() and ledger.balance_of(client_id=earner[0].pk) == Decimal("50")
 
 
 def test_payout_minimum_follows_the_setting(api_client, earner, settings):
@@ -170,7 +176,7 @@ def test_admin_site_approves_with_a_reference_and_rejects(client, earner, admin)
     second.refresh_from_db()
     assert (first.status, first.reference, first.decided_by_id) == (PayoutStatus.PAID, "WIRE-7", admin_client.user_id)
     assert second.status == PayoutStatus.REJECTED
-    assert ledger.balance_of(client=earner[0]) == Decimal("30")
+    assert ledger.balance_of(client_id=earner[0].pk) == Decimal("30")
     assert_books_balanced()
 
 
@@ -188,4 +194,4 @@ def test_a_payout_retried_with_its_idempotency_key_holds_once(api_client, earner
 
     assert first.status_code == again.status_code == 201
     assert first.json()["id"] == again.json()["id"] and again["Idempotent-Replayed"] == "true"
-    assert Payout.objects.count() == 1 and ledger.balance_of(client=earner[0]) == Decimal("30")
+    assert Payout.objects.count() == 1 and ledger.balance_of(client_id=earner[0].pk) == Decimal("30")

@@ -7,7 +7,7 @@ import pytest
 
 from clients import ledger
 from clients.choices import LedgerAccountKind, LedgerTransactionKind
-from clients.models import LedgerTransaction
+from clients.models import LedgerEntry, LedgerTransaction
 from payments.choices import TopUpStatus
 from payments.models import TopUp
 from tests.clients.ledger_helpers import account_sum, assert_books_balanced
@@ -52,10 +52,12 @@ def test_completed_paid_session_credits_the_topup_once(api_client, opened):
     assert again.status_code == 200 and again.json()["handled"] is False
     topup.refresh_from_db()
     assert topup.status == TopUpStatus.SUCCEEDED and topup.completed_at is not None
-    assert ledger.balance_of(client=client) == Decimal("40")
+    assert ledger.balance_of(client_id=client.pk) == Decimal("40")
     [txn] = LedgerTransaction.objects.filter(kind=LedgerTransactionKind.TOPUP)
     assert txn.key == f"topup:topup:{topup.pk}"
     assert account_sum(LedgerAccountKind.STRIPE_CLEARING) == Decimal("-40")
+    mine = LedgerEntry.objects.filter(account__client=client).values_list("kind", "ref", "amount")
+    assert list(mine) == [("topup", f"topup:{topup.pk}", Decimal("40"))]
     assert_books_balanced()
 
 
@@ -64,7 +66,7 @@ def test_a_new_event_for_the_same_session_credits_nothing_more(api_client, opene
     for _ in range(3):  # Stripe may send the same event again, or another event id for the same payment
         payload = paid(session)
         assert deliver(api_client, payload, sign(payload, WEBHOOK_SECRET)).status_code == 200
-    assert ledger.balance_of(client=client) == Decimal("40") and topup_transactions() == 1
+    assert ledger.balance_of(client_id=client.pk) == Decimal("40") and topup_transactions() == 1
 
 
 @pytest.mark.parametrize(
@@ -93,7 +95,7 @@ def test_bad_or_stale_signature_is_400_and_credits_nothing(api_client, opened, s
     assert r.json()["errors"][0]["code"] == "invalid_signature"
     topup.refresh_from_db()
     assert topup.status == TopUpStatus.PENDING
-    assert ledger.balance_of(client=client) == 0 and topup_transactions() == 0
+    assert ledger.balance_of(client_id=client.pk) == 0 and topup_transactions() == 0
 
 
 def test_signed_body_that_is_not_json_is_400(api_client, stub_stripe):
@@ -114,13 +116,13 @@ def test_completed_but_unpaid_session_waits_for_async_payment_succeeded(api_clie
     client, topup, session = opened
     unpaid = event("checkout.session.completed", session, status="complete", payment_status="unpaid")
     assert deliver(api_client, unpaid, sign(unpaid, WEBHOOK_SECRET)).json()["handled"] is False
-    assert ledger.balance_of(client=client) == 0
+    assert ledger.balance_of(client_id=client.pk) == 0
 
     later = event("checkout.session.async_payment_succeeded", session, status="complete", payment_status="paid")
     assert deliver(api_client, later, sign(later, WEBHOOK_SECRET)).json()["handled"] is True
 
     topup.refresh_from_db()
-    assert topup.status == TopUpStatus.SUCCEEDED and ledger.balance_of(client=client) == Decimal("40")
+    assert topup.status == TopUpStatus.SUCCEEDED and ledger.balance_of(client_id=client.pk) == Decimal("40")
 
 
 def test_async_payment_failed_marks_the_topup_failed(api_client, opened):
@@ -130,7 +132,7 @@ def test_async_payment_failed_marks_the_topup_failed(api_client, opened):
     assert deliver(api_client, payload, sign(payload, WEBHOOK_SECRET)).status_code == 200
 
     topup.refresh_from_db()
-    assert topup.status == TopUpStatus.FAILED and ledger.balance_of(client=client) == 0
+    assert topup.status == TopUpStatus.FAILED and ledger.balance_of(client_id=client.pk) == 0
 
 
 def test_expired_session_marks_the_topup_expired(api_client, opened):
@@ -149,7 +151,7 @@ def test_expired_arriving_after_the_payment_does_not_undo_it(api_client, opened)
         assert deliver(api_client, payload, sign(payload, WEBHOOK_SECRET)).status_code == 200
 
     topup.refresh_from_db()
-    assert topup.status == TopUpStatus.SUCCEEDED and ledger.balance_of(client=client) == Decimal("40")
+    assert topup.status == TopUpStatus.SUCCEEDED and ledger.balance_of(client_id=client.pk) == Decimal("40")
 
 
 def test_a_session_whose_amount_differs_from_the_topup_is_not_credited(api_client, opened):
@@ -157,7 +159,7 @@ def test_a_session_whose_amount_differs_from_the_topup_is_not_credited(api_clien
     payload = event("checkout.session.completed", session, payment_status="paid", amount_total=400000)
 
     assert deliver(api_client, payload, sign(payload, WEBHOOK_SECRET)).json()["handled"] is False
-    assert ledger.balance_of(client=client) == 0
+    assert ledger.balance_of(client_id=client.pk) == 0
 
 
 @pytest.mark.parametrize("kind", ["payment_intent.succeeded", "customer.created", "checkout.session.completed"])

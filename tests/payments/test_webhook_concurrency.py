@@ -46,6 +46,6 @@ def test_ten_concurrent_deliveries_of_a_paid_session_credit_once(live_server, st
     assert statuses == [200] * 10
     topup.refresh_from_db()
     assert topup.status == TopUpStatus.SUCCEEDED
-    assert ledger.balance_of(client=client) == Decimal("15")
+    assert ledger.balance_of(client_id=client.pk) == Decimal("15")
     assert LedgerTransaction.objects.filter(kind=LedgerTransactionKind.TOPUP).count() == 1
     assert_books_balanced()

@@ -9,7 +9,7 @@ import pytest
 
 from clients import ledger
 from clients.choices import LedgerAccountKind, LedgerTransactionKind
-from clients.models import LedgerTransaction
+from clients.models import LedgerEntry, LedgerTransaction
 from inference.models import InferenceRequest
 from payments.choices import X402PaymentStatus
 from payments.models import X402Payer, X402Payment
@@ -96,8 +96,8 @@ def test_paid_request_is_verified_served_settled_and_billed(api_client, node, fa
     payer = X402Payer.objects.get(address=PAYER.lower())
     assert record.client == payer.client and payer.client.user.username == f"x402:{PAYER.lower()}"
     assert not payer.client.user.has_usable_password()
-    assert ledger.balance_of(client=payer.client) == paid - Decimal("0.012")
-    assert ledger.balance_of(client=operator) == Decimal("0.0084")
+    assert ledger.balance_of(client_id=payer.client.pk) == paid - Decimal("0.012")
+    assert ledger.balance_of(client_id=operator.pk) == Decimal("0.0084")
     [credited] = LedgerTransaction.objects.filter(kind=LedgerTransactionKind.X402)
     payment = X402Payment.objects.get()
     assert credited.key == f"x402:x402:{payment.pk}" and payment.status == X402PaymentStatus.SETTLED
@@ -176,7 +176,7 @@ def test_unspent_credit_pays_first_next_time(api_client, node, facilitator):
     generous = str(int(required["maxAmountRequired"]) * 10)
     assert ask(api_client, payment=pay(required, value=generous)).status_code == 200
     payer = X402Payer.objects.get().client
-    left = ledger.balance_of(client=payer)
+    left = ledger.balance_of(client_id=payer.pk)
     assert left == Decimal(generous) / USDC - Decimal("0.012")
 
     r = ask(api_client, payment=pay(required))
@@ -184,7 +184,7 @@ def test_unspent_credit_pays_first_next_time(api_client, node, facilitator):
     assert r.status_code == 200
     assert len(facilitator.calls("/verify")) == 2 and len(facilitator.calls("/settle")) == 1  # not settled
     assert decoded(r["X-PAYMENT-RESPONSE"])["paidFromCredit"] is True
-    assert ledger.balance_of(client=payer) == left - Decimal("0.012")
+    assert ledger.balance_of(client_id=payer.pk) == left - Decimal("0.012")
     assert X402Payment.objects.filter(status=X402PaymentStatus.UNUSED).count() == 1
     assert LedgerTransaction.objects.filter(kind=LedgerTransactionKind.X402).count() == 1
     assert_books_balanced()
@@ -198,7 +198,14 @@ def test_failed_settlement_is_402_and_the_unspent_credit_is_taken_back(api_clien
 
     assert r.status_code == 402 and r.json()["error"] == "settlement_failed"
     assert X402Payment.objects.get().status == X402PaymentStatus.FAILED
-    assert ledger.balance_of(client=X402Payer.objects.get().client) == 0
+    payer_id = X402Payer.objects.get().client_id
+    assert ledger.balance_of(client_id=payer_id) == 0
+    payment = X402Payment.objects.get()
+    lines = LedgerEntry.objects.filter(account__client_id=payer_id, kind="x402").order_by("pk")
+    assert [(e.ref, e.amount) for e in lines] == [
+        (f"x402:{payment.pk}", payment.amount),
+        (f"x402:{payment.pk}", -(payment.amount - Decimal("0.012"))),  # what the request did not spend
+    ]
     assert_books_balanced()
 
 
@@ -224,7 +231,7 @@ def test_without_x402_configured_a_keyless_request_is_401(api_client, node, sett
 
 def test_keys_still_work_with_x402_on(api_client, node, facilitator, user_client):
     client, key = user_client
-    ledger.credit(client=client, amount=Decimal("1"), key="fund")
+    ledger.credit(client_id=client.pk, amount=Decimal("1"), key="fund")
 
     r = api_client.post(URL, BODY, format="json", **bearer(key))
 
@@ -250,7 +257,7 @@ def test_a_paid_stream_is_settled_before_it_starts_and_billed(api_client, node, 
     assert len(facilitator.calls("/verify")) == 1 and len(facilitator.calls("/settle")) == 1
     record = InferenceRequest.objects.get()
     assert record.status == "completed" and record.client == X402Payer.objects.get().client
-    assert ledger.balance_of(client=record.client) == Decimal(required["maxAmountRequired"]) / USDC - record.cost
+    assert ledger.balance_of(client_id=record.client.pk) == Decimal(required["maxAmountRequired"]) / USDC - record.cost
     assert_books_balanced()
 
 
@@ -263,5 +270,5 @@ def test_a_stream_whose_settlement_fails_serves_nothing(api_client, node, facili
 
     assert r.status_code == 402 and r.json()["error"] == "settlement_failed"
     assert not node[1].chat_requests and not InferenceRequest.objects.exists()
-    assert ledger.balance_of(client=X402Payer.objects.get().client) == 0
+    assert ledger.balance_of(client_id=X402Payer.objects.get().client_id) == 0
     assert_books_balanced()

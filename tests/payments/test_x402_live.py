@@ -72,7 +72,7 @@ def test_keyless_request_gets_402_then_pays_over_the_real_server(x402_service, n
     assert paid.json()["choices"][0]["message"]["content"] == "You are great"
     assert json.loads(base64.b64decode(paid.headers["X-PAYMENT-RESPONSE"]))["success"] is True
     payer = X402Payer.objects.get(address=PAYER)
-    assert ledger.balance_of(client=payer.client) < Decimal(required["maxAmountRequired"]) / 10**6
+    assert ledger.balance_of(client_id=payer.client.pk) < Decimal(required["maxAmountRequired"]) / 10**6
 
 
 def test_the_openai_sdk_with_a_key_is_served_as_before(x402_service, node, user_client, facilitator):
@@ -86,4 +86,4 @@ def test_the_openai_sdk_with_a_key_is_served_as_before(x402_service, node, user_
     assert reply.choices[0].message.content == "You are great"
     assert len(facilitator.received) == before
     settle_usage()
-    assert ledger.balance_of(client=client) < Decimal("1.00")
+    assert ledger.balance_of(client_id=client.pk) < Decimal("1.00")

@@ -57,7 +57,7 @@ class PlanMachine(RuleBasedStateMachine):
 
     @rule(amount=st.sampled_from(["0.3", "1", "2.5"]))
     def top_up(self, amount: str) -> None:
-        ledger.credit(client=self.client, amount=Decimal(amount), key=f"prop:{LedgerEntry.objects.count()}")
+        ledger.credit(client_id=self.client.pk, amount=Decimal(amount), key=f"prop:{LedgerEntry.objects.count()}")
 
     @rule(which=st.integers(0, 1))
     def subscribe(self, which: int) -> None:

@@ -27,7 +27,7 @@ def make_rentable_node(owner: Client, **fields: object) -> tuple[Node, str]:
 
 
 def fund(client: Client, amount: str = "1000") -> None:
-    ledger.credit(client=client, amount=Decimal(amount), key=f"test-fund:{client.pk}:{amount}")
+    ledger.credit(client_id=client.pk, amount=Decimal(amount), key=f"test-fund:{client.pk}:{amount}")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from clients import ledger
 from clients.models import Hold
 from llm_models.choices import NodeCapability, NodeCommandStatus
 from llm_models.models import NodeCommand
@@ -310,6 +311,35 @@ def test_extend_adds_hours_and_charges_them_at_once(api_client, node, renter):
     assert Hold.objects.get(key=f"rental:{rental.pk}").amount == Decimal("12.5")
     renter[0].refresh_from_db()
     assert renter[0].balance == Decimal("1000") - Decimal("12.5")
+
+
+def test_extend_is_charged_up_front_and_its_unused_time_refunded_in_the_ledger(api_client, node, renter):
+    """The renter's lines (ref rental:<id>): the term's charge, the extension's charge, then the refund."""
+    start = timezone.now().replace(microsecond=0)
+    with time_machine.travel(start, tick=False):
+        rental = services.rental_start(client=renter[0], node_id=node.pk, hours=2)
+        r = api_client.post(f"{RENTALS_URL}{rental.pk}/extend/", {"hours": 1}, format="json", **bearer(renter[1]))
+        assert r.status_code == 200, r.json()
+        again = api_client.post(f"{RENTALS_URL}{rental.pk}/extend/", {"hours": 1}, format="json", **bearer(renter[1]))
+        assert again.status_code == 200
+    with time_machine.travel(start + timezone.timedelta(minutes=30), tick=False):
+        r = api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(renter[1]))
+    assert (r.json()["charged"], r.json()["refunded"]) == ("1.250000", "8.750000")
+
+    lines = api_client.get(f"/api/v1/client/ledger/?ref=rental:{rental.pk}&ordering=id", **bearer(renter[1]))
+
+    assert lines.status_code == 200
+    got = [(e["kind"], e["amount"], e["ref"]) for e in lines.json()["results"]]
+    ref = f"rental:{rental.pk}"
+    assert got == [
+        ("rental", "-5.000000", ref),
+        ("rental", "-2.500000", ref),
+        ("rental", "-2.500000", ref),
+        ("refund", "8.750000", ref),
+    ]
+    renter[0].refresh_from_db()
+    assert renter[0].balance == Decimal("1000") - Decimal("1.25")
+    assert ledger.held_of(client_id=renter[0].pk) == 0  # what is paid up front is never `held`
 
 
 def test_extend_of_a_payg_or_ended_rental_is_a_409(api_client, node, renter, operator):

@@ -18,6 +18,12 @@ from tests.llm_models.conftest import errors_of
 from tests.rentals.conftest import INVENTORY_URL, RENTALS_URL, SSH_KEY, make_rentable_node
 
 
+def make_operator_key(operator: Client) -> str:
+    from clients.services import api_key_create
+
+    return api_key_create(client=operator, name="statement")[1]
+
+
 def rent(api_client, raw, **body):  # type: ignore[no-untyped-def]
     return api_client.post(RENTALS_URL, body, format="json", **bearer(raw))
 
@@ -190,6 +196,28 @@ def test_cancel_refunds_unused_minutes(api_client, node, renter):
     assert (r.json()["status"], r.json()["refunded"], r.json()["charged"]) == ("cancelled", "6.250000", "3.750000")
     again = api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(renter[1]))
     assert (again.status_code, errors_of(again)) == (409, [("rental_not_active", None)])
+
+
+def test_the_renters_ledger_shows_the_rental_charged_up_front_and_the_refund_of_the_unused_part(
+    api_client, node, renter, operator
+):
+    # API.md §10: what is paid up front shows as its charge and, on cancel, a refund, both with the rental's ref.
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        rental = services.rental_start(client=renter[0], node_id=node.pk, hours=4)
+    me = api_client.get(f"/api/v1/client/list/{renter[0].pk}/", **bearer(renter[1])).json()
+    assert (me["balance"], me["held"]) == ("990.000000", "0.000000")  # paid, not held
+    with time_machine.travel(start + timedelta(minutes=90), tick=False):
+        api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(renter[1]))
+
+    ref = f"rental:{rental.pk}"
+    rows = api_client.get("/api/v1/client/ledger/", {"ref": ref, "ordering": "id"}, **bearer(renter[1])).json()
+    assert [(e["kind"], e["amount"], e["ref"]) for e in rows["results"]] == [
+        ("rental", "-10.000000", ref),
+        ("refund", "6.250000", ref),
+    ]
+    earned = api_client.get("/api/v1/client/ledger/", {"ref": ref}, **bearer(make_operator_key(operator))).json()
+    assert [(e["kind"], e["amount"]) for e in earned["results"]] == [("rental", "2.625000")]  # 70% of 3.75
 
 
 @pytest.mark.parametrize("action", ["start", "stop", "reset"])

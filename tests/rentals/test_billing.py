@@ -163,6 +163,37 @@ def test_each_started_minute_is_charged_from_the_hold_and_the_hold_is_renewed(no
     assert ledger.reconcile() == []
 
 
+def test_payg_minutes_read_as_a_release_and_a_rental_line_each(api_client, node, renter):
+    """GET client/ledger/?ref=rental:<id>: the hold, per minute a release and minus exactly its price (kind rental),
+    the hold's top-up, and the release of what is left at the end."""
+    client, raw = renter
+    start = timezone.now().replace(microsecond=0)
+    rental = start_payg(node, client, start)
+    services.rentals_payg_charge(now=start + timedelta(minutes=1, seconds=30))  # minutes 1 and 2
+    services.rentals_payg_charge(now=start + timedelta(minutes=1, seconds=40))  # a second beat: nothing more
+    with time_machine.travel(start + timedelta(minutes=1, seconds=50), tick=False):
+        assert api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(raw)).status_code == 200
+
+    r = api_client.get(f"/api/v1/client/ledger/?ref=rental:{rental.pk}&ordering=id", **bearer(raw))
+
+    assert r.status_code == 200
+    got = [(e["kind"], Decimal(e["amount"])) for e in r.json()["results"]]
+    second = payg_cost(PRICE, 2) - MINUTE
+    assert got == [
+        ("hold", -PRICE),
+        ("release", MINUTE),
+        ("rental", -MINUTE),
+        ("release", second),
+        ("rental", -second),
+        ("hold", -(MINUTE + second)),  # the hold renewed to a full hour
+        ("release", PRICE),
+    ]
+    mine = LedgerEntry.objects.filter(account__client=client, ref=f"rental:{rental.pk}")
+    assert mine.aggregate(s=Sum("amount"))["s"] == -payg_cost(PRICE, 2)
+    assert ledger.held_of(client_id=client.pk) == 0
+    assert ledger.reconcile() == []
+
+
 def test_cancelling_payg_charges_the_started_minutes_and_releases_the_hold(api_client, node, renter):
     client, raw = renter
     start = timezone.now().replace(microsecond=0)
