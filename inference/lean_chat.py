@@ -285,13 +285,14 @@ class ChatCompletionsLeanPath(LeanPath):
             fields=fields,
             created_at=call.began,
             first_byte_ms=delivery.first_byte_ms,
+            api_key_id=call.limits.key_id,
         )
         await record(entry)
         services.outcome_count(model=call.model, fields=fields)
         self._learn(call.model, delivery)
-        if call.limits.budget is not None or call.limits.tpm is not None:  # after the response, off its latency
+        if call.limits.tpm is not None:  # the minute's tokens, after the response (its cost: when journal is applied)
             tokens = fields.get("prompt_tokens", 0) + fields.get("completion_tokens", 0)
-            self._in_background(key_record_spend_async(limits=call.limits, cost=fields["cost"], tokens=tokens))
+            self._in_background(key_record_spend_async(limits=call.limits, cost=Decimal(0), tokens=tokens))
         return fields["cost"], relay.meter(delivery, prompt=call.prompt, max_tokens=max_tokens)
 
     def _learn(self, model: str, delivery: Delivery) -> None:

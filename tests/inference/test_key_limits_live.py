@@ -9,6 +9,7 @@ import redis
 from django.conf import settings
 
 from clients.services import api_key_create
+from inference import usage_journal
 from inference.models import InferenceRequest
 from tests.inference.conftest import MODEL, fund, settle_usage, start_service
 
@@ -38,10 +39,10 @@ def chat(base_url: str, raw: str, **extra: object) -> httpx.Response:
     )
 
 
-def test_lean_path_rpm_headers_then_429(live_service, user_client, node_on):
+def test_lean_path_rpm_headers_then_429(live_service, user_client, node_on, api_client):
     fund(user_client[0])
     _, stub = node_on()
-    _, raw = api_key_create(client=user_client[0], name="capped", rpm=2)
+    key, raw = api_key_create(client=user_client[0], name="capped", rpm=2)
 
     replies = [chat(live_service.base_url, raw) for _ in range(3)]
 
@@ -52,6 +53,8 @@ def test_lean_path_rpm_headers_then_429(live_service, user_client, node_on):
     assert len(stub.chat_requests) == 2
     settle_usage()
     assert [r.hold_key[:3] for r in InferenceRequest.objects.all()] == ["v1:", "v1:"]  # served by the lean path
+    by_key = api_client.get("/api/v1/client/usage/", {"group_by": "key"}, HTTP_AUTHORIZATION=f"Bearer {raw}").json()
+    assert [(row["key"]["id"], row["requests"]) for row in by_key] == [(key.pk, 2)]
 
 
 def test_lean_path_stream_carries_the_headers(live_service, user_client, node_on):
@@ -84,7 +87,8 @@ def test_lean_path_budget_reached_is_402_while_the_account_has_money(live_servic
 
     first = chat(live_service.base_url, raw)
     deadline = time.monotonic() + 10
-    while key.spent == 0 and time.monotonic() < deadline:  # recorded after the response, off its latency
+    while key.spent == 0 and time.monotonic() < deadline:  # recorded when the journal is applied (beat's drain)
+        usage_journal.drain()
         time.sleep(0.05)
         key.refresh_from_db()
     second = chat(live_service.base_url, raw)
@@ -94,7 +98,7 @@ def test_lean_path_budget_reached_is_402_while_the_account_has_money(live_servic
     assert second.status_code == 402 and second.json()["error"]["code"] == "key_budget_exceeded"
     settle_usage()
     row = InferenceRequest.objects.get()
-    assert (row.cost, row.hold_key[:3]) == (key.spent, "v1:")
+    assert (row.cost, row.hold_key[:3], row.api_key_id) == (key.spent, "v1:", key.pk)
 
 
 def test_two_web_processes_share_one_rpm(live_service, user_client, node_on, tmp_path, django_db_blocker):
