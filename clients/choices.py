@@ -53,6 +53,7 @@ class LedgerEntryKind(models.TextChoices):
     REFUND = "refund", "Refund"  # the unused part of something paid up front given back
     INFERENCE = "inference", "Inference"
     RENTAL = "rental", "Rental"
+    TRAINING = "training", "Training"  # a fine-tuning job's started minutes (training/billing.py)
     # payments/ (docs/API.md §15): money in from outside and out to outside, ref `topup:<id>`, `x402:<id>`,
     # `payout:<id>`
     TOPUP = "topup", "Top-up"  # a card payment (Stripe Checkout) credited, or taken back when it did not arrive

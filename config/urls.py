@@ -21,6 +21,8 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("market.urls")),
     # Money in and out: client/topups/, client/payouts/, payments/stripe/webhook/ (docs/API.md §15).
     path("", include("payments.urls")),
+    # Fine-tuning: training/create/, training/jobs/, and the node's llm_models/files/{id}/ (docs/API.md §13).
+    path("", include("training.urls")),
 ]
 
 urlpatterns = [
@@ -30,6 +32,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     # OpenAI-compatible API: an OpenAI SDK works with base_url="http://HOST/v1".
     path("v1/", include("inference.openai_urls")),
+    # OpenAI's fine-tuning API: files, fine_tuning/jobs (docs/API.md §13).
+    path("v1/", include("training.openai_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

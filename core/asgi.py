@@ -17,6 +17,7 @@ from django.http.request import split_domain_port, validate_host
 
 from core import metrics, request_id
 from core.error_render import TOO_LARGE, encoded_body_for, status_error
+from core.middleware import body_limit
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class RequestBodyCap:
         if scope["type"] != "http" or header(scope, b"transfer-encoding") is None:
             await self.app(scope, receive, send)
             return
-        limit = settings.MAX_REQUEST_BODY_BYTES
+        limit = body_limit(scope["path"])
         try:
             body = await read_body(receive, limit=limit)
         except BodyTooLarge:

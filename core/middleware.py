@@ -67,6 +67,17 @@ def _too_large(path: str, limit: int) -> JsonResponse:
     return error_response(path, 413, detail=TOO_LARGE.format(limit=limit))
 
 
+# Paths that take an uploaded file (a fine-tuning dataset: training/, API.md §13) are capped by their own setting.
+UPLOAD_PATHS = ("/v1/files", "/v1/files/")
+
+
+def body_limit(path: str) -> int:
+    """The largest body `path` accepts: MAX_REQUEST_BODY_BYTES, or an upload's cap plus room for its form."""
+    if path in UPLOAD_PATHS:
+        return max(settings.MAX_REQUEST_BODY_BYTES, settings.TRAINING_FILE_MAX_BYTES + 64 * 1024)
+    return settings.MAX_REQUEST_BODY_BYTES
+
+
 class RequestBodyLimitMiddleware:
     """Refuse oversized bodies with 413 by their declared length, so nothing of them is read or stored.
 
@@ -80,12 +91,13 @@ class RequestBodyLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         length = request.META.get("CONTENT_LENGTH")
         if length:
+            limit = body_limit(request.path)
             try:
-                too_large = int(length) > self.limit
+                too_large = int(length) > limit
             except ValueError:
                 too_large = False
             if too_large:
-                return _too_large(request.path, self.limit)
+                return _too_large(request.path, limit)
         return self.get_response(request)
 
 

@@ -39,7 +39,7 @@ from inference.relay import Delivery, sse
 from inference.services import Opened
 from inference.sse import sse_response, stream_ref
 from llm_models.models import LlmModel
-from llm_models.selectors import model_get_available, model_list_available
+from llm_models.selectors import model_get_available, model_get_private, model_list_available, model_list_private
 
 if TYPE_CHECKING:
     from rest_framework.permissions import _SupportsHasPermission
@@ -246,7 +246,11 @@ class ModelListView(_OpenAIView):
         created = dict(
             LlmModel.objects.filter(name__in=[m["name"] for m in available]).values_list("name", "created_at")
         )
-        return Response({"object": "list", "data": [_model_object(m["name"], created[m["name"]]) for m in available]})
+        data = [_model_object(m["name"], created[m["name"]]) for m in available]
+        # The caller's own fine-tuned models (API.md §13): in its list only.
+        own = model_list_private(client_id=request_client(request).pk).order_by("name")
+        data += [_model_object(m.name, m.created_at) for m in own]
+        return Response({"object": "list", "data": data})
 
 
 @extend_schema(exclude=True)
@@ -255,7 +259,9 @@ class ModelDetailView(_OpenAIView):
     Ids hold slashes (`meta-llama/Llama-3.1-8B-Instruct`): the URL takes the rest of the path."""
 
     def get(self, request: Request, model_id: str) -> Response:
-        model = model_get_available(name=model_id)
+        model = model_get_available(name=model_id) or model_get_private(
+            name=model_id, client_id=request_client(request).pk
+        )
         if model is None:
             raise ModelNotFound(f"The model `{model_id}` does not exist or no node serves it now.", attr="model")
         return Response(_model_object(model.name, model.created_at))

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from inference.errors import ModelNotFound, NoCapacity
 from llm_models.models import LlmModel, NodeModel
-from llm_models.selectors import node_live_q
+from llm_models.selectors import node_live_q, node_training_q
 from rentals.selectors import node_rented_q
 
 _PRICE_EPSILON = 0.01
@@ -54,11 +54,23 @@ def _cooling_q(now: datetime) -> Q:
     return Q(node__cooldown_until__gt=now)
 
 
-def route(*, model: str, now: datetime | None = None) -> list[Candidate]:
-    """Nodes that may serve `model` now, best first. Raises ModelNotFound (404) or NoCapacity (503)."""
+def visible_q(*, client_id: int | None, prefix: str = "") -> Q:
+    """Models a client may route to: every public one, and its own private (fine-tuned) ones (API.md §13). The
+    one place that rule lives: every inference path routes through `route`."""
+    public = Q(**{f"{prefix}owner__isnull": True})
+    return public if client_id is None else public | Q(**{f"{prefix}owner_id": client_id})
+
+
+def route(*, model: str, now: datetime | None = None, client_id: int | None = None) -> list[Candidate]:
+    """Nodes that may serve `model` now to `client_id`, best first. Raises ModelNotFound (404) or NoCapacity (503).
+
+    A private model is another client's: ModelNotFound, as if it did not exist. Without `client_id` (the lean
+    path's shared cache) only public models route, so a private one falls to the Django path, which knows the
+    client. A node running a fine-tuning job serves no inference (~node_training_q)."""
     now = now or timezone.now()
-    live = NodeModel.objects.filter(model__name=model).filter(node_live_q(now=now, prefix="node__"))
-    live = live.filter(unrented_q(now=now, prefix="node__"))
+    live = NodeModel.objects.filter(model__name=model).filter(visible_q(client_id=client_id, prefix="model__"))
+    live = live.filter(node_live_q(now=now, prefix="node__"))
+    live = live.filter(unrented_q(now=now, prefix="node__")).exclude(node_training_q(prefix="node__"))
     rows = list(
         live.exclude(_cooling_q(now))
         .annotate(inflight=Count("node__inference_requests", filter=Q(node__inference_requests__status="running")))
@@ -75,7 +87,7 @@ def route(*, model: str, now: datetime | None = None) -> list[Candidate]:
         )
     )
     if not rows:
-        if not LlmModel.objects.filter(name=model).exists():
+        if not LlmModel.objects.filter(visible_q(client_id=client_id), name=model).exists():
             raise ModelNotFound(f"No node has ever served the model {model!r}.")
         soonest = live.filter(_cooling_q(now)).aggregate(t=Min("node__cooldown_until"))["t"]
         retry_after = (

@@ -104,7 +104,7 @@ def inference_open(
     """
     now = now or timezone.now()
     if candidates is None:
-        candidates = routing.route(model=desired_model, now=now)
+        candidates = routing.route(model=desired_model, now=now, client_id=client.pk)
     max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
     body = {**(body or chat_body(model=desired_model, question_text=question_text, max_tokens=max_tokens))}
     body["max_tokens"] = max_tokens
@@ -141,7 +141,7 @@ def inference_batch_create(
 ) -> InferenceBatch:
     """One request (one hold) per prompt, all or none; workers run them in parallel."""
     now = timezone.now()
-    candidates = routing.route(model=model, now=now)
+    candidates = routing.route(model=model, now=now, client_id=client.pk)
     max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
     batch = InferenceBatch.objects.create(client=client, model=model, max_tokens=max_tokens)
     ref = ref or uuid.uuid4().hex
@@ -167,7 +167,7 @@ def inference_update(*, req: InferenceRequest, **changes: object) -> InferenceRe
         raise InferenceNotEditable("Only a queued request can be changed.")
     for name, value in changes.items():
         setattr(locked, name, value)
-    candidates = routing.route(model=locked.desired_model)
+    candidates = routing.route(model=locked.desired_model, client_id=locked.client_id)
     body = chat_body(model=locked.desired_model, question_text=locked.question_text, max_tokens=locked.max_tokens)
     _release(locked)
     locked.held_amount = relay.max_cost(prompt=PromptSize.of(body), max_tokens=locked.max_tokens, candidates=candidates)
@@ -321,7 +321,7 @@ def inference_run(*, request_id: int, now: datetime | None = None) -> None:
         return
     req = InferenceRequest.objects.get(pk=request_id)
     try:
-        candidates = routing.route(model=req.desired_model)
+        candidates = routing.route(model=req.desired_model, client_id=req.client_id)
     except (ModelNotFound, NoCapacity) as exc:
         _fail_unstarted(req=req, attempt=req.attempts, code=exc.code, detail=exc.detail)
         return

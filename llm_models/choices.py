@@ -13,6 +13,9 @@ class NodeCommandAction(models.TextChoices):
     STOP = "stop", "Stop"
     RESET = "reset", "Reset"
     END = "end", "End"
+    # Fine-tuning (training/, API.md §13): run a job; stop it.
+    TRAIN = "train", "Train"
+    TRAIN_CANCEL = "train_cancel", "Cancel training"
 
 
 class NodeCapability(models.TextChoices):

@@ -23,6 +23,10 @@ class LlmModel(models.Model):
     name = models.CharField(max_length=255, unique=True)
     context_window = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A private model (a fine-tuned `ft:...`, API.md §13): routable for this client only, never listed publicly.
+    owner = models.ForeignKey(
+        "clients.Client", on_delete=models.PROTECT, null=True, blank=True, related_name="private_models"
+    )
 
     class Meta:
         ordering = ["name"]

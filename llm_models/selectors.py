@@ -5,11 +5,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from llm_models.choices import NodeStatus
-from llm_models.models import LlmModel, Node, NodeMetricSample, NodeModel
+from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandAction, NodeStatus
+from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
 
 
 def metrics_slot_start(now: datetime) -> datetime:
@@ -31,6 +31,17 @@ def node_live_q(*, now: datetime | None = None, prefix: str = "") -> Q:
     return Q(
         **{f"{p}status": NodeStatus.ONLINE, f"{p}last_heartbeat_at__gte": cutoff, f"{p}owner__user__is_active": True}
     ) & (Q(**{f"{p}owner__is_gpu_provider_approved": True}) | Q(**{f"{p}owner__user__is_staff": True}))
+
+
+def node_training_q(*, prefix: str = "") -> Q:
+    """Nodes running a fine-tuning job now (an open `train` command, or a `train_cancel` not yet acknowledged: API.md
+    §13): they serve no public inference and cannot be rented. Routing and rentals exclude `node_training_q()`."""
+    training = NodeCommand.objects.filter(
+        node_id=OuterRef(f"{prefix}pk"),
+        action__in=(NodeCommandAction.TRAIN, NodeCommandAction.TRAIN_CANCEL),
+        status__in=OPEN_COMMAND_STATUSES,
+    )
+    return Q(Exists(training))
 
 
 def node_list_live(*, now: datetime | None = None) -> QuerySet[Node]:
@@ -62,7 +73,18 @@ def model_get_available(*, name: str, now: datetime | None = None) -> LlmModel |
     """The model called `name` if at least one live node serves it (what model_list_available lists), else None."""
     live = Node.objects.filter(node_live_q(now=now)).values("pk")
     served = NodeModel.objects.filter(node_id__in=live).values("model_id")
-    return LlmModel.objects.filter(name=name, pk__in=served).first()
+    return LlmModel.objects.filter(name=name, pk__in=served, owner__isnull=True).first()
+
+
+def model_list_private(*, client_id: int, now: datetime | None = None) -> QuerySet[LlmModel]:
+    """The client's own private (fine-tuned) models that a live node serves: in its `/v1/models` only."""
+    live = Node.objects.filter(node_live_q(now=now)).values("pk")
+    served = NodeModel.objects.filter(node_id__in=live).values("model_id")
+    return LlmModel.objects.filter(owner_id=client_id, pk__in=served)
+
+
+def model_get_private(*, name: str, client_id: int, now: datetime | None = None) -> LlmModel | None:
+    return model_list_private(client_id=client_id, now=now).filter(name=name).first()
 
 
 def model_list_available(*, now: datetime | None = None) -> list[dict]:
@@ -73,7 +95,7 @@ def model_list_available(*, now: datetime | None = None) -> list[dict]:
     """
     live = Node.objects.filter(node_live_q(now=now)).values("pk")
     rows = (
-        NodeModel.objects.filter(node_id__in=live)
+        NodeModel.objects.filter(node_id__in=live, model__owner__isnull=True)
         .values("model_id")
         .annotate(
             live_nodes=Count("id"),

@@ -142,12 +142,38 @@ class CommandAccessIn(StrictInputMixin, serializers.Serializer):
         return {str(int(k)): v for k, v in value.items()}
 
 
+MAX_REPORTED_METRICS = 32
+# A model name a node reports (a fine-tuned `ft:<base>:<suffix>:<job id>`): no spaces, no shell characters.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$"
+
+
+class TrainingMetricsField(serializers.DictField):
+    """A training report's metrics (`loss`, `step`, `epoch`, ...): at most 32 finite numbers under short names."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.FloatField(min_value=-1e18, max_value=1e18), **kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, float]:
+        if isinstance(data, dict) and len(data) > MAX_REPORTED_METRICS:
+            raise serializers.ValidationError(f"At most {MAX_REPORTED_METRICS} metrics.", code="max_length")
+        if isinstance(data, dict) and any(isinstance(v, bool) or not isinstance(v, int | float) for v in data.values()):
+            raise serializers.ValidationError("Every metric must be a JSON number.")
+        value = super().to_internal_value(data)
+        for key, number in value.items():
+            if not (0 < len(key) <= 64) or number != number or number in (float("inf"), float("-inf")):
+                raise serializers.ValidationError(f"{key[:64]!r}: a finite number under a name of 1..64 characters.")
+        return value
+
+
 class CommandOutcomeIn(StrictTypesMixin, serializers.Serializer):
     """The structured fields a result may carry beside `output` (validated apart: a node's output is untrusted, and
     a bad one fails its command instead of the whole heartbeat)."""
 
     access = CommandAccessIn(required=False)
     snapshot_ref = serializers.RegexField(IMAGE_REF_PATTERN, max_length=255, required=False)
+    progress = serializers.FloatField(min_value=0, max_value=1, required=False)
+    metrics = TrainingMetricsField(required=False)
+    fine_tuned_model = serializers.RegexField(MODEL_NAME_PATTERN, max_length=255, required=False)
 
 
 class CommandResultIn(StrictTypesMixin, serializers.Serializer):
@@ -166,6 +192,19 @@ class CommandResultIn(StrictTypesMixin, serializers.Serializer):
         required=False,
         trim_whitespace=False,
         help_text="`stop` with `snapshot`: the saved image's reference. An invalid one fails the command.",
+    )
+    progress = serializers.FloatField(
+        required=False,
+        help_text="`train`, status `running`: the job's progress, 0..1. An invalid one fails the command.",
+    )
+    metrics = serializers.DictField(
+        required=False,
+        help_text="`train`, status `running`: numbers such as step, epoch, loss. An invalid one fails the command.",
+    )
+    fine_tuned_model = serializers.CharField(
+        required=False,
+        trim_whitespace=False,
+        help_text="`train`, status `succeeded`: the model the job produced. An invalid one fails the command.",
     )
 
 

@@ -27,7 +27,7 @@ from llm_models.serializers import CommandOutcomeIn
 from llm_models.signals import node_command_reported, node_deregistered
 
 # Fields a command result may carry beside `output` (API.md "structured outcomes"), kept in NodeCommand.outcome.
-STRUCTURED_RESULT_FIELDS = ("access", "snapshot_ref")
+STRUCTURED_RESULT_FIELDS = ("access", "snapshot_ref", "progress", "metrics", "fine_tuned_model")
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,17 @@ def node_sync_models(*, node: Node, models: list[dict], digest: str | None = Non
     `digest`: models_digest() of the list as the node sent it (by default, of `models`)."""
     default_in, default_out = _default_prices()
     by_name = {m["name"]: m for m in models}
+    # Private models (fine-tuned, API.md §13) are added by training when a job succeeds: a model list neither
+    # claims nor drops them.
+    private = set(LlmModel.objects.filter(name__in=by_name, owner__isnull=False).values_list("name", flat=True))
+    by_name = {name: spec for name, spec in by_name.items() if name not in private}
     known = {m.name: m for m in LlmModel.objects.filter(name__in=by_name)}
     for name, spec in by_name.items():
         if name not in known:
             known[name], _ = LlmModel.objects.get_or_create(
                 name=name, defaults={"context_window": spec.get("context_window")}
             )
-    NodeModel.objects.filter(node=node).exclude(model__name__in=by_name).delete()
+    NodeModel.objects.filter(node=node, model__owner__isnull=True).exclude(model__name__in=by_name).delete()
     for name, spec in by_name.items():
         NodeModel.objects.update_or_create(
             node=node,

@@ -104,7 +104,7 @@ def _live(now: datetime, prefix: str = "") -> ExpressionWrapper:
 
 def _live_offers(*, now: datetime, region: str = "", gpu_model: str = "") -> QuerySet[NodeModel]:
     """NodeModel rows of live nodes, optionally only in a region / on a GPU model (case-insensitive)."""
-    qs = NodeModel.objects.filter(node_live_q(now=now, prefix="node__"))
+    qs = NodeModel.objects.filter(node_live_q(now=now, prefix="node__"), model__owner__isnull=True)
     if region:
         qs = qs.filter(node__region__iexact=region)
     if gpu_model:
@@ -120,13 +120,17 @@ def model_list(*, now: datetime | None = None, region: str = "", gpu_model: str 
     now = now or timezone.now()
     offers = _live_offers(now=now, region=region, gpu_model=gpu_model).filter(model_id=OuterRef("pk"))
     model_traffic = _completed(now=now).filter(desired_model=OuterRef("name"))
-    qs = LlmModel.objects.annotate(
-        live_nodes=Coalesce(scalar_subquery(offers, "model_id", Count("id"), IntegerField()), Value(0)),
-        input_price_per_million=scalar_subquery(offers, "model_id", Min("input_price_per_million"), PRICE),
-        output_price_per_million=scalar_subquery(offers, "model_id", Min("output_price_per_million"), PRICE),
-        node_context_window=scalar_subquery(offers, "model_id", Max("context_window"), IntegerField()),
-        latency_p50_ms=scalar_subquery(model_traffic, "desired_model", Median("latency_ms"), FloatField()),
-    ).annotate(context_window_served=Coalesce("node_context_window", "context_window", output_field=IntegerField()))
+    qs = (
+        LlmModel.objects.filter(owner__isnull=True)
+        .annotate(  # private (fine-tuned) models are never listed
+            live_nodes=Coalesce(scalar_subquery(offers, "model_id", Count("id"), IntegerField()), Value(0)),
+            input_price_per_million=scalar_subquery(offers, "model_id", Min("input_price_per_million"), PRICE),
+            output_price_per_million=scalar_subquery(offers, "model_id", Min("output_price_per_million"), PRICE),
+            node_context_window=scalar_subquery(offers, "model_id", Max("context_window"), IntegerField()),
+            latency_p50_ms=scalar_subquery(model_traffic, "desired_model", Median("latency_ms"), FloatField()),
+        )
+        .annotate(context_window_served=Coalesce("node_context_window", "context_window", output_field=IntegerField()))
+    )
     if region or gpu_model:
         qs = qs.filter(live_nodes__gt=0)
     return qs
@@ -259,7 +263,7 @@ def market_stats(*, now: datetime | None = None) -> dict:
         live_gpus=Coalesce(Sum("gpu_count", filter=live_gpu), Value(0)),
     )
     live_models = NodeModel.objects.filter(node_live_q(now=now, prefix="node__")).values("model_id")
-    models = LlmModel.objects.aggregate(
+    models = LlmModel.objects.filter(owner__isnull=True).aggregate(
         total=Count("id"),
         live=Count("id", filter=Q(pk__in=live_models)),
     )

@@ -136,7 +136,7 @@ class MarketModelProvidersView(MarketView, ListAPIView):
     def get_queryset(self) -> QuerySet[NodeModel]:
         if getattr(self, "swagger_fake_view", False):
             return NodeModel.objects.none()
-        model = get_object_or_404(LlmModel, pk=self.kwargs["pk"])
+        model = get_object_or_404(LlmModel, pk=self.kwargs["pk"], owner__isnull=True)
         return selectors.model_providers(model=model)
 
     @extend_schema(summary="List a model's providers (live nodes)")
@@ -147,7 +147,12 @@ class MarketModelProvidersView(MarketView, ListAPIView):
 def _with_models(qs: QuerySet) -> QuerySet:
     """Served models and prices in one extra query per page."""
     return qs.prefetch_related(
-        Prefetch("node_models", queryset=NodeModel.objects.select_related("model").order_by("model__name"))
+        Prefetch(
+            "node_models",
+            queryset=NodeModel.objects.filter(model__owner__isnull=True)
+            .select_related("model")
+            .order_by("model__name"),
+        )
     )
 
 

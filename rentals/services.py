@@ -24,7 +24,7 @@ from clients.models import Client
 from llm_models import services as node_services
 from llm_models.choices import NodeCapability, NodeCommandAction, NodeCommandStatus, NodeStatus
 from llm_models.models import Node, NodeCommand
-from llm_models.selectors import node_live_q
+from llm_models.selectors import node_live_q, node_training_q
 from rentals import billing as billing_rules
 from rentals.choices import RentalAction, RentalBilling, RentalStatus
 from rentals.errors import (
@@ -115,6 +115,8 @@ def rental_start(
         raise NodeUnavailable(f"Node {node_id} is not online.")
     if Rental.objects.filter(rental_active_q(now=now), node=node).exists():
         raise NodeAlreadyRented(f"Node {node_id} is already rented.")
+    if Node.objects.filter(node_training_q(), pk=node.pk).exists():
+        raise NodeUnavailable(f"Node {node_id} is running a fine-tuning job.")
     term = billing_rules.rental_term(gpu=node.gpu, billing=billing, hours=hours, periods=periods)
     try:
         with transaction.atomic():

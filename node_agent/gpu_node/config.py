@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_HOOK_TIMEOUT_S = 300.0
+DEFAULT_TRAIN_TIMEOUT_S = 73 * 3600.0  # `train`: a job may run 72 hours (API.md §13); the server cancels it then
 DEFAULT_MAX_BACKOFF_S = 60.0
 
 
@@ -37,11 +38,12 @@ class Hook:
 
     @classmethod
     def parse(cls, action: str, raw: Any) -> Hook:
+        default_timeout = DEFAULT_TRAIN_TIMEOUT_S if action == "train" else DEFAULT_HOOK_TIMEOUT_S
         if isinstance(raw, list) and raw and all(isinstance(a, str) for a in raw):
-            return cls(argv=list(raw))
+            return cls(argv=list(raw), timeout_s=default_timeout)
         if isinstance(raw, dict) and isinstance(raw.get("argv"), list) and raw["argv"]:
             argv = raw["argv"]
-            timeout = raw.get("timeout_s", DEFAULT_HOOK_TIMEOUT_S)
+            timeout = raw.get("timeout_s", default_timeout)
             if all(isinstance(a, str) for a in argv) and isinstance(timeout, int | float) and timeout > 0:
                 return cls(argv=list(argv), timeout_s=float(timeout))
         raise ConfigError(f'hook "{action}" must be an argv list or {{"argv": [...], "timeout_s": N}}')
@@ -64,13 +66,15 @@ class NodeConfig:
     hooks: dict[str, Hook] = field(default_factory=dict)
     # Per-model prices/context window sent with the model list: {"name": {"input_price_per_million": "0.20", ...}}.
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # What the node offers (API.md §14); None: "inference", plus "containers" when a `start` hook is configured.
+    # What the node offers (API.md §13, §14); None: "inference", plus "containers" when a `start` hook is configured
+    # and "training" when a `train` hook is.
     capabilities: list[str] | None = None
 
     def declared_capabilities(self) -> list[str]:
         if self.capabilities is not None:
             return sorted(set(self.capabilities))
-        return ["containers", "inference"] if "start" in self.hooks else ["inference"]
+        implied = {"start": "containers", "train": "training"}
+        return sorted({"inference", *(name for hook, name in implied.items() if hook in self.hooks)})
 
     @classmethod
     def from_json(cls, data: Any) -> NodeConfig:

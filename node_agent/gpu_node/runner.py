@@ -6,6 +6,8 @@ import logging
 import random
 import signal
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,6 +22,8 @@ log = logging.getLogger("gpu_node")
 
 EXIT_TOKEN_REFUSED = 3  # systemd: RestartPreventExitStatus=3, restarting will not help
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.2, 3600.0
+PROGRESS_MIN_GAP_S = 3.0  # a progress report wakes the loop, but heartbeats for progress come at most this often
+TRAIN, TRAIN_CANCEL = "train", "train_cancel"
 
 _REFUSALS = {
     "provider_not_approved": "the provider account behind this node is not approved (revoked by an admin?)",
@@ -87,8 +91,15 @@ class Agent:
         self.capabilities_acked = False  # declared once per start, then left out so the server's fast path answers
         self.backend_error: str | None = None
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # something to report: the loop looks at it
+        self._urgent = threading.Event()  # ... and it is an outcome, not only progress: report it now
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-node-hook")  # in order, one at a time
+        # `train` runs apart from the other hooks (hours long, it must not hold up rentals' commands or its own
+        # cancel), one job at a time; `train_cancel` is answered at once from the dispatching thread.
+        self._trainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-node-train")
+        self._training_lock = threading.Lock()
+        self._training: dict[str, tuple[Any, hooks.HookHandle]] = {}  # job id -> (train command id, its handle)
+        self._cancelled_jobs: OrderedDict[str, None] = OrderedDict()  # cancelled before their `train` arrived
 
     @staticmethod
     def _clamp(seconds: Any) -> float:
@@ -100,6 +111,11 @@ class Agent:
     def request_stop(self, *_: object) -> None:
         self._stop.set()
         self._wake.set()
+
+    def actions(self) -> list[str]:
+        """The actions this agent runs: its hooks', and `train_cancel` wherever it can train (built in)."""
+        names = set(self.config.hooks) | ({TRAIN_CANCEL} if TRAIN in self.config.hooks else set())
+        return sorted(name for name in names if len(name) <= 64)[:64]  # the server's caps
 
     # --- one heartbeat ---------------------------------------------------------------------------
 
@@ -119,7 +135,7 @@ class Agent:
     def heartbeat_body(self) -> tuple[dict[str, Any], list[str] | None, list[dict[str, Any]]]:
         body: dict[str, Any] = {"metrics": hardware.metrics(self.query_gpus())}
         if not self.actions_acked:
-            body["actions"] = sorted(name for name in self.config.hooks if len(name) <= 64)[:64]  # the server's caps
+            body["actions"] = self.actions()
         names = self._current_models()
         sending_models = names if names != self.models_acked else None
         if sending_models is not None:
@@ -183,25 +199,120 @@ class Agent:
                 continue
             if self.book.claim(command["id"]):
                 log.info("command %s: %s", command["id"], command.get("action"))
-                self._hooks.submit(self._execute, command)
+                action = command.get("action")
+                if action == TRAIN and TRAIN in self.config.hooks:
+                    self._start_training(command)
+                elif action == TRAIN_CANCEL and (TRAIN in self.config.hooks or TRAIN_CANCEL in self.config.hooks):
+                    self._cancel_training(command)
+                else:
+                    self._hooks.submit(self._execute, command)
 
-    def _execute(self, command: dict[str, Any]) -> None:
+    def _execute(self, command: dict[str, Any], **streaming: Any) -> None:
         try:
-            result = hooks.execute(command, self.config.hooks)
+            result = hooks.execute(command, self.config.hooks, **streaming)
         except Exception as exc:  # noqa: BLE001 - a broken hook must not lose the command's outcome
             result = {"id": command["id"], "status": hooks.FAILED, "output": hooks.clean_output(repr(exc))}
-        log.info("command %s %s", command["id"], result["status"])
+        self._finish(result)
+
+    def _finish(self, result: dict[str, Any]) -> None:
+        log.info("command %s %s", result["id"], result["status"])
         self.book.finish(result)
+        self._urgent.set()
         self._wake.set()  # report it now rather than a whole interval later
+
+    # --- training (API.md §13) ---------------------------------------------------------------------
+
+    @staticmethod
+    def _job_key(command: dict[str, Any]) -> str | None:
+        params = command.get("params")
+        job_id = params.get("job_id") if isinstance(params, dict) else None
+        return str(job_id) if isinstance(job_id, int | str) and not isinstance(job_id, bool) else None
+
+    def _start_training(self, command: dict[str, Any]) -> None:
+        """Run the `train` hook on the training thread, streaming its progress lines into heartbeats; the job's
+        `train_cancel` stops it through its handle (a cancel that came first stops it before it starts)."""
+        handle = hooks.HookHandle()
+        key = self._job_key(command) or f"command:{command['id']}"
+        with self._training_lock:
+            self._training[key] = (command["id"], handle)
+            if key in self._cancelled_jobs:
+                handle.stop(f"job {key} was cancelled (train_cancel) before it started")
+
+        def on_progress(report: dict[str, Any]) -> None:
+            self.book.report(command["id"], report)
+            self._wake.set()
+
+        def train() -> None:
+            try:
+                self._execute(command, on_progress=on_progress, handle=handle)
+            finally:
+                with self._training_lock:
+                    if self._training.get(key, (None, None))[1] is handle:
+                        del self._training[key]
+
+        self._trainer.submit(train)
+
+    def _cancel_training(self, command: dict[str, Any]) -> None:
+        """`train_cancel {job_id}`: stop that job's `train` hook (its whole process group) now, then run the
+        operator's `train_cancel` hook if there is one (to clean up what the trainer left elsewhere)."""
+        key = self._job_key(command)
+        if key is None:
+            self._finish({"id": command["id"], "status": hooks.FAILED, "output": "train_cancel needs a job_id"})
+            return
+        with self._training_lock:
+            running = self._training.get(key)
+            self._cancelled_jobs[key] = None
+            while len(self._cancelled_jobs) > hooks.REMEMBERED_RESULTS:
+                self._cancelled_jobs.popitem(last=False)
+        if running is not None and running[1].stop(f"stopped by train_cancel (command {command['id']})"):
+            said = f"stopped the training of job {key} (command {running[0]})"
+        elif running is not None:
+            said = f"job {key}'s training (command {running[0]}) was already ending"
+        else:
+            said = f"no training of job {key} is running here"
+        log.info("command %s: %s", command["id"], said)
+        if TRAIN_CANCEL not in self.config.hooks:
+            self._finish({"id": command["id"], "status": hooks.SUCCEEDED, "output": said + "\n"})
+            return
+
+        def cleanup() -> None:
+            try:
+                result = hooks.execute(command, self.config.hooks)
+            except Exception as exc:  # noqa: BLE001 - a broken hook must not lose the command's outcome
+                result = {"id": command["id"], "status": hooks.FAILED, "output": repr(exc)}
+            self._finish({**result, "output": hooks.clean_output(f"{said}\n{result.get('output', '')}")})
+
+        threading.Thread(target=cleanup, name="gpu-node-train-cancel", daemon=True).start()
+
+    def _stop_training(self) -> None:
+        with self._training_lock:
+            running = list(self._training.values())
+        for _, handle in running:
+            handle.stop("the agent stopped")
 
     # --- the loop ----------------------------------------------------------------------------------
 
     def loop(self) -> None:
         psutil.cpu_percent(interval=None)  # the first reading is meaningless; start the measuring window
         while not self._stop.is_set():
+            self._urgent.clear()
             delay = self.beat_once()
-            self._wake.wait(delay)
+            self._wait(delay)
+
+    def _wait(self, delay: float) -> None:
+        """Until the next heartbeat: `delay`, or at once when a command finished, or PROGRESS_MIN_GAP_S after the
+        last heartbeat when only progress came (progress never hastens heartbeats while the server is failing)."""
+        last = time.monotonic()
+        due = last + delay
+        while not self._stop.is_set():
+            remaining = due - time.monotonic()
+            if remaining <= 0 or not self._wake.wait(remaining):
+                return
             self._wake.clear()
+            if self._urgent.is_set() or self._stop.is_set():
+                return
+            if not self.backoff.failing:
+                due = min(due, last + PROGRESS_MIN_GAP_S)
 
     def deregister(self) -> bool:
         for attempt in range(3):
@@ -231,6 +342,8 @@ class Agent:
             log.error("stopping: %s", exc)
             return EXIT_TOKEN_REFUSED
         finally:
+            self._stop_training()
+            self._trainer.shutdown(wait=False, cancel_futures=True)
             self._hooks.shutdown(wait=False, cancel_futures=True)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
