@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.default_path.conftest import ADMIN, HEARTBEAT_TIMEOUT_S, METRICS_SLOT_S, MODEL, REPO_ROOT, World, wait_for
+from tests.default_path.walkthrough import GPU, METRICS
 
 pytestmark = pytest.mark.default_path
 
@@ -32,60 +33,6 @@ def test_the_walkthrough_runs_and_its_money_adds_up(world: World) -> None:
     assert Decimal(bob["balance"]) == Decimal("50") - Decimal(world.results["cancelled_rental"]["charged"])
     ledger = api.get("/client/ledger/?page_size=100", key=world.bob["key"])["results"]
     assert sum(Decimal(e["amount"]) for e in ledger) == Decimal(bob["balance"])
-
-
-def test_every_get_operation_of_the_schema_answers_json(world: World) -> None:
-    """Each GET of the live OpenAPI schema, with its path ids filled from what the walkthrough made, is a 200 in
-    JSON for the object's owner; a path nobody here can fill fails the test, so a new one gets covered."""
-    schema = httpx.get(f"{world.service.url}/api/schema/?format=json", timeout=30).json()
-    a, b, admin = world.alice["key"], world.bob["key"], world.admin_key
-    ids = world.ids
-    model_id = next(m["id"] for m in world.api.get("/models/")["results"] if m["name"] == MODEL)
-    filled = {
-        "/api/v1/client/list/{id}/": (a, world.alice["id"]),
-        "/api/v1/gpu/list/{id}/": (a, ids["gpu"]),
-        "/api/v1/inference/{id}/": (a, ids["inference"]),
-        "/api/v1/inference/batch/{batch_id}/": (a, ids["batch"]),
-        "/api/v1/jobs/{id}/": (b, ids["job"]),
-        "/api/v1/models/{id}/": (None, model_id),
-        "/api/v1/models/{id}/providers/": (None, model_id),
-        "/api/v1/nodes/{id}/": (None, ids["node"]),
-        "/api/v1/nodes/{id}/monitoring/": (None, ids["node"]),
-        "/api/v1/rentals/{id}/": (b, ids["rental"]),
-        "/api/v1/snapshots/{id}/": (b, ids["snapshot"]),
-    }
-    filled["/api/v1/client/payouts/{id}/"] = _a_pending_payout(world)
-    filled.update(_a_capped_key_and_a_plan(world))
-    # Objects the default path cannot make: a top-up needs a Stripe account (STRIPE_SECRET_KEY); its GET is still a
-    # JSON answer (404 for an id nobody has).
-    unmade = {"/api/v1/client/topups/{id}/": (a, 404)}
-    checked = []
-    for path, operations in schema["paths"].items():
-        if "get" not in operations:
-            continue
-        if path in unmade:
-            key, status = unmade[path]
-            r = httpx.get(
-                f"{world.service.url}{re.sub(r'{[^}]+}', '1', path)}", headers={"Authorization": f"Bearer {key}"}
-            )
-            assert r.status_code == status and r.headers["content-type"].startswith("application/json"), path
-            checked.append(path)
-            continue
-        if "{" in path:
-            assert path in filled, f"no object to GET {path} with: add it to the walkthrough and this table"
-            key, pk = filled[path]
-            url = re.sub(r"\{[^}]+\}", str(pk), path)
-        else:
-            key, url = admin, path
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        r = httpx.get(f"{world.service.url}{url}", headers=headers, timeout=30)
-        assert r.status_code == 200, f"GET {url}: {r.status_code} {r.text[:1000]}"
-        assert r.headers["content-type"].startswith("application/json"), url
-        body = r.json()
-        if "results" in body:  # a list: each item's fields are there, and some list shows what was made
-            assert isinstance(body["results"], list), url
-        checked.append(path)
-    assert len(checked) >= 20, checked
 
 
 def _a_pending_payout(world: World) -> tuple[str, int]:
@@ -108,35 +55,6 @@ def _a_pending_payout(world: World) -> tuple[str, int]:
     payout = api.post("/client/payouts/", key=carol["user_token"], json={"amount": "10.00"}, expect=201)
     assert payout["status"] == "pending"
     return carol["user_token"], payout["id"]
-
-
-def _a_capped_key_and_a_plan(world: World) -> dict[str, tuple[str | None, int]]:
-    """A key of Alice's with limits; a free plan the admin made and subscribed to (client/subscription/ is then
-    the admin's)."""
-    api = world.api
-    key = api.post("/client/keys/", key=world.alice["key"], json={"name": "capped", "rpm": 5}, expect=201)
-    plan = api.post(
-        "/plans/", key=world.admin_key, json={"name": "Free", "price_per_month": "0", "daily_requests": 10}, expect=201
-    )
-    api.post(f"/plans/{plan['id']}/subscribe/", key=world.admin_key, expect=201)
-    return {"/api/v1/client/keys/{id}/": (world.alice["key"], key["id"]), "/api/v1/plans/{id}/": (None, plan["id"])}
-
-
-def test_a_key_rpm_holds_on_the_embedded_default(world: World) -> None:
-    """Without Redis the rpm counter is a database row (SQLite here): the second request of the minute is a 429."""
-    key = world.api.post("/client/keys/", key=world.alice["key"], json={"name": "one-a-minute", "rpm": 1}, expect=201)
-    body = {"model": "nobody/has-this", "messages": [{"role": "user", "content": "hi"}]}
-
-    first = httpx.post(
-        f"{world.service.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key['key']}"}
-    )
-    second = httpx.post(
-        f"{world.service.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key['key']}"}
-    )
-
-    assert first.status_code == 404 and first.headers["x-ratelimit-remaining-requests"] == "0"
-    assert second.status_code == 429 and second.json()["error"]["code"] == "rate_limited"
-    assert int(second.headers["retry-after"]) >= 1
 
 
 @pytest.mark.parametrize(
@@ -293,3 +211,136 @@ def _plain_env() -> dict[str, str]:
     from tests.default_path.conftest import NOT_INHERITED
 
     return {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+
+
+def _a_training_job(world: World) -> tuple[str, int]:
+    """Dave fine-tunes on Erin's training node (a node of its own: the walkthrough's node keeps serving)."""
+    api = world.api
+
+    def sign_up(name: str) -> dict:
+        body = {
+            "username": name,
+            "email": f"{name}@example.com",
+            "password": f"a-long-passphrase-{name}",
+            "terms_accepted": True,
+        }
+        return api.post("/client/register/", json=body, expect=201)
+
+    erin, dave = sign_up("erin"), sign_up("dave")
+    api.post(f"/client/list/{erin['id']}/apply-provider/", key=erin["user_token"])
+    api.post(f"/client/list/{erin['id']}/approve-provider/", key=world.admin_key)
+    api.post(f"/client/list/{dave['id']}/credit/", key=world.admin_key, json={"amount": "20.00"})
+    gpu = api.post("/gpu/list/", key=erin["user_token"], json=GPU, expect=201)
+    node = api.post(
+        "/llm_models/register/",
+        key=erin["user_token"],
+        expect=201,
+        json={"name": "gpu-train", "endpoint_url": world.stub.base_url, "gpu": gpu["id"], "models": [{"name": MODEL}]},
+    )
+    api.post(
+        "/llm_models/heartbeat/",
+        key=node["node_token"],
+        json={"metrics": METRICS, "capabilities": ["inference", "training"]},
+    )
+    job = api.post(
+        "/training/create/",
+        key=dave["user_token"],
+        expect=201,
+        json={
+            "model": MODEL,
+            "dataset_url": "https://example.com/train.jsonl",
+            "epochs": 1,
+            "learning_rate": 0.0002,
+            "batch_size": 8,
+            "max_hours": 1,
+            "node_id": node["node_id"],
+        },
+    )
+    assert job["status"] == "queued"
+    return dave["user_token"], job["id"]
+
+
+def _a_capped_key_and_a_plan(world: World) -> dict[str, tuple[str | None, int]]:
+    """A key of Alice's with limits; a free plan the admin made and subscribed to (client/subscription/ is then
+    the admin's)."""
+    api = world.api
+    key = api.post("/client/keys/", key=world.alice["key"], json={"name": "capped", "rpm": 5}, expect=201)
+    plan = api.post(
+        "/plans/", key=world.admin_key, json={"name": "Free", "price_per_month": "0", "daily_requests": 10}, expect=201
+    )
+    api.post(f"/plans/{plan['id']}/subscribe/", key=world.admin_key, expect=201)
+    return {"/api/v1/client/keys/{id}/": (world.alice["key"], key["id"]), "/api/v1/plans/{id}/": (None, plan["id"])}
+
+
+def test_a_key_rpm_holds_on_the_embedded_default(world: World) -> None:
+    """Without Redis the rpm counter is a database row (SQLite here): the second request of the minute is a 429."""
+    key = world.api.post("/client/keys/", key=world.alice["key"], json={"name": "one-a-minute", "rpm": 1}, expect=201)
+    body = {"model": "nobody/has-this", "messages": [{"role": "user", "content": "hi"}]}
+
+    first = httpx.post(
+        f"{world.service.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key['key']}"}
+    )
+    second = httpx.post(
+        f"{world.service.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key['key']}"}
+    )
+
+    assert first.status_code == 404 and first.headers["x-ratelimit-remaining-requests"] == "0"
+    assert second.status_code == 429 and second.json()["error"]["code"] == "rate_limited"
+    assert int(second.headers["retry-after"]) >= 1
+
+
+def test_every_get_operation_of_the_schema_answers_json(world: World) -> None:
+    """Each GET of the live OpenAPI schema, with its path ids filled from what the walkthrough made, is a 200 in
+    JSON for the object's owner; a path nobody here can fill fails the test, so a new one gets covered. Last in the
+    module: it makes objects of its own (a payout, a training node and job) that would change the figures above."""
+    schema = httpx.get(f"{world.service.url}/api/schema/?format=json", timeout=30).json()
+    a, b, admin = world.alice["key"], world.bob["key"], world.admin_key
+    ids = world.ids
+    model_id = next(m["id"] for m in world.api.get("/models/")["results"] if m["name"] == MODEL)
+    filled = {
+        "/api/v1/client/list/{id}/": (a, world.alice["id"]),
+        "/api/v1/gpu/list/{id}/": (a, ids["gpu"]),
+        "/api/v1/inference/{id}/": (a, ids["inference"]),
+        "/api/v1/inference/batch/{batch_id}/": (a, ids["batch"]),
+        "/api/v1/jobs/{id}/": (b, ids["job"]),
+        "/api/v1/models/{id}/": (None, model_id),
+        "/api/v1/models/{id}/providers/": (None, model_id),
+        "/api/v1/nodes/{id}/": (None, ids["node"]),
+        "/api/v1/nodes/{id}/monitoring/": (None, ids["node"]),
+        "/api/v1/rentals/{id}/": (b, ids["rental"]),
+        "/api/v1/snapshots/{id}/": (b, ids["snapshot"]),
+    }
+    filled["/api/v1/client/payouts/{id}/"] = _a_pending_payout(world)
+    job = _a_training_job(world)
+    filled["/api/v1/training/jobs/{id}/"] = filled["/api/v1/training/jobs/{id}/events/"] = job
+    filled.update(_a_capped_key_and_a_plan(world))
+    # Objects the default path cannot make: a top-up needs a Stripe account (STRIPE_SECRET_KEY), and a training
+    # dataset is served to its job's node alone (a client's key is refused). Their GETs are still JSON answers.
+    unmade = {"/api/v1/client/topups/{id}/": (a, 404), "/api/v1/llm_models/files/{file_id}/": (a, 401)}
+    checked = []
+    for path, operations in schema["paths"].items():
+        if "get" not in operations:
+            continue
+        if path in unmade:
+            key, status = unmade[path]
+            r = httpx.get(
+                f"{world.service.url}{re.sub(r'{[^}]+}', '1', path)}", headers={"Authorization": f"Bearer {key}"}
+            )
+            assert r.status_code == status and r.headers["content-type"].startswith("application/json"), path
+            checked.append(path)
+            continue
+        if "{" in path:
+            assert path in filled, f"no object to GET {path} with: add it to the walkthrough and this table"
+            key, pk = filled[path]
+            url = re.sub(r"\{[^}]+\}", str(pk), path)
+        else:
+            key, url = admin, path
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        r = httpx.get(f"{world.service.url}{url}", headers=headers, timeout=30)
+        assert r.status_code == 200, f"GET {url}: {r.status_code} {r.text[:1000]}"
+        assert r.headers["content-type"].startswith("application/json"), url
+        body = r.json()
+        if "results" in body:  # a list: each item's fields are there, and some list shows what was made
+            assert isinstance(body["results"], list), url
+        checked.append(path)
+    assert len(checked) >= 20, checked
