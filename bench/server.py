@@ -110,7 +110,13 @@ class RunningServer:
 def serve(config: ServerConfig, env: dict[str, str], log: Path | None = None) -> Iterator[RunningServer]:
     """Start the server (its output to `log`, else to the bench's own) and wait until it answers /healthz."""
     port = free_port()
-    env = {**env, "DJANGO_SETTINGS_MODULE": config.settings_module, **dict(config.environment)}
+    # Production settings redirect plain HTTP to HTTPS; here, as behind the TLS proxy they expect, nothing is.
+    env = {
+        **env,
+        "DJANGO_SETTINGS_MODULE": config.settings_module,
+        "SECURE_SSL_REDIRECT": "false",
+        **dict(config.environment),
+    }
     with child(config.command(port), env=env, log=log) as process:
         base_url = f"http://127.0.0.1:{port}"
         wait_ready(f"{base_url}/healthz", process, log=log)

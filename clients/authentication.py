@@ -37,6 +37,22 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple | None:
+        """The key's user and the key; an expired key is a 401, a key without the view's scope a 403 (§12)."""
+        result = self.lookup(request)
+        if result is None:
+            return None
+        key: ApiKey = result[1]
+        if key.expires_at is not None and key.expires_at <= timezone.now():
+            raise exceptions.AuthenticationFailed("This API key has expired.", code="key_expired")
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if view is not None:
+            # Imported here: DRF loads this module while core.errors (which key_limits' errors use) is loading.
+            from clients.key_limits import key_require_scope
+
+            key_require_scope(key=key, view=view, method=request.method or "GET")
+        return result
+
+    def lookup(self, request: Request) -> tuple | None:
         raw = bearer_token(request)
         if raw is None:
             return None

@@ -33,6 +33,9 @@ class LedgerTransactionKind(models.TextChoices):
     TOPUP = "topup", "Top-up"  # a card payment (Stripe Checkout) credited
     PAYOUT = "payout", "Payout"  # a provider's held payout paid out
     X402 = "x402", "x402"  # a keyless x402 payment credited to its payer's account (or reversed)
+    # plans/ (docs/API.md §12)
+    SUBSCRIPTION = "subscription", "Subscription"  # a plan's monthly price, client to platform
+    PLAN_USAGE = "plan_usage", "Plan usage"  # a covered request: the platform pays its operator and treasury shares
 
 
 class LedgerEntryKind(models.TextChoices):
@@ -56,6 +59,9 @@ class LedgerEntryKind(models.TextChoices):
     TOPUP = "topup", "Top-up"  # a card payment (Stripe Checkout) credited, or taken back when it did not arrive
     X402 = "x402", "x402"  # a keyless x402 payment credited to its payer's account, or reversed
     PAYOUT = "payout", "Payout"  # a provider's held earnings paid out of the books
+    # plans/ (docs/API.md §12), ref `subscription:<id>` / `inference:<id>`
+    SUBSCRIPTION = "subscription", "Subscription"  # a plan's month, client to platform
+    PLAN_USAGE = "plan_usage", "Plan usage"  # a covered request's charge paid back to the client by the platform
     SETTLE = "settle", "Settle"  # lines written before entries had kinds (a settle's netted figure)
     USAGE = "usage", "Usage"  # lines written before entries had kinds (a lease's batch charge)
 
@@ -64,3 +70,17 @@ class HoldStatus(models.TextChoices):
     HELD = "held", "Held"
     SETTLED = "settled", "Settled"
     RELEASED = "released", "Released"
+
+
+class BudgetPeriod(models.TextChoices):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    TOTAL = "total"
+
+
+class KeyScope(models.TextChoices):
+    INFERENCE = "inference"
+    RENTALS = "rentals"
+    TRAINING = "training"
+    ACCOUNT = "account"

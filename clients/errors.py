@@ -45,3 +45,29 @@ class HoldClosed(Conflict):
     """The hold was already closed by another operation (settled, or released before a charge came)."""
 
     code = "hold_closed"
+
+
+# --- Key limits (API.md §12; clients/key_limits.py) -----------------------------------------------------------
+
+
+class InsufficientScope(DomainError):
+    status, code = status.HTTP_403_FORBIDDEN, "insufficient_scope"
+
+
+class ModelNotAllowed(DomainError):
+    status, code = status.HTTP_403_FORBIDDEN, "model_not_allowed"
+
+
+class KeyBudgetExceeded(DomainError):
+    status, code = status.HTTP_402_PAYMENT_REQUIRED, "key_budget_exceeded"
+
+
+class RateLimited(DomainError):
+    """Over the key's rpm or tpm; `retry_after` seconds until its window ends."""
+
+    status, code = status.HTTP_429_TOO_MANY_REQUESTS, "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.headers = headers or {}

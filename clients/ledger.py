@@ -712,3 +712,74 @@ def reconcile() -> list[BalanceMismatch]:
     if escrow != open_holds:
         found.append(BalanceMismatch(LedgerAccountKind.ESCROW.value, None, Decimal(open_holds), Decimal(escrow)))
     return found
+
+
+# --- Plans (docs/API.md §12) ----------------------------------------------------------------------------------
+
+# What a plan posts, by the line kind: the transaction kind.
+_PLATFORM_KINDS = {
+    LedgerEntryKind.SUBSCRIPTION: LedgerTransactionKind.SUBSCRIPTION,
+    LedgerEntryKind.PLAN_USAGE: LedgerTransactionKind.PLAN_USAGE,
+}
+
+
+def _platform_kind(kind: str) -> str:
+    if kind not in _PLATFORM_KINDS:
+        raise ValueError(f"{kind!r} is not a kind the platform charges or pays ({', '.join(_PLATFORM_KINDS)}).")
+    return _PLATFORM_KINDS[LedgerEntryKind(kind)]
+
+
+@transaction.atomic
+def charge(
+    *, client_id: int, amount: Decimal, key: str, kind: str, ref: str | None = None, memo: str = ""
+) -> LedgerTransaction:
+    """Charge a client's available balance for what the platform itself sells (a plan's month, kind
+    `subscription`): a line of minus `amount` on its account, the same to the platform. InsufficientFunds when the
+    balance is short; keyed by `key` (a retried renewal charges once)."""
+    amount = _exact(amount, name="amount")
+    txn_kind, ref = _platform_kind(kind), _ref(ref)
+    txn_key = f"{txn_kind}:{_key(key)}"
+    fingerprint = _fingerprint(client_id, amount, kind, ref)
+    locked = _lock_clients(client_id)[client_id]
+    existing = _posted(txn_key, fingerprint)
+    if existing is not None:
+        return existing
+    if locked.balance < amount:
+        raise InsufficientFunds(f"This costs {amount}; the available balance is {locked.balance}.")
+    return _post(
+        key=txn_key,
+        kind=txn_kind,
+        memo=memo,
+        fingerprint=fingerprint,
+        lines=[
+            _Line(_client_account(client_id), -amount, kind, ref),
+            _Line(_system_account(LedgerAccountKind.PLATFORM), amount, kind, ref),
+        ],
+    )
+
+
+@transaction.atomic
+def platform_cover(
+    *, client_id: int, amount: Decimal, key: str, kind: str, ref: str | None = None, memo: str = ""
+) -> LedgerTransaction:
+    """The platform pays a charge for the client (a plan-covered request, kind `plan_usage`): a line of `amount`
+    back on the client's account, minus the same on the platform's. The charge's operator and treasury lines stay
+    as they were, so the platform has paid their shares and the client nothing. Keyed by `key`."""
+    amount = _exact(amount, name="amount")
+    txn_kind, ref = _platform_kind(kind), _ref(ref)
+    txn_key = f"{txn_kind}:{_key(key)}"
+    fingerprint = _fingerprint(client_id, amount, kind, ref)
+    _lock_clients(client_id)
+    existing = _posted(txn_key, fingerprint)
+    if existing is not None:
+        return existing
+    return _post(
+        key=txn_key,
+        kind=txn_kind,
+        memo=memo,
+        fingerprint=fingerprint,
+        lines=[
+            _Line(_system_account(LedgerAccountKind.PLATFORM), -amount, kind, ref),
+            _Line(_client_account(client_id), amount, kind, ref),
+        ],
+    )

@@ -6,7 +6,15 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from clients.choices import ClientRole, HoldStatus, LedgerAccountKind, LedgerEntryKind, LedgerTransactionKind
+from clients.choices import (
+    BudgetPeriod,
+    ClientRole,
+    HoldStatus,
+    KeyScope,
+    LedgerAccountKind,
+    LedgerEntryKind,
+    LedgerTransactionKind,
+)
 from core.tokens import CLIENT_KEY_PREFIX, mask
 
 
@@ -59,6 +67,10 @@ class Client(models.Model):
         return self.role == ClientRole.GPU_PROVIDER and self.is_gpu_provider_approved
 
 
+def all_scopes() -> list[str]:
+    return list(KeyScope.values)
+
+
 class ApiKey(models.Model):
     """A named bearer key of a client (one per app). Only its SHA-256 digest is stored."""
 
@@ -69,10 +81,29 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Limits (API.md §12; enforced by clients/key_limits.py). Empty `models` and null limits mean "no limit".
+    scopes = models.JSONField(default=all_scopes, help_text="Any of inference, rentals, training, account.")
+    allowed_models = models.JSONField(default=list, blank=True, help_text="Model allow-list (`models`); empty: any.")
+    budget = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.TOTAL)
+    rpm = models.PositiveIntegerField(null=True, blank=True)
+    tpm = models.PositiveIntegerField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # The key's spend in its current budget period (since `spent_since`), added to as its requests finish.
+    spent = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
+    spent_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["client", "revoked_at"], name="apikey_client_active_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(budget__isnull=True) | Q(budget__gte=0), name="apikey_budget_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(budget_period__in=BudgetPeriod.values), name="apikey_budget_period_valid"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.masked})"
@@ -214,3 +245,18 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account}: {self.amount}"
+
+
+class KeyRateWindow(models.Model):
+    """Requests and tokens of one key in one minute: the rpm/tpm counters where there is no Redis (key_limits)."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="rate_windows")
+    window_start = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key", "window_start"], name="key_rate_window_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id}@{self.window_start}"

@@ -8,7 +8,8 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clients.choices import LedgerAccountKind, LedgerEntryKind
+from clients.choices import BudgetPeriod, KeyScope, LedgerAccountKind, LedgerEntryKind
+from clients.key_limits import key_usage
 from clients.models import ApiKey, Client, LedgerEntry
 from clients.selectors import client_held, client_newest_key_last4
 from core.serializers import StrictInputMixin
@@ -138,22 +139,80 @@ class GoogleAuthIn(StrictInputMixin, serializers.Serializer):
 
 
 class ApiKeyIn(StrictInputMixin, serializers.Serializer):
+    """A key and its limits (API.md §12); every limit is optional (null: none)."""
+
     name = serializers.CharField(max_length=64)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=KeyScope.choices), allow_empty=True, max_length=4, required=False
+    )
+    models = serializers.ListField(
+        child=serializers.CharField(max_length=255),
+        source="allowed_models",
+        allow_empty=True,
+        max_length=100,
+        required=False,
+        help_text="Models this key may use; empty or absent: any.",
+    )
+    budget = serializers.DecimalField(
+        max_digits=13,
+        decimal_places=6,
+        min_value=Decimal("0"),
+        max_value=Decimal("1000000"),
+        allow_null=True,
+        required=False,
+    )
+    budget_period = serializers.ChoiceField(choices=BudgetPeriod.choices, required=False)
+    rpm = serializers.IntegerField(min_value=1, max_value=1_000_000, allow_null=True, required=False)
+    tpm = serializers.IntegerField(min_value=1, max_value=1_000_000_000, allow_null=True, required=False)
+    expires_at = serializers.DateTimeField(allow_null=True, required=False)
+
+    def validate_scopes(self, value: list[str]) -> list[str]:
+        return sorted(set(value), key=KeyScope.values.index)
+
+
+class ApiKeyUsageOut(serializers.Serializer):
+    spent = serializers.DecimalField(max_digits=20, decimal_places=6)
+    period_started_at = serializers.DateTimeField()
+    resets_at = serializers.DateTimeField(allow_null=True, help_text="null for a `total` budget period.")
+    remaining = serializers.DecimalField(
+        max_digits=20, decimal_places=6, allow_null=True, help_text="null when the key has no budget."
+    )
 
 
 class ApiKeyOut(serializers.ModelSerializer):
-    """An API key; `key` is in full only in the response that created it."""
+    """An API key with its limits and its spend; `key` is in full only in the response that created it."""
 
     key = serializers.SerializerMethodField()
+    models = serializers.ListField(child=serializers.CharField(), source="allowed_models", read_only=True)
+    scopes = serializers.ListField(child=serializers.CharField(), read_only=True)
+    usage = serializers.SerializerMethodField()
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "key", "created_at", "last_used_at"]
+        fields = [
+            "id",
+            "name",
+            "key",
+            "scopes",
+            "models",
+            "budget",
+            "budget_period",
+            "rpm",
+            "tpm",
+            "expires_at",
+            "usage",
+            "created_at",
+            "last_used_at",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField())
     def get_key(self, obj: ApiKey) -> str:
         return self.context.get("raw_token") or obj.masked
+
+    @extend_schema_field(ApiKeyUsageOut)
+    def get_usage(self, obj: ApiKey) -> dict:
+        return ApiKeyUsageOut(key_usage(key=obj)).data
 
 
 # --- Money ---------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from clients.errors import (
     InvalidResetToken,
     NotAnApplicant,
 )
+from clients.key_limits import scopes_grantable
 from clients.login_throttle import (
     login_throttle_check,
     login_throttle_record_failure,
@@ -56,11 +57,31 @@ class SignedIn:
 # --- API keys -------------------------------------------------------------------------------------
 
 
-def api_key_create(*, client: Client, name: str = "default") -> tuple[ApiKey, str]:
-    """Issue a new key; returns the row and the raw key, which is never stored."""
+def api_key_create(
+    *, client: Client, name: str = "default", granting: ApiKey | None = None, **limits: Any
+) -> tuple[ApiKey, str]:
+    """Issue a new key; returns the row and the raw key, which is never stored. `limits` are ApiKey's limit fields
+    (API.md §12); a key (`granting`) cannot make a key with scopes it lacks."""
+    if "scopes" in limits:
+        scopes_grantable(granting=granting, scopes=limits["scopes"])
+    elif granting is not None:
+        limits["scopes"] = list(granting.scopes)
     secret = issue_secret(CLIENT_KEY_PREFIX)
-    key = ApiKey.objects.create(client=client, name=name, digest=secret.digest, last4=secret.last4)
+    key = ApiKey.objects.create(client=client, name=name, digest=secret.digest, last4=secret.last4, **limits)
     return key, secret.raw
+
+
+def api_key_update(*, client: Client, key_id: int, granting: ApiKey | None = None, **changes: Any) -> ApiKey:
+    """Change a key's name or limits (a changed budget period counts spend from its own start)."""
+    key = ApiKey.objects.filter(pk=key_id, client=client, revoked_at__isnull=True).first()
+    if key is None:
+        raise NotFound("No active API key with this id.")
+    if "scopes" in changes:
+        scopes_grantable(granting=granting, scopes=changes["scopes"])
+    for name, value in changes.items():
+        setattr(key, name, value)
+    key.save(update_fields=list(changes))
+    return key
 
 
 def api_key_revoke(*, client: Client, key_id: int) -> None:

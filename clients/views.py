@@ -33,6 +33,7 @@ from clients.serializers import (
     PasswordResetIn,
     RegisterIn,
 )
+from core.errors import NotFound
 from core.http import client_ip
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENCY_RESPONSES, with_idempotency
 from core.openapi import error_response
@@ -89,6 +90,8 @@ class ClientLoginView(_AnonymousAuthView):
 
 
 class ClientLogoutView(APIView):
+    key_scope = ""  # any key may revoke itself
+
     @extend_schema(request=None, responses={200: DetailOut}, summary="Revoke the key (or end the session) used")
     def post(self, request: Request) -> Response:
         if isinstance(request.auth, ApiKey):
@@ -224,11 +227,17 @@ class ClientViewSet(
 
 class ApiKeyViewSet(
     mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """The caller's own named API keys; a new key is shown in full once."""
+    """The caller's own named API keys and their limits (API.md §12); a new key is shown in full once.
+
+    A key needs the `account` scope to create, change or revoke keys (clients/key_limits.py)."""
+
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    key_scope: str | None = None  # by method (clients/key_limits.py); `current` sets "" (any key)
 
     serializer_class = ApiKeyOut
     lookup_value_regex = r"\d+"
@@ -241,16 +250,46 @@ class ApiKeyViewSet(
             return ApiKey.objects.none()
         return selectors.api_key_list_active(client=request_client(self.request))
 
-    @extend_schema(request=ApiKeyIn, responses={201: ApiKeyOut}, summary="Create a named API key")
+    @extend_schema(
+        request=ApiKeyIn, responses={201: ApiKeyOut, 403: error_response(403)}, summary="Create a named API key"
+    )
     def create(self, request: Request) -> Response:
         data = ApiKeyIn(data=request.data)
         data.is_valid(raise_exception=True)
-        key, raw = services.api_key_create(client=request_client(request), name=data.validated_data["name"])
+        key, raw = services.api_key_create(
+            client=request_client(request), granting=_calling_key(request), **data.validated_data
+        )
         return Response(ApiKeyOut(key, context={"raw_token": raw}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=ApiKeyIn(partial=True),
+        responses={200: ApiKeyOut, 403: error_response(403)},
+        summary="Change a key's name or limits",
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        key = self.get_object()
+        data = ApiKeyIn(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        key = services.api_key_update(
+            client=request_client(request), key_id=key.pk, granting=_calling_key(request), **data.validated_data
+        )
+        return Response(ApiKeyOut(key).data)
+
+    @extend_schema(responses={200: ApiKeyOut}, summary="The API key making this request, with its limits and spend")
+    @action(detail=False, methods=["get"], url_path="current", filter_backends=[], pagination_class=None, key_scope="")
+    def current(self, request: Request) -> Response:
+        key = _calling_key(request)
+        if key is None:
+            raise NotFound("This request was not made with an API key.")
+        return Response(ApiKeyOut(selectors.api_key_list_active(client=request_client(request)).get(pk=key.pk)).data)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         services.api_key_revoke(client=request_client(request), key_id=self.get_object().pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _calling_key(request: Request) -> ApiKey | None:
+    return request.auth if isinstance(request.auth, ApiKey) else None
 
 
 class LedgerEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

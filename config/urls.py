@@ -1,10 +1,17 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from core import views as core_views
+from inference import usage_views
+from plans import views as plan_views
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
+    # Usage roll-ups (docs/API.md §12): before client/ so that clients' router does not take the path.
+    path("client/usage/", usage_views.UsageRollupView.as_view(), name="client-usage"),
+    # Plans (docs/API.md §12): plans/ and the caller's client/subscription/.
+    path("client/subscription/", plan_views.SubscriptionView.as_view(), name="client-subscription"),
+    path("", include("plans.urls")),
     path("client/", include("clients.urls")),
     path("gpu/", include("gpus.urls")),
     path("llm_models/", include("llm_models.urls")),

@@ -12,7 +12,8 @@ but none of that costs a database round trip on the request path:
 It serves the common case only; anything else goes to the Django view unchanged, which answers it (errors
 included) in OpenAI's shape: a body it cannot parse or check, no or an unknown key, an `Idempotency-Key` (the
 Django path stores responses for replay), a model with no live node, a client whose balance is too low for a
-lease. On SQLite, or with no journal (USAGE_JOURNAL_URL empty) or INFERENCE_LEAN_PATH off, Django serves all.
+lease, a client with an active plan (plans/). On SQLite, or with no journal (USAGE_JOURNAL_URL empty) or
+INFERENCE_LEAN_PATH off, Django serves all.
 """
 
 import asyncio
@@ -30,6 +31,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from clients import ledger
+from clients.key_limits import KeyLimits, key_admit_async, key_record_spend_async
 from core.asgi import (
     ASGIApp,
     LeanPath,
@@ -41,6 +43,7 @@ from core.asgi import (
     header,
 )
 from core.error_render import openai_body, openai_sse_error
+from core.errors import DomainError
 from core.parsers import MalformedJson, json_loads
 from inference import lean_lookups, relay, services, usage, usage_journal
 from inference.leases import Lease, LeaseBook
@@ -125,13 +128,19 @@ async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[byt
     await send({"type": "http.response.body", "body": body})
 
 
-async def _send_failure(send: Send, delivery: Delivery) -> None:
-    """Nothing was relayed: the Django view's answer for the same failure (openai_protocol.relay_failure)."""
-    error = relay_failure(delivery)
+async def _send_error(send: Send, error: DomainError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """The Django view's answer for the same error (openai_views.openai_exception_handler)."""
     retry_after = getattr(error, "retry_after", None)
-    extra = [(b"retry-after", str(retry_after).encode())] if retry_after else []
-    body = openai_body(error.status, message=error.detail, code=error.code)
-    await _send_json(send, error.status, json.dumps(body).encode(), extra)
+    headers = [*(extra or []), *((k.encode(), v.encode()) for k, v in getattr(error, "headers", {}).items())]
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    body = openai_body(error.status, message=error.detail, code=error.code, param=error.attr)
+    await _send_json(send, error.status, json.dumps(body).encode(), headers)
+
+
+async def _send_failure(send: Send, delivery: Delivery, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Nothing was relayed: the Django view's answer for the same failure (openai_protocol.relay_failure)."""
+    await _send_error(send, relay_failure(delivery), extra)
 
 
 # --- The handler --------------------------------------------------------------------------------------------------
@@ -147,6 +156,8 @@ class _Call:
     prompt: PromptSize
     need: Decimal  # reserved from `lease`: the most the request can cost
     lease: Lease
+    limits: KeyLimits
+    headers: list[tuple[bytes, bytes]]  # x-ratelimit-* of the key (API.md §12)
     began: datetime = field(default_factory=timezone.now)
     delivery: Delivery = field(default_factory=Delivery)
 
@@ -185,9 +196,12 @@ class ChatCompletionsLeanPath(LeanPath):
             body, stream, include_usage = parse_chat_request(json_loads(raw))
         except (MalformedJson, BadChatRequest):
             return False
-        client_id = await lean_lookups.client_of_key(token)
-        if client_id is None:
+        limits = await lean_lookups.key_of(token)
+        if limits is None:
             return False
+        client_id = limits.client_id
+        if await lean_lookups.on_a_plan(client_id):
+            return False  # its plan's quota and cover are the Django path's (plans/; docs/API.md §9)
         candidates = await lean_lookups.route(body["model"])
         if not candidates:
             return False
@@ -198,7 +212,22 @@ class ChatCompletionsLeanPath(LeanPath):
         if lease is None:
             return False
         self._start_ticker()
-        call = _Call(client_id=client_id, body=body, candidates=candidates, prompt=prompt, need=need, lease=lease)
+        try:
+            admission = await key_admit_async(limits=limits, model=body["model"])  # no I/O for a key without limits
+        except DomainError as refused:
+            await self.leases.finish(lease, reserved=need, spent=Decimal(0))
+            await _send_error(send, refused)
+            return True
+        call = _Call(
+            client_id=client_id,
+            body=body,
+            candidates=candidates,
+            prompt=prompt,
+            need=need,
+            lease=lease,
+            limits=limits,
+            headers=admission.as_asgi(),
+        )
         spent = Decimal(0)
         first = candidates[0].node_id
         self.running[first] += 1
@@ -256,10 +285,14 @@ class ChatCompletionsLeanPath(LeanPath):
             fields=fields,
             created_at=call.began,
             first_byte_ms=delivery.first_byte_ms,
+            api_key_id=call.limits.key_id,
         )
         await record(entry)
         services.outcome_count(model=call.model, fields=fields)
         self._learn(call.model, delivery)
+        if call.limits.tpm is not None:  # the minute's tokens, after the response (its cost: when journal is applied)
+            tokens = fields.get("prompt_tokens", 0) + fields.get("completion_tokens", 0)
+            self._in_background(key_record_spend_async(limits=call.limits, cost=Decimal(0), tokens=tokens))
         return fields["cost"], relay.meter(delivery, prompt=call.prompt, max_tokens=max_tokens)
 
     def _learn(self, model: str, delivery: Delivery) -> None:
@@ -277,11 +310,11 @@ class ChatCompletionsLeanPath(LeanPath):
         payload = await relay.relay_complete(candidates=call.candidates, body=call.body, delivery=call.delivery)
         cost, metered = await self._finish(call)
         if payload is None:
-            await _send_failure(send, call.delivery)
+            await _send_failure(send, call.delivery, call.headers)
         else:
             payload["model"] = call.model
             payload["usage"] = metered.as_openai()
-            await _send_json(send, 200, json.dumps(payload, separators=(",", ":")).encode())
+            await _send_json(send, 200, json.dumps(payload, separators=(",", ":")).encode(), call.headers)
         return cost
 
     async def _stream(self, call: _Call, send: Send, receive: Receive, *, include_usage: bool) -> Decimal:
@@ -303,7 +336,8 @@ class ChatCompletionsLeanPath(LeanPath):
                     if not chunk.get("choices"):
                         continue  # the node's usage chunk: ours is sent at the end
                     if not last:
-                        await safe_send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                        headers = [*_SSE_HEADERS, *call.headers]
+                        await safe_send({"type": "http.response.start", "status": 200, "headers": headers})
                     last = chunk
                     await safe_send({"type": "http.response.body", "body": sse_raw(payload), "more_body": True})
 
@@ -326,7 +360,7 @@ class ChatCompletionsLeanPath(LeanPath):
         if delivery.client_gone:
             return cost
         if not last:
-            await _send_failure(send, delivery)
+            await _send_failure(send, delivery, call.headers)
             return cost
         if delivery.error is not None:
             end = openai_sse_error(message=delivery.error.detail, code=delivery.error.code)

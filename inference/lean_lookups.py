@@ -2,7 +2,8 @@
 
 Each lookup runs the same query the Django path runs (in Django's thread for sync code), at most once per key or
 model per TTL however many requests ask at the same moment (single flight). Consequences, by design:
-  - a revoked key or a deactivated user is refused at most INFERENCE_KEY_CACHE_S late (as on the Django /v1 path);
+  - a revoked key or a deactivated user is refused at most INFERENCE_KEY_CACHE_S late (as on the Django /v1 path),
+    and a key's changed limits apply as late;
   - routes are at most INFERENCE_ROUTE_CACHE_S old: a node that went away since is skipped by failover, a node that
     failed here is dropped from this process's copy at once (`forget_route`).
 """
@@ -13,15 +14,20 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from clients.authentication import LAST_USED_RESOLUTION
+from clients.choices import KeyScope
+from clients.key_limits import KeyLimits
 from clients.models import ApiKey
 from core.asgi import database_call
 from core.tokens import hash_secret
 from inference import routing
 from inference.errors import ModelNotFound, NoCapacity
 from inference.routing import Candidate
+from plans.choices import SubscriptionStatus
+from plans.models import Subscription
 
 T = TypeVar("T")
 _MAX_ENTRIES = 10_000
@@ -64,20 +70,20 @@ class TtlCache(Generic[T]):
         self._values.pop(key, None)
 
 
-def _client_of_key(digest: str) -> int | None:
-    """The client id of an active key of an active user (clients.authentication.ApiKeyAuthentication's rule)."""
-    found = (
+def _key_of(digest: str) -> KeyLimits | None:
+    """An active, unexpired key of an active user with the `inference` scope (clients.authentication's rule), as
+    its limits; None sends the request to the Django view, which answers 401 or 403."""
+    now = timezone.now()
+    key = (
         ApiKey.objects.filter(digest=digest, revoked_at__isnull=True, client__user__is_active=True)
-        .values_list("pk", "client_id", "last_used_at")
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .first()
     )
-    if found is None:
+    if key is None or KeyScope.INFERENCE not in (key.scopes or ()):
         return None
-    pk, client_id, last_used_at = found
-    now = timezone.now()
-    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=pk).update(last_used_at=now)
-    return client_id
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return KeyLimits.of(key)
 
 
 class DomainMiss:
@@ -91,16 +97,17 @@ def _route(model: str) -> list[Candidate] | DomainMiss:
         return DomainMiss()
 
 
-_keys: TtlCache[int | None] = TtlCache(lambda: settings.INFERENCE_KEY_CACHE_S)
+_keys: TtlCache[KeyLimits | None] = TtlCache(lambda: settings.INFERENCE_KEY_CACHE_S)
 _routes: TtlCache[list[Candidate] | DomainMiss] = TtlCache(lambda: settings.INFERENCE_ROUTE_CACHE_S)
-_client_of_key_async = database_call(_client_of_key)
+_key_of_async = database_call(_key_of)
 _route_async = database_call(_route)
 
 
-async def client_of_key(raw: str) -> int | None:
-    """The client id of this API key, or None (unknown, revoked, inactive user: the Django path answers 401)."""
+async def key_of(raw: str) -> KeyLimits | None:
+    """This API key's client and limits, or None (unknown, revoked, expired, inactive user, no `inference` scope:
+    the Django path answers 401 or 403)."""
     digest = hash_secret(raw)
-    return await _keys.get(digest, lambda: _client_of_key_async(digest))
+    return await _keys.get(digest, lambda: _key_of_async(digest))
 
 
 async def route(model: str) -> list[Candidate] | None:
@@ -111,3 +118,18 @@ async def route(model: str) -> list[Candidate] | None:
 
 def forget_route(model: str) -> None:
     _routes.forget(model)
+
+
+def _on_a_plan(client_id: int) -> bool:
+    return Subscription.objects.filter(
+        client_id=client_id, status=SubscriptionStatus.ACTIVE, renews_at__gt=timezone.now()
+    ).exists()
+
+
+_plans: TtlCache[bool] = TtlCache(lambda: settings.INFERENCE_KEY_CACHE_S)
+_on_a_plan_async = database_call(_on_a_plan)
+
+
+async def on_a_plan(client_id: int) -> bool:
+    """Whether the client has an active plan (its requests take the plan's quota: the Django path serves them)."""
+    return await _plans.get(str(client_id), lambda: _on_a_plan_async(client_id))

@@ -32,6 +32,19 @@ class InferenceRequest(models.Model):
     """One question to one model (seed 004's `inference`), its answer, and what it cost."""
 
     client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="inference_requests")
+    api_key = models.ForeignKey(
+        "clients.ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="inference_requests",
+        help_text="The key that asked (null: a session, a keyless payer, or a /v1 lean-path row).",
+    )
+    plan_covered = models.BooleanField(
+        default=False,
+        db_default=False,  # the lean path's raw INSERT (inference/usage.py) does not name it
+        help_text="Within the client's plan's daily quota: the platform pays for it (plans/).",
+    )
     question_text = models.TextField()
     desired_model = models.CharField(max_length=255)
     answer_text = models.TextField(blank=True, default="")

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.http import Http404
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
@@ -22,13 +23,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.authentication import ApiKeyAuthentication, bearer_token
-from clients.models import Client
+from clients.key_limits import KeyLimits
+from clients.models import ApiKey, Client
 from clients.permissions import request_client
 from core.error_render import openai_body, openai_sse_error
 from core.errors import DomainError
 from core.idempotency import with_idempotency
 from core.tokens import hash_secret
-from inference import keyless, relay, services
+from inference import door_limits, keyless, relay, services
 from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
 from inference.errors import ModelNotFound
@@ -63,7 +65,7 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
     """Render every known error in OpenAI's shape; unknown ones stay 500s (bugs)."""
     if isinstance(exc, DomainError):
         retry_after = getattr(exc, "retry_after", None)
-        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        headers = {**getattr(exc, "headers", {}), **({"Retry-After": str(retry_after)} if retry_after else {})}
         return openai_error(exc.status, message=exc.detail, code=exc.code, param=exc.attr, headers=headers)
     if isinstance(exc, Http404):
         return openai_error(404, message="Not found.", code="not_found")
@@ -94,7 +96,7 @@ class CachedApiKeyAuthentication(ApiKeyAuthentication):
     _cache: dict[str, tuple[float, tuple]] = {}
     _MAX_ENTRIES = 10_000
 
-    def authenticate(self, request: Request) -> tuple | None:
+    def lookup(self, request: Request) -> tuple | None:
         raw = bearer_token(request)
         if raw is None:
             return None
@@ -103,7 +105,7 @@ class CachedApiKeyAuthentication(ApiKeyAuthentication):
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        result = super().authenticate(request)  # raises for a bad key: failures are never cached
+        result = super().lookup(request)  # raises for a bad key: failures are never cached
         if len(self._cache) >= self._MAX_ENTRIES:
             self._cache.clear()
         if result is not None and settings.INFERENCE_KEY_CACHE_S > 0:
@@ -119,7 +121,9 @@ class _OpenAIView(APIView):
         return openai_exception_handler
 
 
-async def _openai_stream(opened: Opened, *, include_usage: bool) -> AsyncIterator[bytes]:
+async def _openai_stream(
+    opened: Opened, *, include_usage: bool, limits: KeyLimits | None = None
+) -> AsyncIterator[bytes]:
     """The node's chunks as SSE; a final usage chunk if asked; `[DONE]`. A failure ends with an `error` event."""
     last: dict = {}
     async for item in relay_and_finish(opened):
@@ -127,6 +131,7 @@ async def _openai_stream(opened: Opened, *, include_usage: bool) -> AsyncIterato
             last = item
             yield sse(item)
             continue
+        await sync_to_async(door_limits.request_finished)(req=item.request, limits=limits)
         if item.error is not None:
             yield openai_sse_error(message=item.error.detail, code=item.error.code)
             return
@@ -149,10 +154,25 @@ class ChatCompletionsView(_OpenAIView):
         if not request.user.is_authenticated:
             return self._keyless(request, body, stream=stream, include_usage=include_usage)
         client = request_client(request)
+        limits = door_limits.limits_of(request)
+        admitted = door_limits.admit(request, model=body["model"], client=client)  # key limits, plan (API.md §12)
+        self.ratelimit_headers = admitted.headers  # on every answer from here, errors too (finalize_response)
+        key = door_limits.calling_key(request)
+        response: HttpResponseBase
         if not stream:
-            return with_idempotency(request, lambda ref: self._complete(client, body, ref))
-        opened = self._open(client, body, ref=stream_ref(request))
-        return sse_response(_openai_stream(opened, include_usage=include_usage))
+            response = with_idempotency(
+                request, lambda ref: self._complete(client, body, ref, key=key, limits=limits, covered=admitted.covered)
+            )
+        else:
+            opened = self._open(client, body, ref=stream_ref(request), key=key, covered=admitted.covered)
+            response = sse_response(_openai_stream(opened, include_usage=include_usage, limits=limits))
+        return response
+
+    def finalize_response(self, request: Request, response: Response, *args: object, **kwargs: object) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in getattr(self, "ratelimit_headers", {}).items():
+            response[name] = value
+        return response
 
     def _keyless(self, request: Request, body: dict, *, stream: bool, include_usage: bool) -> HttpResponseBase:
         door = keyless.door()
@@ -171,24 +191,41 @@ class ChatCompletionsView(_OpenAIView):
         return door.serve(call)
 
     @staticmethod
-    def _open(client: Client, body: dict, *, ref: str | None) -> Opened:
-        return services.inference_open(
-            client=client,
-            desired_model=body["model"],
-            question_text=question_of(body),
-            max_tokens=body["max_tokens"],
-            body=body,
-            channel=InferenceChannel.DIRECT,
-            ref=ref,
-        )
+    def _open(
+        client: Client, body: dict, *, ref: str | None, key: ApiKey | None = None, covered: bool = False
+    ) -> Opened:
+        with transaction.atomic():
+            opened = services.inference_open(
+                client=client,
+                desired_model=body["model"],
+                question_text=question_of(body),
+                max_tokens=body["max_tokens"],
+                body=body,
+                channel=InferenceChannel.DIRECT,
+                ref=ref,
+            )
+            door_limits.request_attach(request_ids=[opened.request.pk], key=key, covered=covered)
+            opened.request.plan_covered = covered
+        return opened
 
-    def _complete(self, client: Client, body: dict, ref: str | None) -> Response:
-        opened = self._open(client, body, ref=ref)
+    def _complete(
+        self,
+        client: Client,
+        body: dict,
+        ref: str | None,
+        *,
+        key: ApiKey | None = None,
+        limits: KeyLimits | None = None,
+        covered: bool = False,
+    ) -> Response:
+        opened = self._open(client, body, ref=ref, key=key, covered=covered)
         delivery = Delivery()
         payload = async_to_sync(relay.relay_complete)(candidates=opened.candidates, body=opened.body, delivery=delivery)
-        services.inference_finish(
+        finished = services.inference_finish(
             req=opened.request, attempt=opened.request.attempts, delivery=delivery, prompt=opened.prompt
         )
+        if finished is not None:
+            door_limits.request_finished(req=finished, limits=limits)
         if payload is None:
             raise relay_failure(delivery)
         usage = relay.meter(delivery, prompt=opened.prompt, max_tokens=opened.request.max_tokens)

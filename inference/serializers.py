@@ -1,13 +1,16 @@
 """Shapes of seed 004's `inference` resource and its batch."""
 
+from datetime import UTC, date, datetime
 from typing import Any
 
 from django.conf import settings
+from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
 from clients.models import Client
 from core.serializers import StrictInputMixin
 from inference.models import InferenceBatch, InferenceRequest
+from inference.usage_rollup import GROUPS
 
 QUESTION_MAX_CHARS = 100_000
 
@@ -112,3 +115,60 @@ class InferenceBatchOut(serializers.ModelSerializer):
         if statuses <= {"completed", "failed"}:
             return "completed"
         return "running" if "running" in statuses or "completed" in statuses or "failed" in statuses else "queued"
+
+
+# --- Usage roll-ups (API.md §12; inference/usage_rollup.py) ------------------------------------------------------
+
+
+class _DateOrDateTimeField(serializers.Field):
+    """An ISO date (`2026-12-06`) or datetime (`2026-12-06T10:00:00Z`), UTC when no offset is given."""
+
+    default_error_messages = {"invalid": "Give an ISO date (YYYY-MM-DD) or datetime."}
+
+    def to_internal_value(self, data: object) -> date | datetime:
+        text = str(data)
+        parsed_dt = parse_datetime(text) if "T" in text or " " in text else None
+        if parsed_dt is not None:
+            return parsed_dt if parsed_dt.tzinfo else parsed_dt.replace(tzinfo=UTC)
+        parsed = parse_date(text) if parsed_dt is None else None
+        if parsed is None:
+            self.fail("invalid")
+        return parsed
+
+    def to_representation(self, value: object) -> str:
+        return str(value)
+
+
+class UsageQueryIn(StrictInputMixin, serializers.Serializer):
+    group_by = serializers.CharField(
+        required=False, default="day", help_text="day, key, model, or several joined by commas (day,model)."
+    )
+    from_ = _DateOrDateTimeField(required=False)
+    to = _DateOrDateTimeField(required=False)
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+    def validate_group_by(self, value: str) -> list[str]:
+        groups = [g.strip() for g in value.split(",") if g.strip()]
+        bad = [g for g in groups if g not in GROUPS]
+        if not groups or bad:
+            raise serializers.ValidationError(f"Group by day, key or model (got {value!r}).", code="invalid")
+        return groups
+
+
+class UsageKeyOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class UsageRowOut(serializers.Serializer):
+    period = serializers.DateField(allow_null=True, help_text="The UTC day, when grouped by day.")
+    key = UsageKeyOut(allow_null=True, help_text="The key that asked, when grouped by key (null: no key).")
+    model = serializers.CharField(allow_null=True)
+    requests = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=20, decimal_places=6)

@@ -1,8 +1,11 @@
 """Celery entry points of inference: thin, safe to run twice (the claim is a conditional UPDATE)."""
 
+from typing import Any
+
 from celery import shared_task
 
-from inference import services, usage, usage_journal
+from inference import door_limits, services, usage, usage_journal
+from inference.models import InferenceRequest
 
 
 @shared_task(
@@ -12,7 +15,9 @@ from inference import services, usage, usage_journal
     ignore_result=True,
 )
 def inference_dispatch(request_id: int) -> None:
+    was: dict[str, Any] = dict(InferenceRequest.objects.filter(pk=request_id).values("status").first() or {})
     services.inference_run(request_id=request_id)
+    door_limits.request_finished_by_id(request_id=request_id, was=was)  # the key's budget, the plan's cover
 
 
 @shared_task(name="inference.tasks.inference_requeue_stuck", ignore_result=True)

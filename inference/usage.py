@@ -26,6 +26,7 @@ from django.utils.dateparse import parse_datetime
 
 from clients import ledger
 from clients.choices import HoldStatus, LedgerEntryKind
+from clients.key_limits import KeyLimits, key_record_spend
 from clients.models import Hold
 from inference import services
 from inference.choices import InferenceChannel, InferenceStatus
@@ -35,6 +36,7 @@ from llm_models import services as node_services
 USE, CLOSE = "use", "close"
 _COLUMNS = (
     "client_id",
+    "api_key_id",
     "question_text",
     "desired_model",
     "answer_text",
@@ -80,6 +82,7 @@ def use_entry(
     fields: dict[str, Any],
     created_at: datetime,
     first_byte_ms: int | None,
+    api_key_id: int | None = None,
 ) -> dict[str, Any]:
     """One request's journal entry: the row's fields (services.outcome) and what to charge whom."""
     return {
@@ -87,6 +90,7 @@ def use_entry(
         "key": key,
         "lease": lease_key,
         "client": client_id,
+        "api_key": api_key_id,
         "owner": owner_id,
         "model": model,
         "question": question_text,
@@ -120,6 +124,7 @@ def _row(entry: dict[str, Any]) -> tuple:
     finished = _when(row["finished_at"])
     values = {
         "client_id": entry["client"],
+        "api_key_id": entry.get("api_key"),  # entries journaled before keys were recorded have none
         "question_text": entry["question"],
         "desired_model": entry["model"],
         "answer_text": row.get("answer_text", ""),
@@ -199,6 +204,16 @@ def _teach_routing(uses: list[dict[str, Any]]) -> None:
         node_services.node_record_success(node_id=node_id, latency_ms=sum(values) / len(values))
 
 
+def _key_spend(uses: list[dict[str, Any]]) -> None:
+    """Add the requests' costs to their keys' spend (their budgets: clients/key_limits.py), one UPDATE per key."""
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    for entry in uses:
+        if entry.get("api_key") is not None:
+            totals[entry["api_key"]] += Decimal(entry["row"]["cost"])
+    for key_id, total in sorted(totals.items()):
+        key_record_spend(limits=KeyLimits.load(key_id), cost=total, tokens=0)
+
+
 @dataclass(frozen=True)
 class Applied:
     rows: int  # rows inserted now (entries seen before are not counted)
@@ -212,6 +227,7 @@ def apply(entries: list[dict[str, Any]]) -> Applied:
     inserted = _insert_rows(uses)
     new = [e for e in uses if e["key"] in inserted]
     _charge(new, inserted)
+    _key_spend(new)
     _teach_routing(new)
     closes = [e["lease"] for e in entries if e["t"] == CLOSE]
     for lease_key in closes:  # after the charges: a lease's close comes after all of its uses

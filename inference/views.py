@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -16,6 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from clients.key_limits import KeyLimits, key_admit
 from clients.permissions import request_client
 from core.error_render import openai_sse_error
 from core.idempotency import (
@@ -26,7 +28,7 @@ from core.idempotency import (
     with_idempotency,
 )
 from core.openapi import error_response
-from inference import selectors, services
+from inference import door_limits, selectors, services
 from inference.choices import InferenceChannel
 from inference.direct import Finished, relay_and_finish
 from inference.filters import InferenceFilter
@@ -73,27 +75,36 @@ def _wait_for(req: InferenceRequest, *, timeout: float) -> InferenceRequest:
 
 
 def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened:
-    """Check a seed-style question (InferenceIn) and open it: row written, hold placed."""
+    """Check a seed-style question (InferenceIn), admit it under the key's limits and open it: row written (with
+    the key that asked), hold placed."""
     client = request_client(request)
     data = InferenceIn(data=request.data, context={"client": client})
     data.is_valid(raise_exception=True)
     v = data.validated_data
-    return services.inference_open(
-        client=client,
-        desired_model=v["desired_model"],
-        question_text=v["question_text"],
-        max_tokens=v.get("max_tokens"),
-        channel=channel,
-        ref=ref,
-    )
+    admitted = door_limits.admit(request, model=v["desired_model"], client=client)  # key limits, plan (API.md §12)
+    with transaction.atomic():
+        opened = services.inference_open(
+            client=client,
+            desired_model=v["desired_model"],
+            question_text=v["question_text"],
+            max_tokens=v.get("max_tokens"),
+            channel=channel,
+            ref=ref,
+        )
+        door_limits.request_attach(
+            request_ids=[opened.request.pk], key=door_limits.calling_key(request), covered=admitted.covered
+        )
+        opened.request.plan_covered = admitted.covered
+    return opened
 
 
-async def _seed_stream(opened: Opened) -> AsyncIterator[bytes]:
+async def _seed_stream(opened: Opened, limits: KeyLimits | None) -> AsyncIterator[bytes]:
     """Chunk events, then `event: inference` with the saved record, then `[DONE]` (no `[DONE]` after an error)."""
     async for item in relay_and_finish(opened):
         if not isinstance(item, Finished):
             yield sse(item)
             continue
+        await sync_to_async(door_limits.request_finished)(req=item.request, limits=limits)
         record = await sync_to_async(lambda r: InferenceOut(r).data)(item.request)
         if item.error is not None:
             yield openai_sse_error(message=item.error.detail, code=item.error.code)
@@ -193,7 +204,7 @@ class InferenceViewSet(
     @action(detail=False, methods=["post"], url_path="stream")
     def stream(self, request: Request) -> StreamingHttpResponse:
         opened = _open_question(request, ref=stream_ref(request), channel=InferenceChannel.DIRECT)
-        return sse_response(_seed_stream(opened))
+        return sse_response(_seed_stream(opened, door_limits.limits_of(request)))
 
     @extend_schema(
         request=InferenceBatchIn,
@@ -213,13 +224,19 @@ class InferenceViewSet(
             data = InferenceBatchIn(data=request.data)
             data.is_valid(raise_exception=True)
             v = data.validated_data
-            batch = services.inference_batch_create(
-                client=request_client(request),
-                model=v["model"],
-                prompts=v["prompts"],
-                max_tokens=v.get("max_tokens"),
-                ref=ref,
-            )
+            # A batch is one request to the key's rpm, and billed: plans cover single requests (docs/API.md §9).
+            key_admit(limits=door_limits.limits_of(request), model=v["model"])
+            with transaction.atomic():
+                batch = services.inference_batch_create(
+                    client=request_client(request),
+                    model=v["model"],
+                    prompts=v["prompts"],
+                    max_tokens=v.get("max_tokens"),
+                    ref=ref,
+                )
+                door_limits.request_attach(
+                    request_ids=list(batch.items.values_list("pk", flat=True)), key=door_limits.calling_key(request)
+                )
             batch = selectors.inference_batch_get_visible(viewer=request_client(request), batch_id=batch.pk)
             return Response(InferenceBatchOut(batch).data, status=status.HTTP_202_ACCEPTED)
 

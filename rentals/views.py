@@ -14,6 +14,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from clients.choices import KeyScope
+from clients.key_limits import key_admit, key_limits_of, key_record_spend
 from clients.models import Client
 from clients.permissions import request_client
 from core.errors import DomainError, NotFound
@@ -84,7 +86,10 @@ class RentalViewSet(
         def rent(ref: str) -> Response:
             data = RentalStartIn(data=request.data)
             data.is_valid(raise_exception=True)
+            limits = key_limits_of(request)
+            key_admit(limits=limits, model=None, scope=KeyScope.RENTALS)  # the key's budget and rpm (API.md §12)
             rental = services.rental_start(client=request_client(request), **data.validated_data)
+            key_record_spend(limits=limits, cost=rental.total, tokens=0)  # what was charged up front
             return Response(RentalOut(rental).data, status=status.HTTP_201_CREATED)
 
         return with_idempotency(request, rent)
@@ -130,7 +135,11 @@ class RentalViewSet(
         def extend(ref: str) -> Response:
             data = RentalExtendIn(data=request.data)
             data.is_valid(raise_exception=True)
+            limits = key_limits_of(request)
+            key_admit(limits=limits, model=None, scope=KeyScope.RENTALS)
+            before = rental.total
             extended = services.rental_extend(rental=rental, hours=data.validated_data["hours"])
+            key_record_spend(limits=limits, cost=extended.total - before, tokens=0)
             return Response(RentalOut(extended).data)
 
         return with_idempotency(request, extend)

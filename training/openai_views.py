@@ -16,6 +16,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.authentication import ApiKeyAuthentication
+from clients.choices import KeyScope
+from clients.key_limits import key_admit, key_limits_of
 from clients.permissions import request_client
 from core.error_render import openai_body
 from core.errors import DomainError
@@ -200,6 +202,7 @@ class FineTuningJobListView(_OpenAIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         client = request_client(request)
+        key_admit(limits=key_limits_of(request), model=None, scope=KeyScope.TRAINING)  # budget, rpm (API.md §12)
         hyper = v.get("hyperparameters") or OpenAIFineTuneCreateIn().validate_hyperparameters({})
         job = services.training_job_create(
             client=client,

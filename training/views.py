@@ -10,6 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clients.choices import KeyScope
+from clients.key_limits import key_admit, key_limits_of
 from clients.permissions import request_client
 from core.openapi import error_response
 from llm_models.authentication import IsNode, NodeTokenAuthentication, request_node
@@ -60,6 +62,7 @@ class TrainingJobCreateView(APIView):
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)
         client = request_client(request)
+        key_admit(limits=key_limits_of(request), model=None, scope=KeyScope.TRAINING)  # budget, rpm (API.md §12)
         file_id = v.pop("file_id", None)
         training_file = selectors.training_file_get_own(client=client, file_id=file_id) if file_id else None
         job = services.training_job_create(

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "market",
     "console",
     "payments",
+    "plans",
     "training",
 ]
 
@@ -441,6 +442,17 @@ if INFERENCE_LEAN_PATH and USAGE_JOURNAL_URL and DATABASES["default"]["ENGINE"] 
         "task": "inference.tasks.inference_leases_release_stale",
         "schedule": timedelta(seconds=60),
     }
+
+# --- Key limits, plans and usage roll-ups (docs/API.md §12, §8) ------------------------------------------------
+# The per-minute rpm/tpm counters of API keys live in this Redis (by default the usage journal's); empty: in the
+# database (the embedded default).
+KEY_LIMITS_REDIS_URL = env("KEY_LIMITS_REDIS_URL", default=USAGE_JOURNAL_URL)
+# Subscriptions due are renewed (or lapse) this often.
+PLANS_RENEW_INTERVAL_S = env.int("PLANS_RENEW_INTERVAL_S", default=300)
+CELERY_BEAT_SCHEDULE["plans-renew-due"] = {
+    "task": "plans.tasks.plans_renew_due",
+    "schedule": timedelta(seconds=PLANS_RENEW_INTERVAL_S),
+}
 
 # --- Instances: pay-as-you-go rentals (docs/API.md §14, §8) ---------------------------------------------------
 # A pay-as-you-go rental holds this many hours of its price (a decimal, at least 2 minutes); each minute the started

@@ -260,6 +260,35 @@ def _a_training_job(world: World) -> tuple[str, int]:
     return dave["user_token"], job["id"]
 
 
+def _a_capped_key_and_a_plan(world: World) -> dict[str, tuple[str | None, int]]:
+    """A key of Alice's with limits; a free plan the admin made and subscribed to (client/subscription/ is then
+    the admin's)."""
+    api = world.api
+    key = api.post("/client/keys/", key=world.alice["key"], json={"name": "capped", "rpm": 5}, expect=201)
+    plan = api.post(
+        "/plans/", key=world.admin_key, json={"name": "Free", "price_per_month": "0", "daily_requests": 10}, expect=201
+    )
+    api.post(f"/plans/{plan['id']}/subscribe/", key=world.admin_key, expect=201)
+    return {"/api/v1/client/keys/{id}/": (world.alice["key"], key["id"]), "/api/v1/plans/{id}/": (None, plan["id"])}
+
+
+def test_a_key_rpm_holds_on_the_embedded_default(world: World) -> None:
+    """Without Redis the rpm counter is a database row (SQLite here): the second request of the minute is a 429."""
+    key = world.api.post("/client/keys/", key=world.alice["key"], json={"name": "one-a-minute", "rpm": 1}, expect=201)
+    body = {"model": "nobody/has-this", "messages": [{"role": "user", "content": "hi"}]}
+
+    first = httpx.post(
+        f"{world.service.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key['key']}"}
+    )
+    second = httpx.post(
+        f"{world.service.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key['key']}"}
+    )
+
+    assert first.status_code == 404 and first.headers["x-ratelimit-remaining-requests"] == "0"
+    assert second.status_code == 429 and second.json()["error"]["code"] == "rate_limited"
+    assert int(second.headers["retry-after"]) >= 1
+
+
 def test_every_get_operation_of_the_schema_answers_json(world: World) -> None:
     """Each GET of the live OpenAPI schema, with its path ids filled from what the walkthrough made, is a 200 in
     JSON for the object's owner; a path nobody here can fill fails the test, so a new one gets covered. Last in the
@@ -284,6 +313,7 @@ def test_every_get_operation_of_the_schema_answers_json(world: World) -> None:
     filled["/api/v1/client/payouts/{id}/"] = _a_pending_payout(world)
     job = _a_training_job(world)
     filled["/api/v1/training/jobs/{id}/"] = filled["/api/v1/training/jobs/{id}/events/"] = job
+    filled.update(_a_capped_key_and_a_plan(world))
     # Objects the default path cannot make: a top-up needs a Stripe account (STRIPE_SECRET_KEY), and a training
     # dataset is served to its job's node alone (a client's key is refused). Their GETs are still JSON answers.
     unmade = {"/api/v1/client/topups/{id}/": (a, 404), "/api/v1/llm_models/files/{file_id}/": (a, 401)}

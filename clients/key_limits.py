@@ -1,0 +1,367 @@
+"""An API key's limits (API.md §12), written once and called by every door that spends: scopes, model allow-list,
+budget, rpm/tpm, expiry.
+
+- `key_require_scope` runs in clients.authentication for every key-authenticated Django request (one place for
+  every app: a view's `key_scope`, or its app's scope).
+- `key_admit` / `key_admit_async` run before a request is relayed (lean /v1, Django /v1, the seed resource's
+  sync, stream and batch): model allow-list, budget, then the rpm/tpm counters; they return the `x-ratelimit-*`
+  headers to send.
+- `key_record_spend` / `key_record_spend_async` run when a request has finished: its cost goes to the key's
+  spend of the period, its tokens to the tpm counter.
+
+Counters (rpm, tpm) are per key per UTC minute (a fixed window: at most `rpm` requests are admitted in each
+calendar minute, whatever the number of processes). They live in Redis where KEY_LIMITS_REDIS_URL is set (one
+pipelined round trip: INCR + EXPIRE + GET), else in the database (`KeyRateWindow`, a conditional UPDATE). A key
+without rpm/tpm touches no counter. The budget is checked against `ApiKey.spent`, the key's spend since the start
+of its period, added to (one UPDATE) as each request finishes: a request already running can take it past the
+budget by its own cost, and the next one is refused.
+"""
+
+import asyncio
+import weakref
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import redis
+import redis.asyncio
+from django.conf import settings
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+
+from clients.choices import BudgetPeriod, KeyScope
+from clients.errors import InsufficientScope, KeyBudgetExceeded, ModelNotAllowed, RateLimited
+from clients.models import ApiKey, KeyRateWindow
+from core.asgi import database_call
+
+# The scope a Django view needs, by the app that serves it, when the view names none (`key_scope`). Apps not
+# listed need no scope for reads; their writes need `account` (keys, profile, node registration, payouts).
+APP_SCOPES = {"inference": KeyScope.INFERENCE, "rentals": KeyScope.RENTALS, "training": KeyScope.TRAINING}
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+_PREFIX = "gm:keylim"
+_FIELDS = ("pk", "client_id", "scopes", "allowed_models", "budget", "budget_period", "rpm", "tpm", "created_at")
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """What key_admit needs of a key (cached per process with the key on /v1)."""
+
+    key_id: int
+    client_id: int
+    scopes: frozenset[str]
+    models: frozenset[str]
+    budget: Decimal | None
+    budget_period: str
+    rpm: int | None
+    tpm: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, key: ApiKey) -> "KeyLimits":
+        return cls._from(tuple(getattr(key, "pk" if name == "pk" else name) for name in _FIELDS))
+
+    @classmethod
+    def _from(cls, row: tuple) -> "KeyLimits":
+        pk, client_id, scopes, models, budget, period, rpm, tpm, created_at = row
+        return cls(
+            pk, client_id, frozenset(scopes or ()), frozenset(models or ()), budget, period, rpm, tpm, created_at
+        )
+
+    @classmethod
+    def load(cls, key_id: int) -> "KeyLimits | None":
+        row = ApiKey.objects.filter(pk=key_id).values_list(*_FIELDS).first()
+        return None if row is None else cls._from(row)
+
+
+def key_limits_of(request: Any) -> KeyLimits | None:
+    """The limits of the key a DRF request was made with (None: a session or a keyless payer)."""
+    auth = getattr(request, "auth", None)
+    return KeyLimits.of(auth) if isinstance(auth, ApiKey) else None
+
+
+@dataclass
+class Admission:
+    """An admitted request: the headers to add to its response."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def as_asgi(self) -> list[tuple[bytes, bytes]]:
+        return [(k.encode(), v.encode()) for k, v in self.headers.items()]
+
+
+# --- Scopes -------------------------------------------------------------------------------------------------------
+
+
+def scope_needed(*, view: Any, method: str) -> str | None:
+    """The scope a key needs to call this Django view with this method (None: any key may)."""
+    explicit = getattr(view, "key_scope", None)
+    if explicit is not None:
+        return explicit or None  # "" marks a view any key may call (GET client/keys/current/)
+    app = type(view).__module__.split(".")[0]
+    if app in APP_SCOPES:
+        return APP_SCOPES[app]
+    return None if method in SAFE_METHODS else KeyScope.ACCOUNT
+
+
+def key_require_scope(*, key: ApiKey, view: Any, method: str) -> None:
+    scope = scope_needed(view=view, method=method)
+    if scope is not None and scope not in (key.scopes or ()):
+        raise InsufficientScope(f"This API key lacks the `{scope}` scope.")
+
+
+def scopes_grantable(*, granting: ApiKey | None, scopes: list[str]) -> None:
+    """A key cannot make a key with more scopes than its own (a session can grant any)."""
+    if granting is None:
+        return
+    extra = sorted(set(scopes) - set(granting.scopes or ()))
+    if extra:
+        raise InsufficientScope(f"This API key cannot grant scopes it does not have: {', '.join(extra)}.")
+
+
+# --- Budget periods -----------------------------------------------------------------------------------------------
+
+
+def period_bounds(*, period: str, created_at: datetime, now: datetime) -> tuple[datetime, datetime | None]:
+    """The current budget period of a key: (start, end), UTC calendar periods; `total` never resets."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == BudgetPeriod.DAY:
+        return day, day + timedelta(days=1)
+    if period == BudgetPeriod.WEEK:
+        start = day - timedelta(days=day.weekday())
+        return start, start + timedelta(days=7)
+    if period == BudgetPeriod.MONTH:
+        start = day.replace(day=1)
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+        return start, end
+    return created_at, None
+
+
+def key_usage(*, key: ApiKey, now: datetime | None = None) -> dict[str, Any]:
+    """`usage` of GET client/keys/{id}/: spend in the current period, when it started and resets, what is left."""
+    now = now or timezone.now()
+    start, end = period_bounds(period=key.budget_period, created_at=key.created_at, now=now)
+    spent = key.spent if key.spent_since == start else Decimal("0")
+    remaining = None if key.budget is None else max(Decimal("0"), key.budget - spent)
+    return {"spent": spent, "period_started_at": start, "resets_at": end, "remaining": remaining}
+
+
+def _spent(limits: KeyLimits, now: datetime) -> Decimal:
+    start, _ = period_bounds(period=limits.budget_period, created_at=limits.created_at, now=now)
+    row = ApiKey.objects.filter(pk=limits.key_id).values_list("spent", "spent_since").first()
+    if row is None or row[1] != start:
+        return Decimal("0")
+    return row[0]
+
+
+def _check_budget(limits: KeyLimits, spent: Decimal) -> None:
+    if limits.budget is not None and spent >= limits.budget:
+        raise KeyBudgetExceeded(
+            f"This API key has spent its budget of {limits.budget} for this {limits.budget_period} period."
+        )
+
+
+def _check_model(limits: KeyLimits, model: str | None, scope: str = KeyScope.INFERENCE) -> None:
+    if scope not in limits.scopes:
+        raise InsufficientScope(f"This API key lacks the `{scope}` scope.")
+    if model is not None and limits.models and model not in limits.models:
+        raise ModelNotAllowed(f"This API key may not use the model `{model}`.")
+
+
+# --- Counters -----------------------------------------------------------------------------------------------------
+
+
+def _window(now: datetime) -> tuple[int, int]:
+    """(the minute's epoch second, seconds until it ends)."""
+    epoch = int(now.timestamp())
+    start = epoch - epoch % 60
+    return start, start + 60 - epoch
+
+
+def _names(key_id: int, minute: int) -> tuple[str, str]:
+    return f"{_PREFIX}:{key_id}:r:{minute}", f"{_PREFIX}:{key_id}:t:{minute}"
+
+
+def _judge(limits: KeyLimits, *, requests: int, tokens: int, reset: int) -> Admission:
+    """Refuse (429) or admit with headers; `requests` counts this one."""
+    headers: dict[str, str] = {}
+    if limits.rpm is not None:
+        headers["x-ratelimit-limit-requests"] = str(limits.rpm)
+        headers["x-ratelimit-remaining-requests"] = str(max(0, limits.rpm - requests))
+        headers["x-ratelimit-reset-requests"] = f"{reset}s"
+    if limits.tpm is not None:
+        headers["x-ratelimit-limit-tokens"] = str(limits.tpm)
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, limits.tpm - tokens))
+        headers["x-ratelimit-reset-tokens"] = f"{reset}s"
+    if limits.rpm is not None and requests > limits.rpm:
+        raise RateLimited(
+            f"This API key is limited to {limits.rpm} requests a minute.", retry_after=reset, headers=headers
+        )
+    if limits.tpm is not None and tokens >= limits.tpm:
+        raise RateLimited(
+            f"This API key is limited to {limits.tpm} tokens a minute.", retry_after=reset, headers=headers
+        )
+    return Admission(headers=headers)
+
+
+def redis_enabled() -> bool:
+    return bool(settings.KEY_LIMITS_REDIS_URL)
+
+
+_spent_async = database_call(lambda limits, now: _spent(limits, now))
+_count_in_database_async = database_call(lambda limits, now: _count_in_database(limits, now))
+_add_spend_async = database_call(lambda limits, cost, now: _add_spend(limits, cost, now))
+_add_tokens_in_database_async = database_call(lambda limits, t, now: _add_tokens_in_database(limits, t, now))
+_sync_client: redis.Redis | None = None
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _redis() -> redis.Redis:
+    global _sync_client
+    if _sync_client is None:
+        _sync_client = redis.Redis.from_url(settings.KEY_LIMITS_REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _sync_client
+
+
+def _redis_async() -> redis.asyncio.Redis:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = _async_clients[loop] = redis.asyncio.Redis.from_url(
+            settings.KEY_LIMITS_REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
+    return client
+
+
+def _count_pipeline(pipe: Any, limits: KeyLimits, minute: int) -> None:
+    requests_name, tokens_name = _names(limits.key_id, minute)
+    pipe.incr(requests_name)
+    pipe.expire(requests_name, 120)
+    pipe.get(tokens_name)
+
+
+def _counted(result: list[Any]) -> tuple[int, int]:
+    return int(result[0]), int(result[2] or 0)
+
+
+def _count_in_database(limits: KeyLimits, now: datetime) -> tuple[int, int]:
+    minute, _ = _window(now)
+    start = datetime.fromtimestamp(minute, tz=UTC)
+    KeyRateWindow.objects.bulk_create(
+        [KeyRateWindow(api_key_id=limits.key_id, window_start=start)], ignore_conflicts=True
+    )
+    window = KeyRateWindow.objects.filter(api_key_id=limits.key_id, window_start=start)
+    allowed = window if limits.rpm is None else window.filter(requests__lt=limits.rpm)
+    bumped = allowed.update(requests=F("requests") + 1)
+    requests, tokens = window.values_list("requests", "tokens").get()
+    KeyRateWindow.objects.filter(api_key_id=limits.key_id, window_start__lt=start - timedelta(minutes=1)).delete()
+    return (requests if bumped else requests + 1), tokens
+
+
+def _count(limits: KeyLimits, now: datetime) -> tuple[int, int]:
+    if not redis_enabled():
+        return _count_in_database(limits, now)
+    minute, _ = _window(now)
+    pipe = _redis().pipeline(transaction=True)
+    _count_pipeline(pipe, limits, minute)
+    return _counted(pipe.execute())
+
+
+# --- Admission and spend ------------------------------------------------------------------------------------------
+
+
+def key_admit(
+    *, limits: KeyLimits | None, model: str | None, scope: str = KeyScope.INFERENCE, now: datetime | None = None
+) -> Admission:
+    """Admit one request of this key (None: a session or keyless payer, nothing to check) or raise 403/402/429.
+    `model` None: not an inference request (a rental: scope, budget and rpm only)."""
+    if limits is None:
+        return Admission()
+    now = now or timezone.now()
+    _check_model(limits, model, scope)
+    if limits.budget is not None:
+        _check_budget(limits, _spent(limits, now))
+    if limits.rpm is None and limits.tpm is None:
+        return Admission()
+    requests, tokens = _count(limits, now)
+    return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
+
+
+async def key_admit_async(
+    *,
+    limits: KeyLimits,
+    model: str,
+    now: datetime | None = None,
+) -> Admission:
+    """key_admit for the lean /v1 path: the counters in one async Redis round trip; the budget (only for a key
+    with one) in Django's database thread."""
+    now = now or timezone.now()
+    _check_model(limits, model)
+    if limits.budget is not None:
+        _check_budget(limits, await _spent_async(limits, now))
+    if limits.rpm is None and limits.tpm is None:
+        return Admission()
+    if not redis_enabled():
+        requests, tokens = await _count_in_database_async(limits, now)
+    else:
+        minute, _ = _window(now)
+        pipe = _redis_async().pipeline(transaction=True)
+        _count_pipeline(pipe, limits, minute)
+        requests, tokens = _counted(await pipe.execute())
+    return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
+
+
+def _add_spend(limits: KeyLimits, cost: Decimal, now: datetime) -> None:
+    start, _ = period_bounds(period=limits.budget_period, created_at=limits.created_at, now=now)
+    ApiKey.objects.filter(pk=limits.key_id).update(
+        spent=Case(When(spent_since=start, then=F("spent") + cost), default=Value(cost)), spent_since=start
+    )
+
+
+def _add_tokens_in_database(limits: KeyLimits, tokens: int, now: datetime) -> None:
+    start = datetime.fromtimestamp(_window(now)[0], tz=UTC)
+    KeyRateWindow.objects.bulk_create(
+        [KeyRateWindow(api_key_id=limits.key_id, window_start=start)], ignore_conflicts=True
+    )
+    KeyRateWindow.objects.filter(api_key_id=limits.key_id, window_start=start).update(tokens=F("tokens") + tokens)
+
+
+def key_record_spend(*, limits: KeyLimits | None, cost: Decimal, tokens: int, now: datetime | None = None) -> None:
+    """A finished request of this key: its cost to the period's spend, its tokens to the tpm counter."""
+    if limits is None:
+        return
+    now = now or timezone.now()
+    if cost > 0:
+        _add_spend(limits, cost, now)
+    if limits.tpm is not None and tokens > 0:
+        if redis_enabled():
+            _, tokens_name = _names(limits.key_id, _window(now)[0])
+            pipe = _redis().pipeline(transaction=True)
+            pipe.incrby(tokens_name, tokens)
+            pipe.expire(tokens_name, 120)
+            pipe.execute()
+        else:
+            _add_tokens_in_database(limits, tokens, now)
+
+
+async def key_record_spend_async(
+    *,
+    limits: KeyLimits,
+    cost: Decimal,
+    tokens: int,
+    now: datetime | None = None,
+) -> None:
+    now = now or timezone.now()
+    if cost > 0:
+        await _add_spend_async(limits, cost, now)
+    if limits.tpm is not None and tokens > 0:
+        if redis_enabled():
+            _, tokens_name = _names(limits.key_id, _window(now)[0])
+            pipe = _redis_async().pipeline(transaction=True)
+            pipe.incrby(tokens_name, tokens)
+            pipe.expire(tokens_name, 120)
+            await pipe.execute()
+        else:
+            await _add_tokens_in_database_async(limits, tokens, now)

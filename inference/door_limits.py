@@ -1,0 +1,74 @@
+"""Where inference's doors meet an API key's limits (clients/key_limits.py) and the client's plan (plans/).
+
+Each door admits a request with `admit` before it opens it (the key's limits, then the plan's daily quota), ties
+the rows to the key that asked and marks plan-covered ones (`request_attach`), and reports each finished request
+(`request_finished`): its cost and tokens to the key, or, when the plan covered it, the cost back to the client
+from the platform (`plan_usage`). At once where the web process relays it (/v1, seed stream), from the worker task
+for queued ones (seed sync and batch).
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from rest_framework.request import Request
+
+from clients.key_limits import KeyLimits, key_admit, key_record_spend
+from clients.models import ApiKey, Client
+from inference.choices import InferenceStatus
+from inference.models import InferenceRequest
+from plans.choices import Coverage
+from plans.services import plan_quota_take, plan_usage_cover
+
+
+def calling_key(request: Request) -> ApiKey | None:
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+def limits_of(request: Request) -> KeyLimits | None:
+    """The calling key's limits (None: a session or a keyless payer)."""
+    key = calling_key(request)
+    return None if key is None else KeyLimits.of(key)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    headers: dict[str, str]
+    covered: bool  # within the plan's daily quota
+
+
+def admit(request: Request, *, model: str, client: Client) -> Admitted:
+    """The key's limits (403/402/429), then the plan's quota (429 daily_quota_exceeded beyond a `block` plan)."""
+    admission = key_admit(limits=limits_of(request), model=model)
+    coverage = plan_quota_take(client_id=client.pk, model=model)
+    return Admitted(headers=admission.headers, covered=coverage == Coverage.COVERED)
+
+
+def request_attach(*, request_ids: list[int], key: ApiKey | None, covered: bool = False) -> None:
+    """Record which key asked and whether the plan covers it (in the transaction that opened the rows, before a
+    worker can finish them)."""
+    if request_ids and (key is not None or covered):
+        InferenceRequest.objects.filter(pk__in=request_ids).update(api_key=key, plan_covered=covered)
+
+
+def request_finished(*, req: InferenceRequest, limits: KeyLimits | None) -> None:
+    """A finished request: a covered one's cost back from the platform; else its cost to the key's budget period.
+    Its tokens go to the key's tpm window either way."""
+    if req.plan_covered:
+        plan_usage_cover(
+            client_id=req.client_id, cost=req.cost, key=req.hold_key, ref=f"inference:{req.pk}", memo="covered by plan"
+        )
+        key_record_spend(limits=limits, cost=Decimal("0"), tokens=req.prompt_tokens + req.completion_tokens)
+    else:
+        key_record_spend(limits=limits, cost=req.cost, tokens=req.prompt_tokens + req.completion_tokens)
+
+
+def request_finished_by_id(*, request_id: int, was: Mapping[str, Any]) -> None:
+    """The worker's side: record a request this dispatch finished (`was`: its status before the dispatch ran)."""
+    req = InferenceRequest.objects.filter(pk=request_id).first()
+    if req is None or not req.is_finished or was.get("status") != InferenceStatus.QUEUED:
+        return
+    if req.api_key_id is not None or req.plan_covered:
+        limits = KeyLimits.load(req.api_key_id) if req.api_key_id is not None else None
+        request_finished(req=req, limits=limits)
