@@ -98,7 +98,10 @@ def seed(*, base_url: str, stub_url: str, models: list[str]) -> Seeded:
     call(base_url, "POST", "/api/v1/llm_models/heartbeat/", node_body, token=node["node_token"])
 
     client = _register_client(base_url, "bench-inference-client")
-    key = call(base_url, "POST", "/api/v1/client/keys/", {"name": "bench"}, token=client["user_token"])["key"]
+    # The key carries limits (API.md §12), so every request pays for their checks: an rpm far above any level the
+    # bench reaches (a Redis counter per request) and a monthly budget (the key's spend is checked and kept).
+    limits = {"name": "bench", "rpm": 1_000_000, "budget": "1000000", "budget_period": "month"}
+    key = call(base_url, "POST", "/api/v1/client/keys/", limits, token=client["user_token"])["key"]
     call(base_url, "POST", f"/api/v1/client/list/{client['id']}/credit/", {"amount": CREDIT, "memo": "bench"}, admin)
     listed = {m["id"] for m in call(base_url, "GET", "/v1/models", token=key)["data"]}
     if not set(models) <= listed:
