@@ -1,6 +1,7 @@
 """Shapes of the client resource (seed 004), its auth endpoints and its money."""
 
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.validators import UnicodeUsernameValidator
@@ -165,6 +166,13 @@ class ApiKeyIn(StrictInputMixin, serializers.Serializer):
     rpm = serializers.IntegerField(min_value=1, max_value=1_000_000, allow_null=True, required=False)
     tpm = serializers.IntegerField(min_value=1, max_value=1_000_000_000, allow_null=True, required=False)
     expires_at = serializers.DateTimeField(allow_null=True, required=False)
+
+    def to_internal_value(self, data: Any) -> Any:
+        # DRF reads an empty string as null for a nullable number; "no budget" is spelled null, never "".
+        if hasattr(data, "get") and data.get("budget") == "":
+            error = serializers.ErrorDetail("A decimal number, or null for no budget.", code="invalid")
+            raise serializers.ValidationError({"budget": [error]})
+        return super().to_internal_value(data)
 
     def validate_scopes(self, value: list[str]) -> list[str]:
         return sorted(set(value), key=KeyScope.values.index)

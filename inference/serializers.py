@@ -5,6 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clients.models import Client
@@ -120,6 +121,7 @@ class InferenceBatchOut(serializers.ModelSerializer):
 # --- Usage roll-ups (API.md §12; inference/usage_rollup.py) ------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}([T ].+)?$"})
 class _DateOrDateTimeField(serializers.Field):
     """An ISO date (`2026-12-06`) or datetime (`2026-12-06T10:00:00Z`), UTC when no offset is given."""
 
@@ -139,9 +141,13 @@ class _DateOrDateTimeField(serializers.Field):
         return str(value)
 
 
-class UsageQueryIn(StrictInputMixin, serializers.Serializer):
-    group_by = serializers.CharField(
-        required=False, default="day", help_text="day, key, model, or several joined by commas (day,model)."
+class UsageQueryIn(serializers.Serializer):
+    group_by = serializers.RegexField(
+        r"^(day|key|model)(,(day|key|model))*$",
+        max_length=32,
+        required=False,
+        default="day",
+        help_text="day, key, model, or several joined by commas (day,model).",
     )
     from_ = _DateOrDateTimeField(required=False)
     to = _DateOrDateTimeField(required=False)

@@ -1,7 +1,6 @@
 """`GET /api/v1/client/usage/` (API.md §12): the caller's requests summed by day, key and/or model."""
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,16 +14,13 @@ class UsageRollupView(APIView):
     key_scope = ""  # reading one's own usage needs no scope
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("group_by", str, description="day (default), key, model, or several: `day,model`."),
-            OpenApiParameter("from", OpenApiTypes.STR, description="ISO date or datetime (UTC), inclusive."),
-            OpenApiParameter("to", OpenApiTypes.STR, description="ISO datetime (exclusive) or date (inclusive)."),
-        ],
+        parameters=[UsageQueryIn],
         responses={200: UsageRowOut(many=True)},
         summary="Your usage summed by day, key or model",
     )
     def get(self, request: Request) -> Response:
-        query = UsageQueryIn(data=request.query_params)
+        # An empty value (`?to=`) means the parameter was not given, as everywhere in this API.
+        query = UsageQueryIn(data={k: v for k, v in request.query_params.items() if v != ""})
         query.is_valid(raise_exception=True)
         v = query.validated_data
         rows = usage_list_rollup(

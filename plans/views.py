@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from rest_framework.permissions import _SupportsHasPermission
 
 
+@extend_validation_errors(["unique"], field_name="name", actions=["create", "partial_update"])
 class PlanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Plans open to subscription (admins see retired ones too)."""
 
