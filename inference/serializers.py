@@ -129,10 +129,13 @@ class _DateOrDateTimeField(serializers.Field):
 
     def to_internal_value(self, data: object) -> date | datetime:
         text = str(data)
-        parsed_dt = parse_datetime(text) if "T" in text or " " in text else None
-        if parsed_dt is not None:
-            return parsed_dt if parsed_dt.tzinfo else parsed_dt.replace(tzinfo=UTC)
-        parsed = parse_date(text) if parsed_dt is None else None
+        try:  # Django's parsers raise ValueError for a well-formed impossible value (`0000-00-00`)
+            parsed_dt = parse_datetime(text) if "T" in text or " " in text else None
+            if parsed_dt is not None:
+                return parsed_dt if parsed_dt.tzinfo else parsed_dt.replace(tzinfo=UTC)
+            parsed = parse_date(text)
+        except ValueError:
+            parsed = None
         if parsed is None:
             self.fail("invalid")
         return parsed

@@ -79,7 +79,12 @@ def test_usage_span_and_combined_groups(api_client, user_client, node_on):
 
 
 def test_usage_bad_query_is_400_naming_it_and_anonymous_401(api_client, user_client):
-    for params, attr in [({"group_by": "week"}, "group_by"), ({"from": "yesterday"}, "from")]:
+    for params, attr in [
+        ({"group_by": "week"}, "group_by"),
+        ({"from": "yesterday"}, "from"),
+        ({"from": "0000-00-00"}, "from"),  # well-formed but no date (a 500 once: found by the fuzz run)
+        ({"to": "2026-02-30T10:00:00Z"}, "to"),
+    ]:
         r = api_client.get(URL, params, **bearer(user_client[1]))
         assert r.status_code == 400, (params, r.content)
         assert r.json()["errors"][0]["attr"] == attr
