@@ -37,3 +37,9 @@ class BadChatRequest(DomainError):
 
 class UpstreamRejected(DomainError):
     code = "upstream_rejected"
+
+
+class UsageQueryInvalid(DomainError):
+    """A `client/usage/` query value that is not a grouping or a date (the field in `attr`)."""
+
+    code = "invalid_usage_query"

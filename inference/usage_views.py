@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.permissions import request_client
+from inference.errors import UsageQueryInvalid
 from inference.serializers import UsageQueryIn, UsageRowOut
 from inference.usage_rollup import span_end, span_start, usage_list_rollup
 
@@ -21,7 +22,9 @@ class UsageRollupView(APIView):
     def get(self, request: Request) -> Response:
         # An empty value (`?to=`) means the parameter was not given, as everywhere in this API.
         query = UsageQueryIn(data={k: v for k, v in request.query_params.items() if v != ""})
-        query.is_valid(raise_exception=True)
+        if not query.is_valid():  # one 400 naming the first bad parameter, in the shape the schema documents
+            attr, messages = next(iter(query.errors.items()))
+            raise UsageQueryInvalid(str(messages[0]), attr=attr)
         v = query.validated_data
         rows = usage_list_rollup(
             client=request_client(request),
