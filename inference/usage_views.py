@@ -23,8 +23,9 @@ class UsageRollupView(APIView):
         # An empty value (`?to=`) means the parameter was not given, as everywhere in this API.
         query = UsageQueryIn(data={k: v for k, v in request.query_params.items() if v != ""})
         if not query.is_valid():  # one 400 naming the first bad parameter, in the shape the schema documents
-            attr, messages = next(iter(query.errors.items()))
-            raise UsageQueryInvalid(str(messages[0]), attr=attr)
+            name, messages = next(iter(query.errors.items()))
+            # Named in the detail: a query parameter is not a body field, and this answer is a plain client_error.
+            raise UsageQueryInvalid(f"`{name}`: {messages[0]}")
         v = query.validated_data
         rows = usage_list_rollup(
             client=request_client(request),

@@ -87,7 +87,8 @@ def test_usage_bad_query_is_400_naming_it_and_anonymous_401(api_client, user_cli
     ]:
         r = api_client.get(URL, params, **bearer(user_client[1]))
         assert r.status_code == 400, (params, r.content)
-        assert r.json()["errors"][0]["attr"] == attr
+        error = r.json()["errors"][0]
+        assert error["code"] == "invalid_usage_query" and error["detail"].startswith(f"`{attr}`: ")
     # Unknown query parameters are ignored and empty ones mean "not given", as on every list of this API.
     assert api_client.get(URL, {"x": "1", "to": ""}, **bearer(user_client[1])).status_code == 200
     assert api_client.get(URL).status_code == 401
