@@ -177,7 +177,7 @@ class CommandOutcomeIn(StrictTypesMixin, serializers.Serializer):
 
 
 class CommandResultIn(StrictTypesMixin, serializers.Serializer):
-    id = serializers.IntegerField(min_value=1)
+    id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)  # no id is larger (SQLite cannot even compare)
     # `running`: an intermediate report; the command stays open until succeeded, failed or unsupported.
     status = serializers.ChoiceField(choices=["running", "succeeded", "failed", "unsupported"])
     output = serializers.CharField(max_length=8192, required=False, allow_blank=True)
