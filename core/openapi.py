@@ -311,6 +311,10 @@ class AutoSchema(StandardAutoSchema):
             prop = schema.get("properties", {}).get(field.field_name)
             if isinstance(field, serializers.CharField) and prop and "$ref" not in prop:
                 _refine_string(field, prop)
+            elif isinstance(field, serializers.ListField) and isinstance(field.child, serializers.CharField) and prop:
+                items = prop.get("items", {})
+                if "$ref" not in items:
+                    _refine_string(field.child, items)
         if isinstance(serializer, StrictInputMixin):
             schema["additionalProperties"] = False
         return schema
