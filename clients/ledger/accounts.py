@@ -51,12 +51,16 @@ def _split_lines(total: Decimal, *, operator_id: int | None, kind: str, ref: str
     ]
 
 
+def _move(
+    source: LedgerAccount, destination: LedgerAccount, amount: Decimal, kind: str, ref: str | None
+) -> list[_Line]:
+    """The two lines of `amount` moved from `source` to `destination` (the source's line first)."""
+    return [_Line(source, -amount, kind, ref), _Line(destination, amount, kind, ref)]
+
+
 def _give_back(hold: Hold, amount: Decimal, *, kind: str = LedgerEntryKind.RELEASE) -> list[_Line]:
     """Lines moving `amount` of a hold from escrow back to its client's account."""
-    return [
-        _Line(_system_account(LedgerAccountKind.ESCROW), -amount, kind, hold.ref),
-        _Line(_client_account(hold.client_id), amount, kind, hold.ref),
-    ]
+    return _move(_system_account(LedgerAccountKind.ESCROW), _client_account(hold.client_id), amount, kind, hold.ref)
 
 
 EXTERNAL_ACCOUNTS = (LedgerAccountKind.STRIPE_CLEARING, LedgerAccountKind.X402_CLEARING, LedgerAccountKind.PAYOUTS)

@@ -7,9 +7,9 @@ from django.db import transaction
 
 from clients.choices import LedgerAccountKind, LedgerEntryKind, LedgerTransactionKind
 from clients.errors import InsufficientFunds
-from clients.ledger.accounts import _client_account, _Line, _lock_clients, _system_account
+from clients.ledger.accounts import _client_account, _lock_clients, _move, _system_account
 from clients.ledger.arguments import PLATFORM_KINDS, _exact, _fingerprint, _key, _kind, _ref, _transaction_kind
-from clients.ledger.postings import _post, _posted
+from clients.ledger.postings import _post, _post_to_client, _posted
 from clients.models import LedgerTransaction
 
 
@@ -23,19 +23,16 @@ def credit(
     kind, ref = _kind(kind), _ref(ref)
     txn_key = f"{LedgerTransactionKind.CREDIT}:{_key(key)}"
     fingerprint = _fingerprint(client_id, amount, kind, ref)
-    _lock_clients(client_id)  # a concurrent retry waits here, then finds the first one's transaction
-    existing = _posted(txn_key, fingerprint)
-    if existing is not None:
-        return existing
-    return _post(
+    return _post_to_client(
+        client_id=client_id,
         key=txn_key,
         kind=LedgerTransactionKind.CREDIT,
         memo=memo,
         fingerprint=fingerprint,
-        lines=[
-            _Line(_system_account(LedgerAccountKind.FUNDING), -amount, kind, ref),
-            _Line(_client_account(client_id), amount, kind, ref),
-        ],
+        source=_system_account(LedgerAccountKind.FUNDING),
+        amount=amount,
+        line_kind=kind,
+        ref=ref,
     )
 
 
@@ -61,10 +58,7 @@ def charge(
         kind=txn_kind,
         memo=memo,
         fingerprint=fingerprint,
-        lines=[
-            _Line(_client_account(client_id), -amount, kind, ref),
-            _Line(_system_account(LedgerAccountKind.PLATFORM), amount, kind, ref),
-        ],
+        lines=_move(_client_account(client_id), _system_account(LedgerAccountKind.PLATFORM), amount, kind, ref),
     )
 
 
@@ -79,17 +73,14 @@ def platform_cover(
     txn_kind, ref = _transaction_kind(kind, PLATFORM_KINDS, what="a kind the platform charges or pays"), _ref(ref)
     txn_key = f"{txn_kind}:{_key(key)}"
     fingerprint = _fingerprint(client_id, amount, kind, ref)
-    _lock_clients(client_id)
-    existing = _posted(txn_key, fingerprint)
-    if existing is not None:
-        return existing
-    return _post(
+    return _post_to_client(
+        client_id=client_id,
         key=txn_key,
         kind=txn_kind,
         memo=memo,
         fingerprint=fingerprint,
-        lines=[
-            _Line(_system_account(LedgerAccountKind.PLATFORM), -amount, kind, ref),
-            _Line(_client_account(client_id), amount, kind, ref),
-        ],
+        source=_system_account(LedgerAccountKind.PLATFORM),
+        amount=amount,
+        line_kind=kind,
+        ref=ref,
     )

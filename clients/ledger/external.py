@@ -10,9 +10,9 @@ from django.db import transaction
 
 from clients.choices import HoldStatus
 from clients.errors import HoldClosed
-from clients.ledger.accounts import _client_account, _external, _give_back, _Line, _lock_clients
+from clients.ledger.accounts import _client_account, _external, _give_back, _lock_clients, _move
 from clients.ledger.arguments import OUTSIDE_KINDS, _exact, _fingerprint, _key, _ref, _transaction_kind
-from clients.ledger.postings import _close, _locked_hold, _post, _posted
+from clients.ledger.postings import _close, _locked_hold, _post, _post_to_client, _posted
 from clients.models import LedgerTransaction
 
 
@@ -29,16 +29,16 @@ def deposit(
     ref, source_account = _ref(ref), _external(source)
     txn_key = f"{txn_kind}:{_key(key)}"
     fingerprint = _fingerprint(client_id, amount, kind, ref, source)
-    _lock_clients(client_id)  # a concurrent retry waits here, then finds the first one's transaction
-    existing = _posted(txn_key, fingerprint)
-    if existing is not None:
-        return existing
-    return _post(
+    return _post_to_client(
+        client_id=client_id,
         key=txn_key,
         kind=txn_kind,
         memo=memo,
         fingerprint=fingerprint,
-        lines=[_Line(source_account, -amount, kind, ref), _Line(_client_account(client_id), amount, kind, ref)],
+        source=source_account,
+        amount=amount,
+        line_kind=kind,
+        ref=ref,
     )
 
 
@@ -65,7 +65,7 @@ def withdraw(
         kind=txn_kind,
         memo=memo,
         fingerprint=fingerprint,
-        lines=[_Line(_client_account(client_id), -taken, kind, ref), _Line(destination_account, taken, kind, ref)],
+        lines=_move(_client_account(client_id), destination_account, taken, kind, ref),
     )
 
 
@@ -103,8 +103,7 @@ def hold_pay_out(
             fingerprint=fingerprint,
             lines=[
                 *_give_back(hold, still_held),
-                _Line(_client_account(hold.client_id), -still_held, kind, ref),
-                _Line(destination_account, still_held, kind, ref),
+                *_move(_client_account(hold.client_id), destination_account, still_held, kind, ref),
             ],
             hold=hold,
         )

@@ -7,7 +7,7 @@ from django.db.models import F
 
 from clients.choices import HoldStatus, LedgerAccountKind, LedgerEntryKind, LedgerTransactionKind
 from clients.errors import HoldClosed, InsufficientFunds, LedgerKeyReused
-from clients.ledger.accounts import _client_account, _give_back, _Line, _lock_clients, _system_account
+from clients.ledger.accounts import _client_account, _give_back, _lock_clients, _move, _system_account
 from clients.ledger.arguments import _exact, _fingerprint, _key, _kind, _ref, _rounded
 from clients.ledger.postings import _close, _locked_hold, _post, _posted
 from clients.models import Hold, LedgerTransaction
@@ -49,10 +49,7 @@ def hold_place(
         kind=LedgerTransactionKind.HOLD,
         memo=memo,
         fingerprint=fingerprint,
-        lines=[
-            _Line(_client_account(client_id), -amount, kind, ref),
-            _Line(_system_account(LedgerAccountKind.ESCROW), amount, kind, ref),
-        ],
+        lines=_move(_client_account(client_id), _system_account(LedgerAccountKind.ESCROW), amount, kind, ref),
         hold=hold,
     )
     return hold
@@ -75,15 +72,7 @@ def hold_reduce(*, key: str, to: Decimal, memo: str = "") -> LedgerTransaction |
     new_amount = max(to, hold.consumed)
     if new_amount >= hold.amount or new_amount == 0:
         return None  # nothing to give back, or everything: hold_release closes it
-    _lock_clients(hold.client_id)
-    txn = _post(
-        key=txn_key,
-        kind=LedgerTransactionKind.RELEASE,
-        memo=memo,
-        fingerprint=fingerprint,
-        lines=_give_back(hold, hold.amount - new_amount),
-        hold=hold,
-    )
+    txn = _post_release(hold, hold.amount - new_amount, key=txn_key, memo=memo, fingerprint=fingerprint)
     Hold.objects.filter(pk=hold.pk).update(amount=new_amount)
     return txn
 
@@ -108,17 +97,22 @@ def hold_release(*, key: str, memo: str = "") -> LedgerTransaction | None:
     still_held = hold.amount - hold.consumed
     txn = None
     if still_held:
-        _lock_clients(hold.client_id)
-        txn = _post(
-            key=txn_key,
-            kind=LedgerTransactionKind.RELEASE,
-            memo=memo,
-            fingerprint=fingerprint,
-            lines=_give_back(hold, still_held),
-            hold=hold,
-        )
+        txn = _post_release(hold, still_held, key=txn_key, memo=memo, fingerprint=fingerprint)
     _close(hold, HoldStatus.RELEASED)
     return txn
+
+
+def _post_release(hold: Hold, amount: Decimal, *, key: str, memo: str, fingerprint: str) -> LedgerTransaction:
+    """Give `amount` of the hold back to its client (the client's row locked here): one `release` transaction."""
+    _lock_clients(hold.client_id)
+    return _post(
+        key=key,
+        kind=LedgerTransactionKind.RELEASE,
+        memo=memo,
+        fingerprint=fingerprint,
+        lines=_give_back(hold, amount),
+        hold=hold,
+    )
 
 
 @transaction.atomic
@@ -146,10 +140,9 @@ def hold_top_up(*, key: str, amount: Decimal, top_up_key: str, memo: str = "") -
         kind=LedgerTransactionKind.HOLD,
         memo=memo,
         fingerprint=fingerprint,
-        lines=[
-            _Line(_client_account(hold.client_id), -amount, hold.kind, hold.ref),
-            _Line(_system_account(LedgerAccountKind.ESCROW), amount, hold.kind, hold.ref),
-        ],
+        lines=_move(
+            _client_account(hold.client_id), _system_account(LedgerAccountKind.ESCROW), amount, hold.kind, hold.ref
+        ),
         hold=hold,
     )
     Hold.objects.filter(pk=hold.pk).update(amount=F("amount") + amount)

@@ -7,9 +7,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from clients.errors import HoldNotFound, LedgerKeyReused
-from clients.ledger.accounts import _Line
+from clients.ledger.accounts import _client_account, _Line, _lock_clients, _move
 from clients.ledger.arguments import _key
-from clients.models import Client, Hold, LedgerEntry, LedgerTransaction
+from clients.models import Client, Hold, LedgerAccount, LedgerEntry, LedgerTransaction
 
 
 def _post(
@@ -58,3 +58,21 @@ def _close(hold: Hold, status: str) -> None:
     hold.status = status
     hold.settled_at = timezone.now()
     hold.save(update_fields=["status", "settled_at"])
+
+
+def _post_to_client(
+    *, client_id: int, key: str, kind: str, memo: str, fingerprint: str, source: LedgerAccount, amount: Decimal,
+    line_kind: str, ref: str | None,
+) -> LedgerTransaction:  # fmt: skip
+    """Move `amount` from `source` to the client's account under `key`, once: a retry gets the first posting."""
+    _lock_clients(client_id)  # a concurrent retry waits here, then finds the first one's transaction
+    existing = _posted(key, fingerprint)
+    if existing is not None:
+        return existing
+    return _post(
+        key=key,
+        kind=kind,
+        memo=memo,
+        fingerprint=fingerprint,
+        lines=_move(source, _client_account(client_id), amount, line_kind, ref),
+    )

@@ -14,54 +14,31 @@ from config.settings.operations import LEDGER_RECONCILE_INTERVAL_S
 from config.settings.plans import PLANS_RENEW_INTERVAL_S
 from config.settings.training import TRAINING_SWEEP_INTERVAL_S
 
+
+def _every(task: str, *, seconds: float) -> dict[str, object]:
+    """A beat entry: run the task named `task` every `seconds`."""
+    return {"task": task, "schedule": timedelta(seconds=seconds)}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "node-mark-stale-offline": {
-        "task": "llm_models.tasks.node_mark_stale_offline",
-        "schedule": timedelta(seconds=NODE_SWEEP_INTERVAL_S),
-    },
-    "node-metrics-prune": {
-        "task": "llm_models.tasks.node_metrics_prune",
-        "schedule": timedelta(hours=1),
-    },
-    "rentals-complete-ended": {
-        "task": "rentals.tasks.rentals_complete_ended",
-        "schedule": timedelta(seconds=NODE_SWEEP_INTERVAL_S),
-    },
-    "idempotency-record-prune": {
-        "task": "core.tasks.idempotency_record_prune",
-        "schedule": timedelta(hours=1),
-    },
-    "ledger-reconcile": {
-        "task": "console.tasks.ledger_reconcile",
-        "schedule": timedelta(seconds=LEDGER_RECONCILE_INTERVAL_S),
-    },
-    "inference-requeue-stuck": {
-        "task": "inference.tasks.inference_requeue_stuck",
-        "schedule": timedelta(seconds=INFERENCE_SWEEP_INTERVAL_S),
-    },
+    "node-mark-stale-offline": _every("llm_models.tasks.node_mark_stale_offline", seconds=NODE_SWEEP_INTERVAL_S),
+    "node-metrics-prune": _every("llm_models.tasks.node_metrics_prune", seconds=3600),
+    "rentals-complete-ended": _every("rentals.tasks.rentals_complete_ended", seconds=NODE_SWEEP_INTERVAL_S),
+    "idempotency-record-prune": _every("core.tasks.idempotency_record_prune", seconds=3600),
+    "ledger-reconcile": _every("console.tasks.ledger_reconcile", seconds=LEDGER_RECONCILE_INTERVAL_S),
+    "inference-requeue-stuck": _every("inference.tasks.inference_requeue_stuck", seconds=INFERENCE_SWEEP_INTERVAL_S),
 }
 
 # The drain and the stale-lease sweep run only where the lean path can be on (PostgreSQL and a journal): on
 # `make run`'s defaults there is nothing to drain, and a task a second would only fill the worker's log.
 if INFERENCE_LEAN_PATH and USAGE_JOURNAL_URL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    CELERY_BEAT_SCHEDULE["inference-usage-drain"] = {
-        "task": "inference.tasks.inference_usage_drain",
-        "schedule": timedelta(seconds=USAGE_DRAIN_INTERVAL_S),
-    }
-    CELERY_BEAT_SCHEDULE["inference-leases-release-stale"] = {
-        "task": "inference.tasks.inference_leases_release_stale",
-        "schedule": timedelta(seconds=60),
-    }
+    CELERY_BEAT_SCHEDULE["inference-usage-drain"] = _every(
+        "inference.tasks.inference_usage_drain", seconds=USAGE_DRAIN_INTERVAL_S
+    )
+    CELERY_BEAT_SCHEDULE["inference-leases-release-stale"] = _every(
+        "inference.tasks.inference_leases_release_stale", seconds=60
+    )
 
-CELERY_BEAT_SCHEDULE["plans-renew-due"] = {
-    "task": "plans.tasks.plans_renew_due",
-    "schedule": timedelta(seconds=PLANS_RENEW_INTERVAL_S),
-}
-CELERY_BEAT_SCHEDULE["rentals-payg-charge"] = {
-    "task": "rentals.tasks.rentals_payg_charge",
-    "schedule": timedelta(seconds=60),
-}
-CELERY_BEAT_SCHEDULE["training-sweep"] = {
-    "task": "training.tasks.training_sweep",
-    "schedule": timedelta(seconds=TRAINING_SWEEP_INTERVAL_S),
-}
+CELERY_BEAT_SCHEDULE["plans-renew-due"] = _every("plans.tasks.plans_renew_due", seconds=PLANS_RENEW_INTERVAL_S)
+CELERY_BEAT_SCHEDULE["rentals-payg-charge"] = _every("rentals.tasks.rentals_payg_charge", seconds=60)
+CELERY_BEAT_SCHEDULE["training-sweep"] = _every("training.tasks.training_sweep", seconds=TRAINING_SWEEP_INTERVAL_S)
