@@ -7,10 +7,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 
 from clients.models import Client
-from training.errors import (
-    InvalidTrainingFile,
-    TrainingFileTooLarge,
-)
+from training.errors import InvalidTrainingFile, TrainingFileTooLarge
 from training.models import TrainingFile
 
 

@@ -15,11 +15,7 @@ from llm_models.selectors import node_training_q
 from llm_models.services import node_command_queue
 from training import billing
 from training.choices import OPEN_TRAINING_STATUSES, TrainingStatus
-from training.errors import (
-    NoTrainingNodes,
-    TrainingJobNotCancellable,
-    TrainingNodeUnavailable,
-)
+from training.errors import NoTrainingNodes, TrainingJobNotCancellable, TrainingNodeUnavailable
 from training.models import TrainingEvent, TrainingFile, TrainingJob
 from training.services.placement import _highest_training_price, trainable_nodes
 
