@@ -18,7 +18,7 @@ $(BIN)/python:
 
 # `make run` installs what the service needs (requirements.txt); the other targets add the test and lint tools.
 RUN_STAMP := $(VENV)/.installed-run
-# Where `make run`'s defaults keep the SQLite database and the filesystem broker (config/settings/base.py).
+# Where `make run`'s defaults keep the SQLite database and the filesystem broker (config/settings/environment.py).
 DATA_DIR ?= .data
 
 $(RUN_STAMP): requirements.txt | $(BIN)/python

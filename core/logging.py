@@ -1,6 +1,6 @@
 """Log lines that carry the request id, as text or as one JSON object per line (LOG_FORMAT=json; docs/API.md §16).
 
-config/settings/base.py's LOGGING puts both on the console handler."""
+config/settings/operations.py's LOGGING puts both on the console handler."""
 
 import json
 import logging

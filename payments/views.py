@@ -1,5 +1,8 @@
 """Money in and out (docs/API.md §15): card top-ups, the Stripe webhook, provider payouts."""
 
+from collections.abc import Callable
+
+from django.db.models import Model
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -7,6 +10,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from clients.permissions import IsAdmin, IsApprovedProvider, request_client
@@ -24,6 +28,20 @@ from payments.serializers import (
     TopUpIn,
     TopUpOut,
 )
+
+
+def _create_once(
+    request: Request, *, data_class: type[Serializer], create: Callable[..., Model], out_class: type[Serializer]
+) -> Response:
+    """Create the caller's row for the body's `amount` (`create(client=, amount=)`), once per Idempotency-Key: 201."""
+
+    def run(ref: str) -> Response:
+        data = data_class(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = create(client=request_client(request), amount=data.validated_data["amount"])
+        return Response(out_class(row).data, status=status.HTTP_201_CREATED)
+
+    return with_idempotency(request, run)
 
 
 class TopUpViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -48,13 +66,7 @@ class TopUpViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         summary="Top up by card: a Stripe Checkout Session to pay",
     )
     def create(self, request: Request) -> Response:
-        def open_checkout(ref: str) -> Response:
-            data = TopUpIn(data=request.data)
-            data.is_valid(raise_exception=True)
-            topup = services.topup_create(client=request_client(request), amount=data.validated_data["amount"])
-            return Response(TopUpOut(topup).data, status=status.HTTP_201_CREATED)
-
-        return with_idempotency(request, open_checkout)
+        return _create_once(request, data_class=TopUpIn, create=services.topup_create, out_class=TopUpOut)
 
 
 class _RawBodyParser(BaseParser):
@@ -123,30 +135,23 @@ class PayoutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         summary="Ask to be paid out (approved providers)",
     )
     def create(self, request: Request) -> Response:
-        def ask(ref: str) -> Response:
-            data = PayoutIn(data=request.data)
-            data.is_valid(raise_exception=True)
-            payout = services.payout_request(client=request_client(request), amount=data.validated_data["amount"])
-            return Response(PayoutOut(payout).data, status=status.HTTP_201_CREATED)
-
-        return with_idempotency(request, ask)
+        return _create_once(request, data_class=PayoutIn, create=services.payout_request, out_class=PayoutOut)
 
     @extend_schema(request=PayoutDecisionIn, responses={200: PayoutOut}, summary="Mark a payout paid (admin)")
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
-        data = PayoutDecisionIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        payout = services.payout_approve(
-            payout_id=self.get_object().pk, admin=request_client(request), reference=data.validated_data["reference"]
-        )
-        return Response(PayoutOut(payout).data)
+        return self._decide(request, data_class=PayoutDecisionIn, decide=services.payout_approve)
 
     @extend_schema(request=PayoutRejectIn, responses={200: PayoutOut}, summary="Reject a payout (admin)")
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
-        data = PayoutRejectIn(data=request.data)
+        return self._decide(request, data_class=PayoutRejectIn, decide=services.payout_reject)
+
+    def _decide(self, request: Request, *, data_class: type[Serializer], decide: Callable[..., Payout]) -> Response:
+        """An admin's decision on this payout: `decide(payout_id=, admin=, reference=)` with the body's reference."""
+        data = data_class(data=request.data)
         data.is_valid(raise_exception=True)
-        payout = services.payout_reject(
+        payout = decide(
             payout_id=self.get_object().pk, admin=request_client(request), reference=data.validated_data["reference"]
         )
         return Response(PayoutOut(payout).data)

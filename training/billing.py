@@ -11,9 +11,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from clients import ledger
 from clients.choices import LedgerEntryKind
+from clients.ledger import Q6
 from clients.models import Client
-
-Q6 = Decimal("0.000001")
 
 
 def hold_amount(*, price_per_hour: Decimal, max_hours: int) -> Decimal:

@@ -1,4 +1,4 @@
-"""Logging: each record is written once, through the root handler (config/settings/base.py LOGGING)."""
+"""Logging: each record is written once, through the root handler (config/settings/operations.py LOGGING)."""
 
 import logging
 

@@ -9,60 +9,12 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from tests.support.stub_server import StubHandler, StubServer
 
 
-class StubFacilitator:
-    def __init__(self) -> None:
-        self.valid = True
-        self.invalid_reason = "invalid_exact_evm_payload_signature"
-        self.settles = True
-        self.received: list[tuple[str, dict]] = []  # (path, body)
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> StubFacilitator:
-        stub = self
-
-        class Handler(_Handler):
-            owner = stub
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="stub-facilitator", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def calls(self, path: str) -> list[dict]:
-        with self._lock:
-            return [body for p, body in self.received if p == path]
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StubHandler):
     owner: StubFacilitator
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -72,19 +24,38 @@ class _Handler(BaseHTTPRequestHandler):
         payer = body["paymentPayload"]["payload"]["authorization"]["from"]
         if self.path == "/verify":
             if self.owner.valid:
-                self._send(200, {"isValid": True, "payer": payer})
+                self.send_json(200, {"isValid": True, "payer": payer})
             else:
-                self._send(200, {"isValid": False, "invalidReason": self.owner.invalid_reason, "payer": payer})
+                self.send_json(200, {"isValid": False, "invalidReason": self.owner.invalid_reason, "payer": payer})
         elif self.path == "/settle":
             network = body["paymentRequirements"]["network"]
             if self.owner.settles:
                 tx = "0x" + secrets.token_hex(32)
-                self._send(200, {"success": True, "transaction": tx, "network": network, "payer": payer})
+                self.send_json(200, {"success": True, "transaction": tx, "network": network, "payer": payer})
             else:
-                self._send(200, {"success": False, "errorReason": "insufficient_funds", "transaction": "",
-                                 "network": network, "payer": payer})  # fmt: skip
+                self.send_json(200, {"success": False, "errorReason": "insufficient_funds", "transaction": "",
+                                    "network": network, "payer": payer})  # fmt: skip
         else:
-            self._send(404, {"error": "not found"})
+            self.send_json(404, {"error": "not found"})
+
+
+class StubFacilitator(StubServer):
+    handler = _Handler
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.valid = True
+        self.invalid_reason = "invalid_exact_evm_payload_signature"
+        self.settles = True
+        self.received: list[tuple[str, dict]] = []  # (path, body)
+
+    @property
+    def url(self) -> str:
+        return self.origin
+
+    def calls(self, path: str) -> list[dict]:
+        with self._lock:
+            return [body for p, body in self.received if p == path]
 
 
 def payment_header(

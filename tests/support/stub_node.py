@@ -16,8 +16,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from tests.support.stub_server import StubHandler, StubServer
 
 
 @dataclass
@@ -46,79 +46,8 @@ class StubBehaviour:
     gate: threading.Event | None = None  # if set, chat requests wait for it (after being recorded) before answering
 
 
-class StubNode:
-    """Start with `StubNode().start()`; `base_url` ends in /v1 like a real node's `endpoint_url`."""
-
-    def __init__(self, name: str = "stub") -> None:
-        self.name = name
-        self.behaviour = StubBehaviour()
-        self.requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    # --- lifecycle ---------------------------------------------------------------------------------------
-
-    def start(self) -> StubNode:
-        node = self
-
-        class Handler(_Handler):
-            stub = node
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 128  # tests open dozens of connections at once
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"stub-node-{self.name}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    # --- what tests read ---------------------------------------------------------------------------------
-
-    @property
-    def chat_requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return [r for r in self.requests if r.path.endswith("/chat/completions")]
-
-    def record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self.requests.append(request)
-
-    def pieces(self) -> list[str]:
-        """The answer split into the pieces streamed one per chunk (words with their following space)."""
-        words = self.behaviour.answer.split(" ")
-        return [p for p in [w + " " for w in words[:-1]] + words[-1:] if p]
-
-    def slow_steady(self, seconds: int) -> None:
-        """Answer with `seconds + 1` tokens, the first at once and then one a second: a slow but steady stream."""
-        self.behaviour.answer = " ".join(f"t{i}" for i in range(seconds + 1))
-        self.behaviour.chunk_delay_s = 1.0
-
-    def sleep(self, seconds: float) -> bool:
-        """Sleep unless the server is stopping; True if it is."""
-        return self._stopping.wait(seconds) if seconds > 0 else self._stopping.is_set()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    stub: StubNode
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+class _Handler(StubHandler):
+    owner: StubNode
 
     def _read_body(self) -> dict | None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -128,43 +57,35 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return None
 
-    def _send_json(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
-        self.stub.record(RecordedRequest("GET", self.path, dict(self.headers.items()), None))
+        self.owner.record(RecordedRequest("GET", self.path, dict(self.headers.items()), None))
         if self.path.rstrip("/") != "/v1/models":
-            self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            self.send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
-        models = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in self.stub.behaviour.models]
-        self._send_json(200, {"object": "list", "data": models})
+        models = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in self.owner.behaviour.models]
+        self.send_json(200, {"object": "list", "data": models})
 
     def do_POST(self) -> None:
         body = self._read_body()
-        self.stub.record(RecordedRequest("POST", self.path, dict(self.headers.items()), body))
-        b = self.stub.behaviour
+        self.owner.record(RecordedRequest("POST", self.path, dict(self.headers.items()), body))
+        b = self.owner.behaviour
         if self.path.rstrip("/") != "/v1/chat/completions":
-            self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            self.send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
         if b.hang:
-            self.stub.sleep(3600)
+            self.owner.sleep(3600)
             return
         if b.gate is not None:
             b.gate.wait(timeout=60)
-        if self.stub.sleep(b.first_byte_delay_s):
+        if self.owner.sleep(b.first_byte_delay_s):
             return
         if b.status != 200:
-            self._send_json(b.status, {"error": {"message": "stub failure", "type": "server_error"}})
+            self.send_json(b.status, {"error": {"message": "stub failure", "type": "server_error"}})
             return
         body = body or {}
         prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []) if isinstance(m, dict))
         prompt_tokens = b.prompt_tokens if b.prompt_tokens is not None else max(1, prompt_chars // 4)
-        pieces = self.stub.pieces()
+        pieces = self.owner.pieces()
         completion_tokens = b.completion_tokens if b.completion_tokens is not None else len(pieces)
         usage: dict | None = {
             "prompt_tokens": prompt_tokens,
@@ -192,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
             if usage is not None:
                 payload["usage"] = usage
-            self._send_json(200, payload)
+            self.send_json(200, payload)
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -203,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(f"data: {text}\n\n".encode())
 
     def _stream(self, model: str, pieces: list[str], usage: dict | None, *, include_usage: bool) -> None:
-        b = self.stub.behaviour
+        b = self.owner.behaviour
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -211,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if b.hang_after_headers:
             self.wfile.flush()
-            self.stub.sleep(3600)
+            self.owner.sleep(3600)
             return
         base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
         try:
@@ -222,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
-                if i and self.stub.sleep(b.chunk_delay_s):
+                if i and self.owner.sleep(b.chunk_delay_s):
                     return
                 self._event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
             self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
@@ -232,4 +153,57 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             # The marketplace hung up (its client went away): note it, as a real server would stop generating.
-            self.stub.record(RecordedRequest("DISCONNECT", self.path, {}, None))
+            self.owner.record(RecordedRequest("DISCONNECT", self.path, {}, None))
+
+
+class StubNode(StubServer):
+    """Start with `StubNode().start()`; `base_url` ends in /v1 like a real node's `endpoint_url`."""
+
+    handler = _Handler
+    request_queue_size = 128  # tests open dozens of connections at once
+
+    def __init__(self, name: str = "stub") -> None:
+        super().__init__()
+        self.name = name
+        self.behaviour = StubBehaviour()
+        self.requests: list[RecordedRequest] = []
+        self._stopping = threading.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    @property
+    def thread_name(self) -> str:
+        return f"stub-node-{self.name}"
+
+    def stop(self) -> None:
+        self._stopping.set()
+        super().stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/v1"
+
+    # --- what tests read ---------------------------------------------------------------------------------
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def pieces(self) -> list[str]:
+        """The answer split into the pieces streamed one per chunk (words with their following space)."""
+        words = self.behaviour.answer.split(" ")
+        return [p for p in [w + " " for w in words[:-1]] + words[-1:] if p]
+
+    def slow_steady(self, seconds: int) -> None:
+        """Answer with `seconds + 1` tokens, the first at once and then one a second: a slow but steady stream."""
+        self.behaviour.answer = " ".join(f"t{i}" for i in range(seconds + 1))
+        self.behaviour.chunk_delay_s = 1.0
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless the server is stopping; True if it is."""
+        return self._stopping.wait(seconds) if seconds > 0 else self._stopping.is_set()

@@ -12,12 +12,12 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+from tests.support.stub_server import StubHandler, StubServer
 
 
 @dataclass
@@ -28,34 +28,41 @@ class StripeRequest:
     form: dict[str, str]  # the flattened form fields, as sent: "line_items[0][quantity]" -> "1"
 
 
-class StubStripe:
+class _Handler(StubHandler):
+    owner: StubStripe
+
+    def _send(self, status: int, payload: dict) -> None:
+        self.send_json(status, payload, headers={"Request-Id": "req_" + secrets.token_hex(7)})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
+        with self.owner._lock:
+            self.owner.requests.append(StripeRequest("POST", self.path, dict(self.headers.items()), form))
+        if not self.headers.get("Authorization", "").startswith("Bearer sk_"):
+            self._send(401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}})
+            return
+        if self.owner.fail_with is not None:
+            self._send(*self.owner.fail_with)
+            return
+        if self.path != "/v1/checkout/sessions":
+            self._send(404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized URL {self.path}"}})
+            return
+        self._send(200, self.owner.create_session(form))
+
+
+class StubStripe(StubServer):
+    handler = _Handler
+
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[StripeRequest] = []
         self.sessions: dict[str, dict[str, Any]] = {}
         self.fail_with: tuple[int, dict] | None = None  # (status, error body) to answer instead
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> StubStripe:
-        stub = self
-
-        class Handler(_Handler):
-            owner = stub
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="stub-stripe", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.origin
 
     def create_session(self, form: dict[str, str]) -> dict[str, Any]:
         session_id = "cs_test_" + secrets.token_hex(24)
@@ -86,39 +93,6 @@ class StubStripe:
         with self._lock:
             self.sessions[session_id] = session
         return session
-
-
-class _Handler(BaseHTTPRequestHandler):
-    owner: StubStripe
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Request-Id", "req_" + secrets.token_hex(7))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        form = dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
-        with self.owner._lock:
-            self.owner.requests.append(StripeRequest("POST", self.path, dict(self.headers.items()), form))
-        if not self.headers.get("Authorization", "").startswith("Bearer sk_"):
-            self._send(401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}})
-            return
-        if self.owner.fail_with is not None:
-            self._send(*self.owner.fail_with)
-            return
-        if self.path != "/v1/checkout/sessions":
-            self._send(404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized URL {self.path}"}})
-            return
-        self._send(200, self.owner.create_session(form))
 
 
 def sign(payload: str, secret: str, *, timestamp: int | None = None) -> str:

@@ -1,0 +1,16 @@
+"""Instances: pay-as-you-go rentals (docs/API.md §14, §8)."""
+
+from decimal import Decimal
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings.environment import env
+
+# A pay-as-you-go rental holds this many hours of its price (a decimal, at least 2 minutes); each minute the started
+# minute is charged from the hold and the hold is topped back up; when it cannot be, the rental ends.
+try:
+    RENTAL_PAYG_HOLD_HOURS = Decimal(env("RENTAL_PAYG_HOLD_HOURS", default="1"))
+except ArithmeticError:
+    RENTAL_PAYG_HOLD_HOURS = Decimal("NaN")
+if not RENTAL_PAYG_HOLD_HOURS.is_finite() or RENTAL_PAYG_HOLD_HOURS * 60 < 2:
+    raise ImproperlyConfigured("RENTAL_PAYG_HOLD_HOURS must be a number of hours of at least 2 minutes (0.034).")
