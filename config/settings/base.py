@@ -447,6 +447,14 @@ if INFERENCE_LEAN_PATH and USAGE_JOURNAL_URL and DATABASES["default"]["ENGINE"] 
 # The per-minute rpm/tpm counters of API keys live in this Redis (by default the usage journal's); empty: in the
 # database (the embedded default).
 KEY_LIMITS_REDIS_URL = env("KEY_LIMITS_REDIS_URL", default=USAGE_JOURNAL_URL)
+
+# --- /v1 as OpenAI and OpenRouter users expect it (docs/API.md §11) ----------------------------------------------
+# Sticky sessions (`session_id` / `prompt_cache_key`): a session keeps its node while used within this many seconds.
+INFERENCE_SESSION_TTL_S = env.int("INFERENCE_SESSION_TTL_S", default=600)
+# Where sessions are remembered: this Redis (by default the key limits'); empty: Django's cache (one process's).
+INFERENCE_SESSION_REDIS_URL = env("INFERENCE_SESSION_REDIS_URL", default=KEY_LIMITS_REDIS_URL)
+# The salt of the hash a request's `user` reaches the node as; empty: derived from SECRET_KEY.
+INFERENCE_USER_HASH_SALT = env("INFERENCE_USER_HASH_SALT", default="")
 # Subscriptions due are renewed (or lapse) this often.
 PLANS_RENEW_INTERVAL_S = env.int("PLANS_RENEW_INTERVAL_S", default=300)
 CELERY_BEAT_SCHEDULE["plans-renew-due"] = {
