@@ -197,7 +197,9 @@ class GenerationOut(serializers.ModelSerializer):
     """One /v1 request as its `chatcmpl-` id finds it (API.md §11)."""
 
     id = serializers.SerializerMethodField()
-    model = serializers.CharField(source="desired_model", help_text="The model that answered (or was asked).")
+    model = serializers.CharField(
+        source="desired_model", read_only=True, help_text="The model that answered (or was asked)."
+    )
     node = serializers.IntegerField(
         source="node_id", read_only=True, allow_null=True, help_text="The id of the node that answered."
     )
