@@ -66,17 +66,37 @@ def tile_tokens(width: int, height: int, *, detail: str = "auto") -> int:
     return TILE_TOKENS * math.ceil(w / TILE_PX) * math.ceil(h / TILE_PX) + BASE_TOKENS
 
 
-def _data_url_bytes(url: str) -> bytes | None:
-    """The payload of a base64 `data:` URL, None for any other URL or a malformed one."""
-    if not url.startswith("data:"):
-        return None
-    header, sep, payload = url.partition(",")
-    if not sep or not header.endswith(";base64"):
-        return None
+# Base64 characters decoded first to find an image's header (4 KiB of bytes: PNG, GIF and WebP need 30, a JPEG's
+# frame header usually comes within it); the whole payload only when that did not suffice.
+_HEADER_CHARS = 4096 * 4 // 3
+
+
+def _b64(payload: str) -> bytes | None:
     try:
         return base64.b64decode(payload, validate=False)
     except (binascii.Error, ValueError):
         return None
+
+
+def _data_url_payload(url: str) -> str | None:
+    """The base64 payload of a `data:` URL, None for any other URL or a malformed one."""
+    if not url.startswith("data:"):
+        return None
+    header, sep, payload = url.partition(",")
+    return payload if sep and header.endswith(";base64") else None
+
+
+def data_url_image_dimensions(url: str) -> tuple[int, int] | None:
+    """(width, height) of the image in a base64 `data:` URL, decoding no more of it than its header needs."""
+    payload = _data_url_payload(url)
+    if payload is None:
+        return None
+    head = _b64(payload[:_HEADER_CHARS])
+    size = image_dimensions(head) if head is not None else None
+    if size is None and len(payload) > _HEADER_CHARS:
+        whole = _b64(payload)
+        size = image_dimensions(whole) if whole is not None else None
+    return size
 
 
 def image_dimensions(data: bytes) -> tuple[int, int] | None:
@@ -168,18 +188,14 @@ def part_tokens(part: dict, *, context_window: int | None) -> int:
         detail = image.get("detail", "auto") if isinstance(image, dict) else "auto"
         if detail == "low":
             tokens = LOW_DETAIL_TOKENS
-        elif isinstance(url, str) and (data := _data_url_bytes(url)) is not None:
-            size = image_dimensions(data)
-            tokens = tile_tokens(*size, detail=str(detail)) if size else None
+        elif isinstance(url, str) and (size := data_url_image_dimensions(url)) is not None:
+            tokens = tile_tokens(*size, detail=str(detail))
     elif kind == "input_audio":
         audio = part.get("input_audio")
         payload = audio.get("data") if isinstance(audio, dict) else None
-        if isinstance(payload, str):
-            try:
-                seconds = wav_seconds(base64.b64decode(payload, validate=False))
-            except (binascii.Error, ValueError):
-                seconds = None
-            tokens = math.ceil(seconds * AUDIO_TOKENS_PER_S) if seconds is not None else None
+        data = _b64(payload) if isinstance(payload, str) else None
+        seconds = wav_seconds(data) if data is not None else None
+        tokens = math.ceil(seconds * AUDIO_TOKENS_PER_S) if seconds is not None else None
     return min(tokens, ceiling) if tokens is not None else ceiling
 
 

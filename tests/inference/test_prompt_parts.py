@@ -104,6 +104,14 @@ def test_an_image_in_a_data_url_is_counted_by_the_rule():
     assert part_tokens({"type": "text", "text": "hello"}, context_window=8192) == 0
 
 
+def test_a_jpeg_whose_frame_header_is_far_in_is_still_sized():
+    exif = b"\xff\xe1" + struct.pack(">H", 60_002) + b"\x00" * 60_000  # a large APP1 (EXIF) before the frame
+    data = jpeg(640, 480)
+    data = data[:2] + exif + data[2:]
+
+    assert part_tokens(image_part(data_url(data, "image/jpeg")), context_window=8192) == tile_tokens(640, 480)
+
+
 def test_an_image_that_cannot_be_sized_counts_as_the_context_window():
     remote = image_part("https://example.com/cat.png")
 
@@ -111,6 +119,7 @@ def test_an_image_that_cannot_be_sized_counts_as_the_context_window():
     assert part_tokens(remote, context_window=None) == UNSIZED_PART_TOKENS
     assert part_tokens(image_part(remote["image_url"]["url"], "low"), context_window=8192) == 85
     assert part_tokens({"type": "file", "file": {"file_data": "..."}}, context_window=4096) == 4096
+    assert part_tokens(image_part("data:image/png;base64,bm90IGFuIGltYWdl"), context_window=4096) == 4096
 
 
 def test_audio_is_counted_by_its_duration_and_unsizable_audio_as_the_window():
