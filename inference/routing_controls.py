@@ -8,13 +8,15 @@ max_price}` and `models: [...]` (fallback models), parsed from the request body 
         facts = node_facts([c.node_id for c in candidates]) if controls.needs_facts else {}
         candidates = apply_controls(candidates, controls, facts)   # 503 no_capacity | 400 no_node_within_price
 
+or, all models at once, `route_models(model_order(data), controls, route=...)` (`route_models_async`).
+
 Nodes are named as in the node registry (`Node.name`; several nodes may share a name, and a name then means all
 of them). Prices are USD per 1M tokens, compared with the node's input (`prompt`) and output (`completion`) price
 for the model. Controls left out cost nothing: `ProviderControls.unused` is true and `apply_controls` returns the
 candidates as they are, without a database query (`needs_facts` is false).
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
@@ -22,6 +24,7 @@ from typing import Literal
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from core.errors import DomainError
 from inference.errors import BadChatRequest, NoCapacity, NoNodeWithinPrice
 from inference.routing import Candidate
 from llm_models.models import Node
@@ -249,3 +252,63 @@ def _allowed(name: str | None, controls: ProviderControls) -> bool:
     if controls.only is not None and name not in controls.only:
         return False
     return name not in controls.ignore
+
+
+# --- Fallback models ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoutedModel:
+    """One model to try and its nodes, in the order to try them (the relay sends `model` in the body to them)."""
+
+    model: str
+    candidates: list[Candidate]
+
+
+def _pick(routed: list[RoutedModel], errors: list[DomainError]) -> list[RoutedModel]:
+    if routed:
+        return routed
+    # Nothing routable: a price ceiling that shut out every model's nodes is the caller's to change (400); else the
+    # first model's own error (404 model_not_found, 503 no_capacity).
+    priced_out = next((e for e in errors if isinstance(e, NoNodeWithinPrice)), None)
+    raise priced_out or errors[0]
+
+
+def route_models(
+    models: Sequence[str],
+    controls: ProviderControls,
+    *,
+    route: Callable[[str], list[Candidate]],
+    facts: Callable[[Iterable[int]], Mapping[int, NodeFacts]] = node_facts,
+) -> list[RoutedModel]:
+    """`models` (from `model_order`) each routed by `route` (e.g. `lambda m: routing.route(model=m, client_id=...)`)
+    and controlled, those with no allowed node left out. None left: NoNodeWithinPrice if a price ceiling shut some
+    model out, else the first model's error. Routes every model up front: a fallback list is short (at most 9)."""
+    routed, errors = [], []
+    for model in models:
+        try:
+            candidates = route(model)
+            known = facts(c.node_id for c in candidates) if controls.needs_facts else {}
+            routed.append(RoutedModel(model=model, candidates=apply_controls(candidates, controls, known)))
+        except DomainError as exc:
+            errors.append(exc)
+    return _pick(routed, errors)
+
+
+async def route_models_async(
+    models: Sequence[str],
+    controls: ProviderControls,
+    *,
+    route: Callable[[str], Awaitable[list[Candidate]]],
+    facts: Callable[[Iterable[int]], Awaitable[Mapping[int, NodeFacts]]] = node_facts_async,
+) -> list[RoutedModel]:
+    """`route_models` for async callers (the lean path's cached `lean_lookups.route`)."""
+    routed, errors = [], []
+    for model in models:
+        try:
+            candidates = await route(model)
+            known = await facts([c.node_id for c in candidates]) if controls.needs_facts else {}
+            routed.append(RoutedModel(model=model, candidates=apply_controls(candidates, controls, known)))
+        except DomainError as exc:
+            errors.append(exc)
+    return _pick(routed, errors)

@@ -19,6 +19,8 @@ from inference.routing_controls import (
     model_order,
     node_facts,
     parse_provider,
+    route_models,
+    route_models_async,
 )
 from tests.inference.conftest import MODEL
 
@@ -252,3 +254,53 @@ def test_max_price_below_every_routed_node_is_400_no_node_within_price(node_on):
         apply_controls(routing.route(model=MODEL), controls)
 
     assert exc.value.attr == "provider.max_price"
+
+
+# --- Fallback models ------------------------------------------------------------------------------------------
+
+
+def _router(table: dict[str, list[Candidate] | Exception]):  # type: ignore[no-untyped-def]
+    def route(model: str) -> list[Candidate]:
+        found = table[model]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    return route
+
+
+def test_fallback_models_are_routed_in_order_leaving_out_those_without_nodes():
+    route = _router({"a": NoCapacity("none", retry_after=1), "b": [cand(2)], "c": [cand(3)]})
+
+    routed = route_models(["a", "b", "c"], NO_CONTROLS, route=route)
+
+    assert [(r.model, [c.node_id for c in r.candidates]) for r in routed] == [("b", [2]), ("c", [3])]
+
+
+def test_no_routable_model_raises_the_first_models_error_or_the_price_ceiling():
+    from inference.errors import ModelNotFound
+
+    unknown = _router({"a": ModelNotFound("no a"), "b": NoCapacity("none", retry_after=1)})
+    dear = _router({"a": NoCapacity("none", retry_after=1), "b": [cand(2, "9", "9")]})
+    ceiling = ProviderControls(max_price=MaxPrice(prompt=Decimal(1)))
+
+    with pytest.raises(ModelNotFound):
+        route_models(["a", "b"], NO_CONTROLS, route=unknown)
+    with pytest.raises(NoNodeWithinPrice):
+        route_models(["a", "b"], ceiling, route=dear)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fallback_models_route_with_the_controls_async(node_on):
+    node, _ = node_on("alpha")
+    node_on("beta", model="other/model")
+
+    async def route(model: str) -> list[Candidate]:
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(routing.route)(model=model)
+
+    controls = parse_provider({**BODY, "provider": {"only": ["alpha"]}})
+    routed = async_to_sync(route_models_async)(["other/model", MODEL], controls, route=route)
+
+    assert [(r.model, [c.node_id for c in r.candidates]) for r in routed] == [(MODEL, [node.pk])]
