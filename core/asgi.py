@@ -213,9 +213,9 @@ class RequestBodyCap:
             body = await read_body(receive, limit=limit)
         except BodyTooLarge:
             detail = TOO_LARGE.format(limit=limit)
-            body = encoded_body_for(scope["path"], 413, code="payload_too_large", detail=detail)
+            error = encoded_body_for(scope["path"], 413, code="payload_too_large", detail=detail)
             retry = openai_retry_headers_asgi(413) if is_openai_path(scope["path"]) else []
-            await send_json(send, 413, body, retry)
+            await send_json(send, 413, error, retry)
             return
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"transfer-encoding", b"content-length")]
         headers.append((b"content-length", str(len(body)).encode()))
