@@ -3,12 +3,14 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from core import views as core_views
-from inference import usage_views
+from inference import generation_views, usage_views
 from plans import views as plan_views
 
 api_v1: list[URLPattern | URLResolver] = [
     # Usage roll-ups (docs/API.md §12): before client/ so that clients' router does not take the path.
     path("client/usage/", usage_views.UsageRollupView.as_view(), name="client-usage"),
+    # One /v1 request by its `chatcmpl-` id (docs/API.md §11).
+    path("generation/", generation_views.GenerationView.as_view(), name="generation"),
     # Plans (docs/API.md §12): plans/ and the caller's client/subscription/.
     path("client/subscription/", plan_views.SubscriptionView.as_view(), name="client-subscription"),
     path("", include("plans.urls")),

@@ -16,7 +16,7 @@ from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
 from core import metrics, request_id
-from core.error_render import TOO_LARGE, encoded_body_for, status_error
+from core.error_render import TOO_LARGE, encoded_body_for, is_openai_path, openai_retry_headers_asgi, status_error
 from core.middleware import body_limit
 
 log = logging.getLogger(__name__)
@@ -111,16 +111,13 @@ def replaying(body: bytes, receive: Receive, *, complete: bool = True) -> Receiv
     return replay
 
 
-async def send_json(send: Send, status: int, payload: bytes | dict[str, Any]) -> None:
-    """One complete JSON response."""
+async def send_json(
+    send: Send, status: int, payload: bytes | dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """One complete JSON response (`extra`: more headers)."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -216,7 +213,9 @@ class RequestBodyCap:
             body = await read_body(receive, limit=limit)
         except BodyTooLarge:
             detail = TOO_LARGE.format(limit=limit)
-            await send_json(send, 413, encoded_body_for(scope["path"], 413, code="payload_too_large", detail=detail))
+            error = encoded_body_for(scope["path"], 413, code="payload_too_large", detail=detail)
+            retry = openai_retry_headers_asgi(413) if is_openai_path(scope["path"]) else []
+            await send_json(send, 413, error, retry)
             return
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"transfer-encoding", b"content-length")]
         headers.append((b"content-length", str(len(body)).encode()))

@@ -4,7 +4,8 @@
   `{"type", "errors": [{"code", "detail", "attr"}]}`, built from the library's own dataclasses; DRF views get it
   from the library's exception handler (core/errors.py), every other place from `api_body`.
 - `/v1/`: OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, as JSON (`openai_body`) and as the
-  SSE frame that ends a failed stream (`openai_sse_error`).
+  SSE frame that ends a failed stream (`openai_sse_error`); with `x-should-retry: false` where the client must not
+  retry unchanged (`openai_retry_headers`).
 
 Every place that answers an error calls these: Django's error handlers and the JSON-error middleware
 (core/exception_views.py, core/middleware.py), the /v1/ exception handler (inference/openai_views.py), the lean
@@ -81,6 +82,34 @@ def openai_body(status: int, *, message: str, code: str, param: str | None = Non
     return {"error": {"message": message, "type": openai_type(status), "param": param, "code": code}}
 
 
+# `x-should-retry` (API.md §11): OpenAI's SDKs retry 408, 409, 429 and 5xx unless the response says not to. A
+# 4xx the client must not send again unchanged says `false`; these may succeed as they are, later.
+SHOULD_RETRY_HEADER = "x-should-retry"
+_RETRYABLE_STATUSES = frozenset({408, 429})
+# A 409 that ends by itself: the same request (its Idempotency-Key) is still being served.
+_RETRYABLE_CONFLICTS = frozenset({"request_in_progress", "idempotency_key_in_use"})
+
+
+def should_retry(status: int, code: str | None = None) -> bool | None:
+    """False for an answer the client must not retry unchanged (any 4xx but 408, 429 and a 409 of a request still
+    in progress); None where the SDK's own rule stands."""
+    if not 400 <= status < 500 or status in _RETRYABLE_STATUSES:
+        return None
+    if status == 409 and code in _RETRYABLE_CONFLICTS:
+        return None
+    return False
+
+
+def openai_retry_headers(status: int, code: str | None = None) -> dict[str, str]:
+    """The `x-should-retry` header of a /v1 error response, if it needs one."""
+    return {SHOULD_RETRY_HEADER: "false"} if should_retry(status, code) is False else {}
+
+
+def openai_retry_headers_asgi(status: int, code: str | None = None) -> list[tuple[bytes, bytes]]:
+    """`openai_retry_headers` as ASGI header pairs (the lean path's `_send_json` extras)."""
+    return [(k.encode(), v.encode()) for k, v in openai_retry_headers(status, code).items()]
+
+
 def openai_sse_error(*, message: str, code: str, status: int = 500) -> bytes:
     """The SSE `error` event that ends a failed stream (no `[DONE]` after it), in OpenAI's error shape."""
     body = json.dumps(openai_body(status, message=message, code=code))
@@ -114,4 +143,6 @@ def error_response(
     """A Django JSON error response in the shape of `path`'s mount; code and detail default to the status's."""
     default_code, default_detail = status_error(status)
     body = body_for(path, status, code=code or default_code, detail=detail or default_detail, attr=attr)
+    if is_openai_path(path):
+        headers = {**openai_retry_headers(status, code or default_code), **(headers or {})}
     return JsonResponse(body, status=status, headers=headers)

@@ -1,6 +1,7 @@
 """Request-level guards that run before any view parses a body, the guarantee that API errors are JSON, and the
 request id every request gets."""
 
+import json
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -11,7 +12,7 @@ from django.middleware.common import CommonMiddleware as DjangoCommonMiddleware
 from django.utils.http import escape_leading_slashes
 
 from core import request_id
-from core.error_render import TOO_LARGE, error_response
+from core.error_render import SHOULD_RETRY_HEADER, TOO_LARGE, error_response, is_openai_path, openai_retry_headers
 
 API_PREFIXES = ("/api/", "/v1/")
 
@@ -23,7 +24,8 @@ class JsonErrorMiddleware:
     renders itself: with DEBUG on, its HTML 404 for an unmatched URL (a malformed id included) and its HTML
     traceback page for a crash; a bare 405 from a plain Django view; an error rendered for a non-JSON view (the
     docs' HTML, the schema's YAML). Those become the mount's JSON error for the same status, headers kept (Allow,
-    Retry-After). Outermost, so it sees what every other middleware answered too.
+    Retry-After). Outermost, so it sees what every other middleware answered too. A /v1 error gets its
+    `x-should-retry` here too (core/error_render.py's rule), whichever handler rendered it.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -31,11 +33,28 @@ class JsonErrorMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.status_code < 400 or not request.path.startswith(API_PREFIXES) or _is_json(response):
+        if response.status_code < 400 or not request.path.startswith(API_PREFIXES):
+            return response
+        if _is_json(response):
+            if is_openai_path(request.path) and not response.has_header(SHOULD_RETRY_HEADER):
+                # The /v1 exception handlers render the body; the header is the renderer's rule (API.md §11).
+                for name, value in openai_retry_headers(response.status_code, _openai_code(response)).items():
+                    response[name] = value
             return response
         keep = {name: response[name] for name in ("Allow", "Retry-After") if response.has_header(name)}
         response.close()
         return error_response(request.path, response.status_code, headers=keep)
+
+
+def _openai_code(response: HttpResponse) -> str | None:
+    """The `code` of an OpenAI-shaped error body; read only for a 409, the one status where it decides a retry."""
+    if response.status_code != 409 or response.streaming:
+        return None
+    try:
+        code = json.loads(response.content)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
 
 
 def _is_json(response: HttpResponse) -> bool:

@@ -43,3 +43,15 @@ class UsageQueryInvalid(DomainError):
     """A `client/usage/` query value that is not a grouping or a date (the field in `attr`)."""
 
     code = "invalid_usage_query"
+
+
+class NoNodeWithinPrice(DomainError):
+    """`provider.max_price` is below the prices of every node that could otherwise serve the request (API.md §11)."""
+
+    code = "no_node_within_price"
+
+
+class GenerationQueryInvalid(DomainError):
+    """A `generation/` query without a usable `id` (the parameter named in the detail)."""
+
+    code = "invalid_generation_query"

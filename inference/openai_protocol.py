@@ -5,6 +5,7 @@ import time
 
 from django.conf import settings
 
+from core.error_render import openai_type
 from core.errors import DomainError
 from inference import relay
 from inference.errors import BadChatRequest, NoCapacity, UpstreamRejected
@@ -105,3 +106,29 @@ def question_of(body: dict) -> str:
                 content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
             return str(content or "")[:100_000]
     return ""
+
+
+# --- Streams (API.md §11 "Streams") -------------------------------------------------------------------------------
+
+# An SSE comment: ignored by every client, it keeps proxies and the client's read timeout from closing a stream
+# that has sent nothing yet. Sent before the first token at least every KEEP_ALIVE_INTERVAL_S.
+KEEP_ALIVE = b": keep-alive\n\n"
+KEEP_ALIVE_INTERVAL_S = 10.0
+
+
+def keep_alive_due(*, last_sent_at: float, now: float | None = None) -> bool:
+    """Whether a stream that sent its last bytes at `last_sent_at` (time.monotonic()) owes a KEEP_ALIVE now."""
+    return (time.monotonic() if now is None else now) - last_sent_at >= KEEP_ALIVE_INTERVAL_S
+
+
+def error_chunk(*, completion_id: str, model: str, message: str, code: str, status: int = 502) -> dict:
+    """The chunk that ends a stream whose node failed mid-way (OpenRouter's shape): the error in a data chunk,
+    `finish_reason: "error"`; sent after the usage chunk when one was asked for, and no `[DONE]` follows."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "error": {"message": message, "type": openai_type(status), "code": code},
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
+    }

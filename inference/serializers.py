@@ -11,6 +11,7 @@ from rest_framework import serializers
 from clients.models import Client
 from core.serializers import StrictInputMixin
 from inference.models import InferenceBatch, InferenceRequest
+from inference.selectors import generation_id
 from inference.usage_rollup import GROUPS
 
 QUESTION_MAX_CHARS = 100_000
@@ -181,3 +182,45 @@ class UsageRowOut(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     cost = serializers.DecimalField(max_digits=20, decimal_places=6)
+
+
+GENERATION_ID_MAX_LENGTH = 128
+
+
+class GenerationQueryIn(serializers.Serializer):
+    id = serializers.CharField(
+        max_length=GENERATION_ID_MAX_LENGTH, help_text="The `id` of a completion (`chatcmpl-...`) you asked for."
+    )
+
+
+class GenerationOut(serializers.ModelSerializer):
+    """One /v1 request as its `chatcmpl-` id finds it (API.md §11)."""
+
+    id = serializers.SerializerMethodField()
+    model = serializers.CharField(
+        source="desired_model", read_only=True, help_text="The model that answered (or was asked)."
+    )
+    node = serializers.IntegerField(
+        source="node_id", read_only=True, allow_null=True, help_text="The id of the node that answered."
+    )
+    cost = serializers.DecimalField(
+        max_digits=20, decimal_places=6, read_only=True, help_text="USD charged (the ledger's figure)."
+    )
+
+    class Meta:
+        model = InferenceRequest
+        fields = [
+            "id",
+            "model",
+            "node",
+            "status",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost",
+            "latency_ms",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_id(self, obj: InferenceRequest) -> str:
+        return generation_id(obj.hold_key)

@@ -15,6 +15,7 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15"
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 USAGE_JOURNAL_URL = env("USAGE_JOURNAL_URL", default=CELERY_BROKER_URL)
 KEY_LIMITS_REDIS_URL = env("KEY_LIMITS_REDIS_URL", default=USAGE_JOURNAL_URL)  # as base.py derives it
+INFERENCE_SESSION_REDIS_URL = env("INFERENCE_SESSION_REDIS_URL", default=KEY_LIMITS_REDIS_URL)  # likewise
 # Tests run tasks inline; a real worker started by a worker test sets this false, so that tasks it runs
 # publish further tasks to the broker as in production instead of running them inline.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)

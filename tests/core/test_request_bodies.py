@@ -133,6 +133,8 @@ def test_a_chunked_body_over_the_limit_is_413_in_the_mounts_shape(live_service, 
     assert r.status_code == 413
     error = r.json()["error"] if path.startswith("/v1/") else r.json()["errors"][0]
     assert error["code"] == "payload_too_large"
+    # Sending it again unchanged cannot succeed: /v1 says so to OpenAI's SDKs (API.md §11).
+    assert r.headers.get("x-should-retry") == ("false" if path.startswith("/v1/") else None)
     assert not ApiKey.objects.filter(client=client).exclude(name="test").exists()
 
 
