@@ -12,8 +12,8 @@ from config.settings.environment import *  # noqa: F403
 from config.settings.environment import BASE_DIR, env
 from config.settings.inference import *  # noqa: F403
 from config.settings.nodes import *  # noqa: F403
-from config.settings.operations import *  # noqa: F403
 from config.settings.openai_compat import *  # noqa: F403
+from config.settings.operations import *  # noqa: F403
 from config.settings.payments import *  # noqa: F403
 from config.settings.plans import *  # noqa: F403
 from config.settings.rentals import *  # noqa: F403
