@@ -1,5 +1,5 @@
 """Operator views of clients: provider applications to approve, keys to revoke. Money is read-only here: the
-ledger, its entries and holds can be looked at and reconciled, never added, changed or deleted (clients/ledger.py
+ledger, its entries and holds can be looked at and reconciled, never added, changed or deleted (clients/ledger/
 is the only writer)."""
 
 from decimal import Decimal

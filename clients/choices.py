@@ -44,7 +44,7 @@ class LedgerEntryKind(models.TextChoices):
     A charge is a line of the charge's kind (`inference`, `rental`, ...) whose amount is minus exactly the charge,
     on the payer's account; the operator's, platform's and treasury's shares of it carry the same kind. A new kind
     of charge is a new member here (no migration: the column has no choices) and is passed as `kind` to the posting
-    functions of clients/ledger.py.
+    functions of clients/ledger/.
     """
 
     CREDIT = "credit", "Credit"  # outside money in (an admin top-up)

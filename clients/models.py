@@ -46,12 +46,12 @@ class Client(models.Model):
         return self.user.username
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # `balance` is the ledger's cache, written only by clients/ledger.py (an UPDATE under the row lock, in the
+        # `balance` is the ledger's cache, written only by clients/ledger/ (an UPDATE under the row lock, in the
         # transaction that posts the entries). A full save() of an instance loaded earlier would overwrite a
         # concurrent posting with a stale figure, so it never writes the balance.
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "balance" in update_fields:
-            raise ValueError("Client.balance is written only by clients/ledger.py.")
+            raise ValueError("Client.balance is written only by clients/ledger/.")
         if update_fields is None and not self._state.adding and not kwargs.get("force_insert"):
             kwargs["update_fields"] = [
                 f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "balance"
@@ -117,7 +117,7 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
-# --- The ledger (written only by clients/ledger.py; STYLE.md §5) ------------------------------------------------
+# --- The ledger (written only by clients/ledger/; STYLE.md §5) ------------------------------------------------
 
 
 class LedgerAccount(models.Model):

@@ -59,7 +59,7 @@ _STANDARD_CODES: dict[int, type[TextChoices]] = {
 EXTRA_ERROR_CODES: dict[int, tuple[str, ...]] = {
     # clients/authentication.py and llm_models/authentication.py
     401: ("invalid_api_key", "invalid_node_token", "key_expired", "provider_not_approved"),
-    # clients/ledger.py's InsufficientFunds, raised by every charging endpoint.
+    # clients/ledger/'s InsufficientFunds, raised by every charging endpoint.
     402: ("insufficient_funds",),
     413: (str(PayloadTooLarge.default_code),),
 }

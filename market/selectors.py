@@ -203,7 +203,7 @@ def provider_public_name(client: Client) -> str:
 
 
 # The transactions that charge a hold: a settle (which closes it) and a usage (a lease's or a pay-as-you-go
-# rental's charge, hold kept open). Their lines (clients/ledger.py) are the payer's (`release`, `refund` and minus
+# rental's charge, hold kept open). Their lines (clients/ledger/) are the payer's (`release`, `refund` and minus
 # the charge) and the shares (the operator's, the platform's and the treasury's lines of the charge's kind); money
 # in and out (`topup`, `x402`, `payout`), holds and releases are other transactions and never revenue.
 CHARGE_KINDS = (LedgerTransactionKind.SETTLE, LedgerTransactionKind.USAGE)

@@ -1,6 +1,6 @@
 """Money in and out (docs/API.md §15): card top-ups, provider payouts, and the accounts of x402 payers.
 
-The rows here say what was asked and what happened; the money itself moves only in clients/ledger.py, keyed by
+The rows here say what was asked and what happened; the money itself moves only in clients/ledger/, keyed by
 these rows (`topup:<id>`, `payout:<id>`, `x402:<id>`), so a retry can never move it twice.
 """
 

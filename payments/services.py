@@ -1,6 +1,6 @@
 """Writes for payments: card top-ups (Stripe), provider payouts, x402 payers and their payments.
 
-Money moves only through clients/ledger.py, keyed by the row it belongs to: `topup:<id>` (kind topup, from the
+Money moves only through clients/ledger/, keyed by the row it belongs to: `topup:<id>` (kind topup, from the
 Stripe clearing account), `payout:<id>` (a hold, then kind payout to the payouts account), `x402:<id>` (kind x402,
 from the x402 clearing account). A status changes by a conditional UPDATE or under the row's lock, in the same
 transaction as its posting, so concurrent or repeated deliveries act once.

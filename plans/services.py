@@ -1,7 +1,7 @@
 """Plans (API.md §12): subscribe (paid at once), cancel (runs to `renews_at`), renew or lapse (a beat task), and
 the daily quota each covered chat request takes.
 
-Money moves only through clients/ledger.py: `ledger.charge` (kind `subscription`, client to platform), keyed by the
+Money moves only through clients/ledger/: `ledger.charge` (kind `subscription`, client to platform), keyed by the
 subscription and the period it pays for, so a retried renewal charges once.
 """
 

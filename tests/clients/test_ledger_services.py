@@ -1,4 +1,4 @@
-"""clients/ledger.py without HTTP: credits, holds, settlement and refunds, and their idempotency."""
+"""clients/ledger/ without HTTP: credits, holds, settlement and refunds, and their idempotency."""
 
 from decimal import Decimal
 

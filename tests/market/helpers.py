@@ -1,5 +1,5 @@
 """Building market data the way the system does: heartbeats through the real endpoint, inference rows as
-inference.services.inference_finish leaves them, money through clients/ledger.py."""
+inference.services.inference_finish leaves them, money through clients/ledger/."""
 
 from datetime import datetime, timedelta
 from decimal import Decimal
