@@ -422,6 +422,13 @@ def key_record_spend(*, limits: KeyLimits | None, cost: Decimal, tokens: int, no
             _add_tokens_in_database(limits, tokens, now)
 
 
+def key_record_spend_of(*, key_id: int | None, cost: Decimal, now: datetime | None = None) -> None:
+    """A charge made later than the request that started it (a pay-as-you-go rental's minutes, a training job's
+    end) to the spend of the key that started it (None: a session; a deleted key: nothing)."""
+    if key_id is not None and cost > 0:
+        key_record_spend(limits=KeyLimits.load(key_id), cost=cost, tokens=0, now=now)
+
+
 async def key_record_spend_async(
     *,
     limits: KeyLimits,

@@ -113,7 +113,7 @@ def test_concurrent_recordings_all_count_while_the_counter_is_seeded(store):  # 
                     store.delete(*spend_counters(store, limits.key_id), "absent")  # DEL needs a name
                     key_admit(limits=limits, model=None, scope="rentals", now=NOW)
                 key_record_spend(limits=limits, cost=Decimal("0.010001"), tokens=0, now=NOW)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()

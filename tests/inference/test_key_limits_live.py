@@ -125,7 +125,7 @@ def test_the_spend_counter_equals_the_ledger_and_a_second_process_refuses_the_bu
     live_service, user_client, node_on, tmp_path, django_db_blocker
 ):
     from clients.choices import LedgerEntryKind
-    from clients.models import ApiKey, LedgerEntry
+    from clients.models import LedgerEntry
     from tests.llm_models.conftest import _stop
 
     client, _ = user_client
