@@ -27,6 +27,7 @@ rolls back leaves the counter high by its cost: a key may be refused early, neve
 """
 
 import asyncio
+import logging
 import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,6 +50,7 @@ from core.asgi import database_call
 # listed need no scope for reads; their writes need `account` (keys, profile, node registration, payouts).
 APP_SCOPES = {"inference": KeyScope.INFERENCE, "rentals": KeyScope.RENTALS, "training": KeyScope.TRAINING}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+log = logging.getLogger(__name__)
 _PREFIX = "gm:keylim"
 MICRO_USD = Decimal("0.000001")  # the ledger's smallest amount: the Redis spend counter counts these
 _FIELDS = ("pk", "client_id", "scopes", "allowed_models", "budget", "budget_period", "rpm", "tpm", "created_at")
@@ -257,9 +259,7 @@ def redis_enabled() -> bool:
     return bool(settings.KEY_LIMITS_REDIS_URL)
 
 
-_spent_async = database_call(lambda limits, now: _spent(limits, now))
 _seed_spend_async = database_call(lambda limits, now: _seed_spend(limits, now))
-_count_in_database_async = database_call(lambda limits, now: _count_in_database(limits, now))
 _add_spend_async = database_call(lambda limits, cost, now: _add_spend(limits, cost, now))
 _add_tokens_in_database_async = database_call(lambda limits, t, now: _add_tokens_in_database(limits, t, now))
 _sync_client: redis.Redis | None = None
@@ -327,6 +327,31 @@ def _count_in_database(limits: KeyLimits, now: datetime) -> tuple[int, int]:
 # --- Admission and spend ------------------------------------------------------------------------------------------
 
 
+def _admit_in_database(limits: KeyLimits, now: datetime) -> Admission:
+    """Budget from `ApiKey.spent`, counters in `KeyRateWindow` (no Redis configured, or Redis unreachable)."""
+    if limits.budget is not None:
+        _check_budget(limits, _spent(limits, now))
+    if limits.rpm is None and limits.tpm is None:
+        return Admission()
+    requests, tokens = _count_in_database(limits, now)
+    return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
+
+
+_admit_in_database_async = database_call(_admit_in_database)
+
+
+def _has_limits(limits: KeyLimits) -> bool:
+    return limits.budget is not None or limits.rpm is not None or limits.tpm is not None
+
+
+def _judge_counted(limits: KeyLimits, now: datetime, requests: int, tokens: int, spent: Decimal | None) -> Admission:
+    if spent is not None:
+        _check_budget(limits, spent)
+    if limits.rpm is None and limits.tpm is None:
+        return Admission()
+    return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
+
+
 def key_admit(
     *, limits: KeyLimits | None, model: str | None, scope: str = KeyScope.INFERENCE, now: datetime | None = None
 ) -> Admission:
@@ -336,23 +361,19 @@ def key_admit(
         return Admission()
     now = now or timezone.now()
     _check_model(limits, model, scope)
+    if not _has_limits(limits):
+        return Admission()
     if not redis_enabled():
-        if limits.budget is not None:
-            _check_budget(limits, _spent(limits, now))
-        if limits.rpm is None and limits.tpm is None:
-            return Admission()
-        requests, tokens = _count_in_database(limits, now)
-        return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
-    if limits.budget is None and limits.rpm is None and limits.tpm is None:
-        return Admission()
-    pipe = _redis().pipeline(transaction=True)
-    _count_pipeline(pipe, limits, now)
-    requests, tokens, spent = _counted(limits, pipe.execute())
-    if limits.budget is not None:
-        _check_budget(limits, _spent_in_redis(limits, now, spent))
-    if limits.rpm is None and limits.tpm is None:
-        return Admission()
-    return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
+        return _admit_in_database(limits, now)
+    try:
+        pipe = _redis().pipeline(transaction=True)
+        _count_pipeline(pipe, limits, now)
+        requests, tokens, counted = _counted(limits, pipe.execute())
+        spent = None if limits.budget is None else _spent_in_redis(limits, now, counted)
+    except redis.RedisError:
+        log.warning("key limits: Redis unreachable, key %s admitted on the database's figures", limits.key_id)
+        return _admit_in_database(limits, now)
+    return _judge_counted(limits, now, requests, tokens, spent)
 
 
 async def key_admit_async(
@@ -365,23 +386,21 @@ async def key_admit_async(
     query (but the seed of a missing spend counter); without Redis, both in Django's database thread."""
     now = now or timezone.now()
     _check_model(limits, model)
+    if not _has_limits(limits):
+        return Admission()
     if not redis_enabled():
+        return await _admit_in_database_async(limits, now)
+    try:
+        pipe = _redis_async().pipeline(transaction=True)
+        _count_pipeline(pipe, limits, now)
+        requests, tokens, counted = _counted(limits, await pipe.execute())
+        spent = None
         if limits.budget is not None:
-            _check_budget(limits, await _spent_async(limits, now))
-        if limits.rpm is None and limits.tpm is None:
-            return Admission()
-        requests, tokens = await _count_in_database_async(limits, now)
-        return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
-    if limits.budget is None and limits.rpm is None and limits.tpm is None:
-        return Admission()
-    pipe = _redis_async().pipeline(transaction=True)
-    _count_pipeline(pipe, limits, now)
-    requests, tokens, spent = _counted(limits, await pipe.execute())
-    if limits.budget is not None:
-        _check_budget(limits, _usd(spent) if spent is not None else await _seed_spend_async(limits, now))
-    if limits.rpm is None and limits.tpm is None:
-        return Admission()
-    return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
+            spent = _usd(counted) if counted is not None else await _seed_spend_async(limits, now)
+    except redis.RedisError:
+        log.warning("key limits: Redis unreachable, key %s admitted on the database's figures", limits.key_id)
+        return await _admit_in_database_async(limits, now)
+    return _judge_counted(limits, now, requests, tokens, spent)
 
 
 def _add_spend(limits: KeyLimits, cost: Decimal, now: datetime) -> None:
@@ -393,7 +412,12 @@ def _add_spend(limits: KeyLimits, cost: Decimal, now: datetime) -> None:
             spent=Case(When(spent_since=start, then=F("spent") + cost), default=Value(cost)), spent_since=start
         )
         if redis_enabled():
-            _redis().eval(_INCRBY_IF_SEEDED, 1, _spend_name(limits, now)[0], _micros(cost))
+            try:
+                _redis().eval(_INCRBY_IF_SEEDED, 1, _spend_name(limits, now)[0], _micros(cost))
+            except redis.RedisError:  # the row has it; admission falls back to the row while Redis is unreachable
+                log.warning(
+                    "key limits: Redis unreachable, spend of key %s recorded in the database only", limits.key_id
+                )
 
 
 def _add_tokens_in_database(limits: KeyLimits, tokens: int, now: datetime) -> None:
