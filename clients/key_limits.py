@@ -12,21 +12,32 @@ budget, rpm/tpm, expiry.
 Counters (rpm, tpm) are per key per UTC minute (a fixed window: at most `rpm` requests are admitted in each
 calendar minute, whatever the number of processes). They live in Redis where KEY_LIMITS_REDIS_URL is set (one
 pipelined round trip: INCR + EXPIRE + GET), else in the database (`KeyRateWindow`, a conditional UPDATE). A key
-without rpm/tpm touches no counter. The budget is checked against `ApiKey.spent`, the key's spend since the start
-of its period, added to (one UPDATE) as each request finishes: a request already running can take it past the
-budget by its own cost, and the next one is refused.
+without rpm/tpm touches no counter. The budget is checked against the key's spend since the start of its period,
+added to as each request finishes: a request already running can take it past the budget by its own cost, and the
+next one is refused.
+
+The spend lives in `ApiKey.spent` (one UPDATE per recording; the record of truth) and, where Redis is configured, in
+a Redis counter per key and period beside the rpm/tpm counters (`gm:keylim:<key>:s:<period>:<start>`, integer
+micro-USD), which admission reads in the same pipelined round trip as the rpm counter: no database query for a
+key whose counter is there. A missing counter (the period's first request, a restarted Redis) is seeded once from
+`ApiKey.spent` (SET NX, expiring after the period ends). Recording adds to both while it holds the key's row lock
+(the UPDATE's), and the seed reads the row under that lock too, so a seed never misses nor doubles a concurrent
+recording; INCRBY is atomic, so two processes recording at once both count. (A recording whose transaction then
+rolls back leaves the counter high by its cost: a key may be refused early, never let past its budget.)
 """
 
 import asyncio
+import logging
 import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import redis
 import redis.asyncio
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
@@ -39,7 +50,9 @@ from core.asgi import database_call
 # listed need no scope for reads; their writes need `account` (keys, profile, node registration, payouts).
 APP_SCOPES = {"inference": KeyScope.INFERENCE, "rentals": KeyScope.RENTALS, "training": KeyScope.TRAINING}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+log = logging.getLogger(__name__)
 _PREFIX = "gm:keylim"
+MICRO_USD = Decimal("0.000001")  # the ledger's smallest amount: the Redis spend counter counts these
 _FIELDS = ("pk", "client_id", "scopes", "allowed_models", "budget", "budget_period", "rpm", "tpm", "created_at")
 
 
@@ -154,6 +167,44 @@ def _spent(limits: KeyLimits, now: datetime) -> Decimal:
     return row[0]
 
 
+def _micros(amount: Decimal) -> int:
+    """An amount as whole micro-USD (ledger amounts have 6 places: exact)."""
+    return int((amount / MICRO_USD).to_integral_value(ROUND_HALF_UP))
+
+
+def _spend_name(limits: KeyLimits, now: datetime) -> tuple[str, int | None]:
+    """The Redis counter of the key's spend in the period `now` is in, and its lifetime in seconds (None: the
+    `total` period, which never ends)."""
+    start, end = period_bounds(period=limits.budget_period, created_at=limits.created_at, now=now)
+    name = f"{_PREFIX}:{limits.key_id}:s:{limits.budget_period}:{int(start.timestamp())}"
+    return name, None if end is None else max(1, int((end - now).total_seconds()) + 60)
+
+
+def _seed_spend(limits: KeyLimits, now: datetime) -> Decimal:
+    """The period's spend counter was missing: set it (SET NX) from the database, read under the key's row lock so
+    that no recording runs between the read and the SET. Returns the counter's value."""
+    name, ttl = _spend_name(limits, now)
+    start, _ = period_bounds(period=limits.budget_period, created_at=limits.created_at, now=now)
+    with transaction.atomic():
+        row = ApiKey.objects.select_for_update().filter(pk=limits.key_id).values_list("spent", "spent_since").first()
+        spent = row[0] if row is not None and row[1] == start else Decimal("0")
+        pipe = _redis().pipeline(transaction=True)
+        pipe.set(name, _micros(spent), nx=True, ex=ttl)
+        pipe.get(name)
+        value = pipe.execute()[1]
+    return _usd(value)
+
+
+def _usd(micros: Any) -> Decimal:
+    """A Redis counter's value (micro-USD) as an amount."""
+    return Decimal(int(micros)) * MICRO_USD
+
+
+def _spent_in_redis(limits: KeyLimits, now: datetime, counted: Any) -> Decimal:
+    """The spend from the admission pipeline's GET, seeded from the database when the counter was missing."""
+    return _seed_spend(limits, now) if counted is None else _usd(counted)
+
+
 def _check_budget(limits: KeyLimits, spent: Decimal) -> None:
     if limits.budget is not None and spent >= limits.budget:
         raise KeyBudgetExceeded(
@@ -208,8 +259,7 @@ def redis_enabled() -> bool:
     return bool(settings.KEY_LIMITS_REDIS_URL)
 
 
-_spent_async = database_call(lambda limits, now: _spent(limits, now))
-_count_in_database_async = database_call(lambda limits, now: _count_in_database(limits, now))
+_seed_spend_async = database_call(lambda limits, now: _seed_spend(limits, now))
 _add_spend_async = database_call(lambda limits, cost, now: _add_spend(limits, cost, now))
 _add_tokens_in_database_async = database_call(lambda limits, t, now: _add_tokens_in_database(limits, t, now))
 _sync_client: redis.Redis | None = None
@@ -235,15 +285,29 @@ def _redis_async() -> redis.asyncio.Redis:
     return client
 
 
-def _count_pipeline(pipe: Any, limits: KeyLimits, minute: int) -> None:
-    requests_name, tokens_name = _names(limits.key_id, minute)
-    pipe.incr(requests_name)
-    pipe.expire(requests_name, 120)
-    pipe.get(tokens_name)
+def _count_pipeline(pipe: Any, limits: KeyLimits, now: datetime) -> None:
+    """The admission's one Redis round trip: the rpm/tpm counters (a key with either), the spend (a key with a
+    budget)."""
+    if limits.rpm is not None or limits.tpm is not None:
+        requests_name, tokens_name = _names(limits.key_id, _window(now)[0])
+        pipe.incr(requests_name)
+        pipe.expire(requests_name, 120)
+        pipe.get(tokens_name)
+    if limits.budget is not None:
+        pipe.get(_spend_name(limits, now)[0])
 
 
-def _counted(result: list[Any]) -> tuple[int, int]:
-    return int(result[0]), int(result[2] or 0)
+def _counted(limits: KeyLimits, result: list[Any]) -> tuple[int, int, Any]:
+    """(requests, tokens, the spend counter's raw value) from the pipeline's replies."""
+    if limits.rpm is None and limits.tpm is None:
+        return 0, 0, result[0] if limits.budget is not None else None
+    return int(result[0]), int(result[2] or 0), result[3] if limits.budget is not None else None
+
+
+_INCRBY_IF_SEEDED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
+return false
+"""
 
 
 def _count_in_database(limits: KeyLimits, now: datetime) -> tuple[int, int]:
@@ -260,16 +324,32 @@ def _count_in_database(limits: KeyLimits, now: datetime) -> tuple[int, int]:
     return (requests if bumped else requests + 1), tokens
 
 
-def _count(limits: KeyLimits, now: datetime) -> tuple[int, int]:
-    if not redis_enabled():
-        return _count_in_database(limits, now)
-    minute, _ = _window(now)
-    pipe = _redis().pipeline(transaction=True)
-    _count_pipeline(pipe, limits, minute)
-    return _counted(pipe.execute())
-
-
 # --- Admission and spend ------------------------------------------------------------------------------------------
+
+
+def _admit_in_database(limits: KeyLimits, now: datetime) -> Admission:
+    """Budget from `ApiKey.spent`, counters in `KeyRateWindow` (no Redis configured, or Redis unreachable)."""
+    if limits.budget is not None:
+        _check_budget(limits, _spent(limits, now))
+    if limits.rpm is None and limits.tpm is None:
+        return Admission()
+    requests, tokens = _count_in_database(limits, now)
+    return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
+
+
+_admit_in_database_async = database_call(_admit_in_database)
+
+
+def _has_limits(limits: KeyLimits) -> bool:
+    return limits.budget is not None or limits.rpm is not None or limits.tpm is not None
+
+
+def _judge_counted(limits: KeyLimits, now: datetime, requests: int, tokens: int, spent: Decimal | None) -> Admission:
+    if spent is not None:
+        _check_budget(limits, spent)
+    if limits.rpm is None and limits.tpm is None:
+        return Admission()
+    return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
 
 
 def key_admit(
@@ -281,12 +361,19 @@ def key_admit(
         return Admission()
     now = now or timezone.now()
     _check_model(limits, model, scope)
-    if limits.budget is not None:
-        _check_budget(limits, _spent(limits, now))
-    if limits.rpm is None and limits.tpm is None:
+    if not _has_limits(limits):
         return Admission()
-    requests, tokens = _count(limits, now)
-    return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
+    if not redis_enabled():
+        return _admit_in_database(limits, now)
+    try:
+        pipe = _redis().pipeline(transaction=True)
+        _count_pipeline(pipe, limits, now)
+        requests, tokens, counted = _counted(limits, pipe.execute())
+        spent = None if limits.budget is None else _spent_in_redis(limits, now, counted)
+    except redis.RedisError:
+        log.warning("key limits: Redis unreachable, key %s admitted on the database's figures", limits.key_id)
+        return _admit_in_database(limits, now)
+    return _judge_counted(limits, now, requests, tokens, spent)
 
 
 async def key_admit_async(
@@ -295,29 +382,42 @@ async def key_admit_async(
     model: str,
     now: datetime | None = None,
 ) -> Admission:
-    """key_admit for the lean /v1 path: the counters in one async Redis round trip; the budget (only for a key
-    with one) in Django's database thread."""
+    """key_admit for the lean /v1 path: the counters and the spend in one async Redis round trip, no database
+    query (but the seed of a missing spend counter); without Redis, both in Django's database thread."""
     now = now or timezone.now()
     _check_model(limits, model)
-    if limits.budget is not None:
-        _check_budget(limits, await _spent_async(limits, now))
-    if limits.rpm is None and limits.tpm is None:
+    if not _has_limits(limits):
         return Admission()
     if not redis_enabled():
-        requests, tokens = await _count_in_database_async(limits, now)
-    else:
-        minute, _ = _window(now)
+        return await _admit_in_database_async(limits, now)
+    try:
         pipe = _redis_async().pipeline(transaction=True)
-        _count_pipeline(pipe, limits, minute)
-        requests, tokens = _counted(await pipe.execute())
-    return _judge(limits, requests=requests, tokens=tokens, reset=_window(now)[1])
+        _count_pipeline(pipe, limits, now)
+        requests, tokens, counted = _counted(limits, await pipe.execute())
+        spent = None
+        if limits.budget is not None:
+            spent = _usd(counted) if counted is not None else await _seed_spend_async(limits, now)
+    except redis.RedisError:
+        log.warning("key limits: Redis unreachable, key %s admitted on the database's figures", limits.key_id)
+        return await _admit_in_database_async(limits, now)
+    return _judge_counted(limits, now, requests, tokens, spent)
 
 
 def _add_spend(limits: KeyLimits, cost: Decimal, now: datetime) -> None:
+    """The cost to the key's spend: the row (its UPDATE takes the row lock), then, under that lock, the Redis
+    counter if it is seeded (a missing one is seeded from the row, which already holds this cost)."""
     start, _ = period_bounds(period=limits.budget_period, created_at=limits.created_at, now=now)
-    ApiKey.objects.filter(pk=limits.key_id).update(
-        spent=Case(When(spent_since=start, then=F("spent") + cost), default=Value(cost)), spent_since=start
-    )
+    with transaction.atomic():
+        ApiKey.objects.filter(pk=limits.key_id).update(
+            spent=Case(When(spent_since=start, then=F("spent") + cost), default=Value(cost)), spent_since=start
+        )
+        if redis_enabled():
+            try:
+                _redis().eval(_INCRBY_IF_SEEDED, 1, _spend_name(limits, now)[0], _micros(cost))
+            except redis.RedisError:  # the row has it; admission falls back to the row while Redis is unreachable
+                log.warning(
+                    "key limits: Redis unreachable, spend of key %s recorded in the database only", limits.key_id
+                )
 
 
 def _add_tokens_in_database(limits: KeyLimits, tokens: int, now: datetime) -> None:
@@ -344,6 +444,13 @@ def key_record_spend(*, limits: KeyLimits | None, cost: Decimal, tokens: int, no
             pipe.execute()
         else:
             _add_tokens_in_database(limits, tokens, now)
+
+
+def key_record_spend_of(*, key_id: int | None, cost: Decimal, now: datetime | None = None) -> None:
+    """A charge made later than the request that started it (a pay-as-you-go rental's minutes, a training job's
+    end) to the spend of the key that started it (None: a session; a deleted key: nothing)."""
+    if key_id is not None and cost > 0:
+        key_record_spend(limits=KeyLimits.load(key_id), cost=cost, tokens=0, now=now)
 
 
 async def key_record_spend_async(

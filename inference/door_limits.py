@@ -1,10 +1,11 @@
 """Where inference's doors meet an API key's limits (clients/key_limits.py) and the client's plan (plans/).
 
-Each door admits a request with `admit` before it opens it (the key's limits, then the plan's daily quota), ties
-the rows to the key that asked and marks plan-covered ones (`request_attach`), and reports each finished request
-(`request_finished`): its cost and tokens to the key, or, when the plan covered it, the cost back to the client
-from the platform (`plan_usage`). At once where the web process relays it (/v1, seed stream), from the worker task
-for queued ones (seed sync and batch).
+Each door admits a request with `admit` before it opens it (the key's limits, then the plan's daily quota; a batch:
+`batch_covered`, in its transaction), opens plan-covered ones as such (`inference_open(plan_covered=...)`: no hold,
+and at the end no charge: the platform pays the node and the treasury, plans/covered.py), ties the rows to the key
+that asked (`request_attach`), and reports each finished request (`request_finished`): its cost (none when the plan
+covered it) and tokens to the key. At once where the web process relays it (/v1, seed stream), from the worker
+task for queued ones (seed sync and batch).
 """
 
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from clients.models import ApiKey, Client
 from inference.choices import InferenceStatus
 from inference.models import InferenceRequest
 from plans.choices import Coverage
-from plans.services import plan_quota_take, plan_usage_cover
+from plans.services import plan_quota_take, plan_quota_take_many
 
 
 def calling_key(request: Request) -> ApiKey | None:
@@ -45,23 +46,23 @@ def admit(request: Request, *, model: str, client: Client) -> Admitted:
     return Admitted(headers=admission.headers, covered=coverage == Coverage.COVERED)
 
 
-def request_attach(*, request_ids: list[int], key: ApiKey | None, covered: bool = False) -> None:
-    """Record which key asked and whether the plan covers it (in the transaction that opened the rows, before a
-    worker can finish them)."""
-    if request_ids and (key is not None or covered):
-        InferenceRequest.objects.filter(pk__in=request_ids).update(api_key=key, plan_covered=covered)
+def batch_covered(*, client: Client, model: str, count: int) -> int:
+    """How many of a batch's `count` requests (the first ones) the client's plan covers today; 429 beyond a `block`
+    plan's quota. Call it in the transaction that opens the batch, so a refused batch takes no quota."""
+    return plan_quota_take_many(client_id=client.pk, model=model, count=count)
+
+
+def request_attach(*, request_ids: list[int], key: ApiKey | None) -> None:
+    """Record which key asked (in the transaction that opened the rows, before a worker can finish them)."""
+    if request_ids and key is not None:
+        InferenceRequest.objects.filter(pk__in=request_ids).update(api_key=key)
 
 
 def request_finished(*, req: InferenceRequest, limits: KeyLimits | None) -> None:
-    """A finished request: a covered one's cost back from the platform; else its cost to the key's budget period.
-    Its tokens go to the key's tpm window either way."""
-    if req.plan_covered:
-        plan_usage_cover(
-            client_id=req.client_id, cost=req.cost, key=req.hold_key, ref=f"inference:{req.pk}", memo="covered by plan"
-        )
-        key_record_spend(limits=limits, cost=Decimal("0"), tokens=req.prompt_tokens + req.completion_tokens)
-    else:
-        key_record_spend(limits=limits, cost=req.cost, tokens=req.prompt_tokens + req.completion_tokens)
+    """A finished request: its cost to the key's budget period (a covered one cost the client nothing), its tokens
+    to the key's tpm window."""
+    cost = Decimal("0") if req.plan_covered else req.cost
+    key_record_spend(limits=limits, cost=cost, tokens=req.prompt_tokens + req.completion_tokens)
 
 
 def request_finished_by_id(*, request_id: int, was: Mapping[str, Any]) -> None:

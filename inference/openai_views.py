@@ -203,9 +203,9 @@ class ChatCompletionsView(_OpenAIView):
                 body=body,
                 channel=InferenceChannel.DIRECT,
                 ref=ref,
+                plan_covered=covered,  # no hold, no charge (API.md §12)
             )
-            door_limits.request_attach(request_ids=[opened.request.pk], key=key, covered=covered)
-            opened.request.plan_covered = covered
+            door_limits.request_attach(request_ids=[opened.request.pk], key=key)
         return opened
 
     def _complete(

@@ -30,6 +30,7 @@ from inference.models import InferenceBatch, InferenceRequest
 from inference.relay import Delivery, PromptSize
 from inference.routing import Candidate
 from llm_models import services as node_services
+from plans.covered import plan_usage_pay
 
 UNFINISHED = (InferenceStatus.QUEUED, InferenceStatus.RUNNING)
 DISPATCH_TASK = "inference.tasks.inference_dispatch"
@@ -66,7 +67,7 @@ def ledger_ref(request_id: int) -> str:
 
 
 def _hold(req: InferenceRequest) -> None:
-    if req.held_amount > 0:
+    if req.held_amount > 0 and not req.plan_covered:  # a plan-covered request holds nothing (plans/covered.py)
         ledger.hold_place(
             client_id=req.client_id,
             amount=req.held_amount,
@@ -77,7 +78,7 @@ def _hold(req: InferenceRequest) -> None:
 
 
 def _release(req: InferenceRequest) -> None:
-    if req.held_amount > 0:
+    if req.held_amount > 0 and not req.plan_covered:
         ledger.hold_release(key=req.hold_key)
 
 
@@ -94,6 +95,7 @@ def inference_open(
     candidates: list[Candidate] | None = None,
     ref: str | None = None,
     now: datetime | None = None,
+    plan_covered: bool = False,
 ) -> Opened:
     """Route, write the row and hold its most possible cost; a worker request is dispatched when this commits.
 
@@ -101,6 +103,7 @@ def inference_open(
     `channel=direct` rows are relayed by the caller at once, so they start `running` with their one dispatch.
     `ref` (from core/idempotency.py) names the logical request: the hold is keyed by it, so a retried request
     cannot hold or charge twice (a second row with the same hold key is refused by the database).
+    `plan_covered` (the client's plan covers it: plans.services.plan_quota_take): no hold, and no charge at the end.
     """
     now = now or timezone.now()
     if candidates is None:
@@ -128,6 +131,7 @@ def inference_open(
         held_amount=relay.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates),
         hold_key=hold_key,
         deadline_at=_deadline(now),
+        plan_covered=plan_covered,
     )
     _hold(req)
     if not direct:
@@ -137,9 +141,16 @@ def inference_open(
 
 @transaction.atomic
 def inference_batch_create(
-    *, client: Client, model: str, prompts: list[str], max_tokens: int | None, ref: str | None = None
+    *,
+    client: Client,
+    model: str,
+    prompts: list[str],
+    max_tokens: int | None,
+    ref: str | None = None,
+    covered: int = 0,
 ) -> InferenceBatch:
-    """One request (one hold) per prompt, all or none; workers run them in parallel."""
+    """One request (one hold) per prompt, all or none; workers run them in parallel. The first `covered` are
+    plan-covered (no hold)."""
     now = timezone.now()
     candidates = routing.route(model=model, now=now, client_id=client.pk)
     max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
@@ -155,6 +166,7 @@ def inference_batch_create(
             candidates=candidates,
             ref=f"{ref}:{i}",
             now=now,
+            plan_covered=i < covered,
         )
     return batch
 
@@ -265,7 +277,15 @@ def inference_finish(
         )
         if not owned:
             return None
-        if cost > 0 and candidate is not None:  # a cost means a node answered
+        if cost > 0 and candidate is not None and req.plan_covered:  # the platform pays the node and the treasury
+            plan_usage_pay(
+                operator_id=candidate.owner_id,
+                cost=cost,
+                key=req.hold_key,
+                ref=ledger_ref(req.pk),
+                memo=f"inference #{req.pk} covered by plan",
+            )
+        elif cost > 0 and candidate is not None:  # a cost means a node answered
             ledger.hold_settle(
                 key=req.hold_key,
                 charge=cost,

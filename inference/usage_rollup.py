@@ -1,14 +1,15 @@
 """Usage roll-ups (API.md §12): a client's finished requests summed by day, key and/or model.
 
 Rows are counted on `finished_at` (when the request was charged), so their `cost` sums equal the ledger's charges
-for the same span on the Django paths; lean /v1 rows reach the database (and the ledger) when the usage journal is
-drained, a second or so later.
+for the same span on the Django paths (a plan-covered request counts with no cost: it was charged nothing); lean
+/v1 rows reach the database (and the ledger) when the usage journal is drained, a second or so later.
 """
 
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Sum
+from django.db.models import Case, Count, F, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 
 from clients.models import Client
@@ -53,7 +54,7 @@ def usage_list_rollup(
         "requests": Count("id"),
         "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
         "completion_tokens": Coalesce(Sum("completion_tokens"), 0),
-        "cost": Sum("cost"),
+        "cost": Sum(Case(When(plan_covered=True, then=Value(Decimal(0))), default=F("cost"))),
     }
     if dims:
         rows = list(qs.values(*dims).annotate(**sums).order_by(*dims))

@@ -90,11 +90,9 @@ def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened
             max_tokens=v.get("max_tokens"),
             channel=channel,
             ref=ref,
+            plan_covered=admitted.covered,  # no hold, no charge (API.md §12)
         )
-        door_limits.request_attach(
-            request_ids=[opened.request.pk], key=door_limits.calling_key(request), covered=admitted.covered
-        )
-        opened.request.plan_covered = admitted.covered
+        door_limits.request_attach(request_ids=[opened.request.pk], key=door_limits.calling_key(request))
     return opened
 
 
@@ -224,15 +222,17 @@ class InferenceViewSet(
             data = InferenceBatchIn(data=request.data)
             data.is_valid(raise_exception=True)
             v = data.validated_data
-            # A batch is one request to the key's rpm, and billed: plans cover single requests (docs/API.md §9).
+            # A batch is one request to the key's rpm; its items are covered by the plan while its quota lasts.
             key_admit(limits=door_limits.limits_of(request), model=v["model"])
+            client = request_client(request)
             with transaction.atomic():
                 batch = services.inference_batch_create(
-                    client=request_client(request),
+                    client=client,
                     model=v["model"],
                     prompts=v["prompts"],
                     max_tokens=v.get("max_tokens"),
                     ref=ref,
+                    covered=door_limits.batch_covered(client=client, model=v["model"], count=len(v["prompts"])),
                 )
                 door_limits.request_attach(
                     request_ids=list(batch.items.values_list("pk", flat=True)), key=door_limits.calling_key(request)

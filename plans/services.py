@@ -7,7 +7,6 @@ subscription and the period it pays for, so a retried renewal charges once.
 
 import calendar
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -145,10 +144,10 @@ def plan_quota_take(*, client_id: int, model: str, now: datetime | None = None) 
     return Coverage.BILLED
 
 
-def plan_usage_cover(*, client_id: int, cost: Decimal, key: str, ref: str, memo: str) -> None:
-    """A covered request was charged `cost` like any other (its operator and the treasury got their shares): the
-    platform pays it back to the client (ledger kind `plan_usage`), so the platform has paid those shares."""
-    if cost > 0:
-        ledger.platform_cover(
-            client_id=client_id, amount=cost, key=key, kind=LedgerEntryKind.PLAN_USAGE, ref=ref, memo=memo
-        )
+def plan_quota_take_many(*, client_id: int, model: str, count: int, now: datetime | None = None) -> int:
+    """`count` chat requests of one batch: how many of them (the first ones) today's quota covers; 429 beyond the
+    quota of a `block` plan (the whole batch is refused: call this in the batch's transaction)."""
+    covered = 0
+    while covered < count and plan_quota_take(client_id=client_id, model=model, now=now) == Coverage.COVERED:
+        covered += 1
+    return covered

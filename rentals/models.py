@@ -38,6 +38,14 @@ class Rental(models.Model):
     Pay as you go (`billing=payg`) has no end (ends_at NULL): started minutes are charged from a rolling hold."""
 
     client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="rentals")
+    api_key = models.ForeignKey(
+        "clients.ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="rentals",
+        help_text="The key that started it, whose budget its charges count toward (null: a session).",
+    )
     node = models.ForeignKey("llm_models.Node", on_delete=models.PROTECT, related_name="rentals")
     status = models.CharField(max_length=32, choices=RentalStatus.choices, default=RentalStatus.ACTIVE)
     billing = models.CharField(max_length=16, choices=RentalBilling.choices, default=RentalBilling.HOURLY)

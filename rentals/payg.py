@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from clients import ledger
 from clients.choices import LedgerEntryKind
+from clients.key_limits import key_record_spend_of
 from llm_models.choices import NodeCommandAction
 from rentals import billing as billing_rules
 from rentals.billing import rental_ledger_ref
@@ -59,6 +60,7 @@ def _payg_charge_minute(rental: Rental, minute: int, *, top_up: bool) -> bool:
                 memo=f"Rental #{rental.pk} minute {minute}",
             )
             rental.total += charge
+            key_record_spend_of(key_id=rental.api_key_id, cost=charge)  # toward the budget of the key that started it
     rental.payg_minutes_charged = minute
     return True
 

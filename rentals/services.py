@@ -80,6 +80,7 @@ def rental_start(
     volumes: list[dict] | None = None,
     jupyter: bool = False,
     snapshot_id: int | None = None,
+    api_key_id: int | None = None,
 ) -> Rental:
     """Rent a live node with a priced GPU: a fixed term paid up front (a ledger hold of the total), or pay as you
     go (a hold of RENTAL_PAYG_HOLD_HOURS of price). The node's first command is `start` with the workload."""
@@ -104,6 +105,7 @@ def rental_start(
         ports=ports or [],
         volumes=volumes or [],
         jupyter=jupyter,
+        api_key_id=api_key_id,
     )
     _start_hold_place(rental, term=term)
     queue_command(rental, NodeCommandAction.START, **start_params(rental))

@@ -88,7 +88,11 @@ class RentalViewSet(
             data.is_valid(raise_exception=True)
             limits = key_limits_of(request)
             key_admit(limits=limits, model=None, scope=KeyScope.RENTALS)  # the key's budget and rpm (API.md §12)
-            rental = services.rental_start(client=request_client(request), **data.validated_data)
+            rental = services.rental_start(
+                client=request_client(request),
+                api_key_id=None if limits is None else limits.key_id,  # its later charges count to the key too
+                **data.validated_data,
+            )
             key_record_spend(limits=limits, cost=rental.total, tokens=0)  # what was charged up front
             return Response(RentalOut(rental).data, status=status.HTTP_201_CREATED)
 

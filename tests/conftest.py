@@ -1,6 +1,8 @@
 import importlib
 
 import pytest
+import redis
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, connections
 from django.db.models.signals import pre_migrate
@@ -31,6 +33,18 @@ def _clear_cache():  # type: ignore[no-untyped-def]
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_counters():  # type: ignore[no-untyped-def]
+    """API keys' Redis counters (rpm, tpm, spend) of earlier tests and runs are gone: key ids are reused after the
+    test database is rebuilt, and a stale spend counter would stand for the new key's spend."""
+    if settings.KEY_LIMITS_REDIS_URL:
+        client = redis.Redis.from_url(settings.KEY_LIMITS_REDIS_URL)
+        names = list(client.scan_iter("gm:keylim:*"))
+        if names:
+            client.delete(*names)
+        client.close()
 
 
 @pytest.fixture

@@ -30,6 +30,14 @@ class TrainingJob(models.Model):
     """A fine-tuning job: queued until a node takes it, running from the node's first `running` report."""
 
     client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="training_jobs")
+    api_key = models.ForeignKey(
+        "clients.ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="training_jobs",
+        help_text="The key that created it, whose budget its charge counts toward (null: a session).",
+    )
     node = models.ForeignKey(
         "llm_models.Node", on_delete=models.PROTECT, null=True, blank=True, related_name="training_jobs"
     )

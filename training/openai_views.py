@@ -202,7 +202,8 @@ class FineTuningJobListView(_OpenAIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         client = request_client(request)
-        key_admit(limits=key_limits_of(request), model=None, scope=KeyScope.TRAINING)  # budget, rpm (API.md §12)
+        limits = key_limits_of(request)
+        key_admit(limits=limits, model=None, scope=KeyScope.TRAINING)  # budget, rpm (API.md §12)
         hyper = v.get("hyperparameters") or OpenAIFineTuneCreateIn().validate_hyperparameters({})
         job = services.training_job_create(
             client=client,
@@ -213,6 +214,7 @@ class FineTuningJobListView(_OpenAIView):
             learning_rate=hyper["learning_rate_multiplier"] * BASE_LEARNING_RATE,
             suffix=v.get("suffix") or "job",
             public_base_url=public_base_url(request),
+            api_key_id=None if limits is None else limits.key_id,  # its charge counts to the key's budget
         )
         return Response(_job_object(job))
 

@@ -62,13 +62,15 @@ class TrainingJobCreateView(APIView):
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)
         client = request_client(request)
-        key_admit(limits=key_limits_of(request), model=None, scope=KeyScope.TRAINING)  # budget, rpm (API.md §12)
+        limits = key_limits_of(request)
+        key_admit(limits=limits, model=None, scope=KeyScope.TRAINING)  # budget, rpm (API.md §12)
         file_id = v.pop("file_id", None)
         training_file = selectors.training_file_get_own(client=client, file_id=file_id) if file_id else None
         job = services.training_job_create(
             client=client,
             training_file=training_file,
             public_base_url=public_base_url(request),
+            api_key_id=None if limits is None else limits.key_id,  # its charge counts to the key's budget
             **v,
         )
         return Response(TrainingJobOut(job).data, status=status.HTTP_201_CREATED)

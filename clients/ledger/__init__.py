@@ -36,7 +36,7 @@ rest, rounding included; a charge with no operator (`operator_id=None`) is the p
 
 The package, by job: `arguments` (what a caller gives, checked; the revenue split), `accounts` (accounts, row
 locks, the lines of a posting), `postings` (one balanced transaction written, a retry's found), `balances` (reads),
-`balance_postings` (`credit`, `charge`, `platform_cover`: no hold), `holds` (place, top up, reduce, release),
+`balance_postings` (`credit`, `charge`, `platform_pay`: no hold), `holds` (place, top up, reduce, release),
 `settlement` (`hold_settle`, `hold_consume`), `external` (`deposit`, `withdraw`, `hold_pay_out`) and
 `reconciliation`. Callers import from here: `from clients import ledger`.
 """
@@ -44,7 +44,7 @@ locks, the lines of a posting), `postings` (one balanced transaction written, a 
 from clients.errors import HoldClosed, HoldNotFound, InsufficientFunds, LedgerKeyReused
 from clients.ledger.accounts import EXTERNAL_ACCOUNTS
 from clients.ledger.arguments import MAX_AMOUNT, MAX_KEY_LENGTH, MAX_REF_LENGTH, Q6, SPLIT, Charge, split_revenue
-from clients.ledger.balance_postings import charge, credit, platform_cover
+from clients.ledger.balance_postings import charge, credit, platform_pay
 from clients.ledger.balances import balance_of, held_of, held_q, hold_get
 from clients.ledger.external import deposit, hold_pay_out, withdraw
 from clients.ledger.holds import hold_place, hold_reduce, hold_release, hold_top_up
@@ -80,7 +80,7 @@ __all__ = [
     "hold_release",
     "hold_settle",
     "hold_top_up",
-    "platform_cover",
+    "platform_pay",
     "reconcile",
     "split_revenue",
     "withdraw",

@@ -101,7 +101,7 @@ def split_revenue(total: Decimal) -> dict[str, Decimal]:
 
 # The transaction kind of each line kind that only its own functions post: money in from outside and out to
 # outside (`deposit`, `withdraw`, `hold_pay_out`; payments/: docs/API.md §15), and what the platform itself sells
-# or pays (`charge`, `platform_cover`; plans: docs/API.md §12).
+# or pays (`charge`, `platform_pay`; plans: docs/API.md §12).
 OUTSIDE_KINDS = {
     LedgerEntryKind.TOPUP: LedgerTransactionKind.TOPUP,
     LedgerEntryKind.X402: LedgerTransactionKind.X402,

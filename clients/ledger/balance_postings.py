@@ -7,8 +7,18 @@ from django.db import transaction
 
 from clients.choices import LedgerAccountKind, LedgerEntryKind, LedgerTransactionKind
 from clients.errors import InsufficientFunds
-from clients.ledger.accounts import _client_account, _lock_clients, _move, _system_account
-from clients.ledger.arguments import PLATFORM_KINDS, _exact, _fingerprint, _key, _kind, _ref, _transaction_kind
+from clients.ledger.accounts import _client_account, _Line, _lock_clients, _move, _system_account
+from clients.ledger.arguments import (
+    PLATFORM_KINDS,
+    _exact,
+    _fingerprint,
+    _key,
+    _kind,
+    _ref,
+    _rounded,
+    _transaction_kind,
+    split_revenue,
+)
 from clients.ledger.postings import _post, _post_to_client, _posted
 from clients.models import LedgerTransaction
 
@@ -63,24 +73,29 @@ def charge(
 
 
 @transaction.atomic
-def platform_cover(
-    *, client_id: int, amount: Decimal, key: str, kind: str, ref: str | None = None, memo: str = ""
-) -> LedgerTransaction:
-    """The platform pays a charge for the client (a plan-covered request, kind `plan_usage`): a line of `amount`
-    back on the client's account, minus the same on the platform's. The charge's operator and treasury lines stay
-    as they were, so the platform has paid their shares and the client nothing. Keyed by `key`."""
-    amount = _exact(amount, name="amount")
-    txn_kind, ref = _transaction_kind(kind, PLATFORM_KINDS, what="a kind the platform charges or pays"), _ref(ref)
-    txn_key = f"{txn_kind}:{_key(key)}"
-    fingerprint = _fingerprint(client_id, amount, kind, ref)
-    return _post_to_client(
-        client_id=client_id,
+def platform_pay(*, operator_id: int, cost: Decimal, key: str, ref: str, memo: str = "") -> LedgerTransaction | None:
+    """The platform pays the operator's and the treasury's shares of `cost` from its own account (a plan-covered
+    request, kind `plan_usage`: the client pays nothing and the platform forgoes its own share). None when there is
+    nothing to pay. Keyed by `key` (a retried finish pays once); LedgerKeyReused on other arguments."""
+    shares = split_revenue(_rounded(cost, name="cost"))
+    paid = shares["operator"] + shares["treasury"]
+    if paid == 0:
+        return None
+    kind = LedgerEntryKind.PLAN_USAGE
+    txn_key = f"{LedgerTransactionKind.PLAN_USAGE}:{_key(key)}"
+    fingerprint = _fingerprint(operator_id, shares["operator"], shares["treasury"], kind, ref)
+    _lock_clients(operator_id)
+    existing = _posted(txn_key, fingerprint)
+    if existing is not None:
+        return existing
+    return _post(
         key=txn_key,
-        kind=txn_kind,
+        kind=LedgerTransactionKind.PLAN_USAGE,
         memo=memo,
         fingerprint=fingerprint,
-        source=_system_account(LedgerAccountKind.PLATFORM),
-        amount=amount,
-        line_kind=kind,
-        ref=ref,
+        lines=[
+            _Line(_system_account(LedgerAccountKind.PLATFORM), -paid, kind, ref),
+            _Line(_client_account(operator_id), shares["operator"], kind, ref),
+            _Line(_system_account(LedgerAccountKind.TREASURY), shares["treasury"], kind, ref),
+        ],
     )

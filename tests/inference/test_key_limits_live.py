@@ -119,3 +119,33 @@ def test_two_web_processes_share_one_rpm(live_service, user_client, node_on, tmp
 
     assert statuses.count(200) == 3 and statuses.count(429) == 5
     assert len(stub.chat_requests) == 3
+
+
+def test_the_spend_counter_equals_the_ledger_and_a_second_process_refuses_the_budget(
+    live_service, user_client, node_on, tmp_path, django_db_blocker
+):
+    from clients.choices import LedgerEntryKind
+    from clients.models import LedgerEntry
+    from tests.llm_models.conftest import _stop
+
+    client, _ = user_client
+    fund(client, "10.00")
+    node_on(input_price="100.00", output_price="100.00")
+    key, raw = api_key_create(client=client, name="capped", budget=Decimal("0.001"), rpm=100)
+    store = redis.Redis.from_url(settings.KEY_LIMITS_REDIS_URL, decode_responses=True)
+    with django_db_blocker.unblock():
+        other = start_service(tmp_path / "second.log")
+    try:
+        served = [chat(live_service.base_url, raw).status_code for _ in range(2)]
+        settle_usage()  # the journal applied: the spend recorded in the row and the counter
+        refused = chat(other.base_url, raw)
+    finally:
+        _stop(other)
+
+    key.refresh_from_db()
+    charged = -sum(e.amount for e in LedgerEntry.objects.filter(account__client=client, kind=LedgerEntryKind.INFERENCE))
+    counters = [store.get(name) for name in store.scan_iter(f"gm:keylim:{key.pk}:s:*")]
+    assert served == [200, 200] and key.spent > Decimal("0.001")
+    assert charged == key.spent == sum(r.cost for r in InferenceRequest.objects.filter(api_key=key))
+    assert counters == [str(int(key.spent * 1_000_000))]
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "key_budget_exceeded"

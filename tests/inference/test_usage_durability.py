@@ -166,3 +166,23 @@ def test_with_redis_down_usage_goes_straight_to_postgresql(user_client, node_on,
         time.sleep(0.1)
     assert balance(client) == Decimal("1.00") - record.cost
     assert ledger.reconcile() == []
+
+
+def test_with_redis_down_a_key_budget_is_kept_on_the_databases_figures(user_client, node_on, tmp_path):
+    from clients.services import api_key_create
+
+    client, _ = user_client
+    fund(client, "1.00")
+    node_on(input_price="1000.00", output_price="1000.00")
+    key, raw = api_key_create(client=client, name="capped", budget=Decimal("0.0001"), rpm=10)
+    # The key limits' Redis is the journal's (KEY_LIMITS_REDIS_URL defaults to it): unreachable too.
+    server = start_service(tmp_path / "server.log", USAGE_JOURNAL_URL="redis://127.0.0.1:9/0")
+    try:
+        first = chat(server.base_url, raw)
+        second = chat(server.base_url, raw)
+    finally:
+        _stop(server)
+
+    key.refresh_from_db()
+    assert first.status_code == 200 and key.spent == InferenceRequest.objects.get().cost > Decimal("0.0001")
+    assert second.status_code == 402 and second.json()["error"]["code"] == "key_budget_exceeded"

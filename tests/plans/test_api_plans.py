@@ -191,3 +191,79 @@ def test_quota_days_are_utc_days(user_client):
         plan_quota_take(client_id=user_client[0].pk, model=MODEL, now=now)
     assert plan_quota_take(client_id=user_client[0].pk, model=MODEL, now=now + timedelta(days=1)) == "covered"
     assert plan_quota_take(client_id=user_client[0].pk, model="other/model", now=now) == "billed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_covered_request_holds_and_charges_nothing_so_an_empty_balance_is_served(
+    api_client, user_client, provider, node_on
+):
+    from clients.models import Hold, LedgerEntry
+    from inference.models import InferenceRequest
+
+    client, raw = user_client
+    fund(client, "3.00")
+    node_on(input_price="1000.00", output_price="1000.00")
+    plan = _plan(daily_requests=1)
+    assert api_client.post(f"{PLANS}{plan.pk}/subscribe/", **bearer(raw)).status_code == 201
+    assert balance(client) == 0
+
+    covered = api_client.post("/v1/chat/completions", CHAT, format="json", **bearer(raw))
+    seed_beyond = api_client.post(
+        "/api/v1/inference/", {"question_text": "hi", "desired_model": MODEL}, format="json", **bearer(raw)
+    )
+
+    assert covered.status_code == 200, covered.content
+    assert seed_beyond.status_code == 429 and seed_beyond.json()["errors"][0]["code"] == "daily_quota_exceeded"
+    req = InferenceRequest.objects.get()
+    assert req.plan_covered and req.cost > 0
+    assert not Hold.objects.filter(key=req.hold_key).exists()
+    assert not LedgerEntry.objects.filter(account__client=client).exclude(kind__in=["credit", "subscription"]).exists()
+    assert balance(client) == 0
+    assert balance(provider[0]) == (req.cost * Decimal("0.7")).quantize(Decimal("0.000001"), rounding="ROUND_DOWN")
+    assert account_sum("treasury") == (req.cost * Decimal("0.05")).quantize(Decimal("0.000001"), rounding="ROUND_DOWN")
+    assert_books_balanced()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_items_are_covered_while_the_quota_lasts_then_billed(api_client, user_client, node_on):
+    from clients.models import Hold
+    from inference.models import InferenceRequest
+
+    client, raw = user_client
+    fund(client, "5.00")
+    node_on(input_price="1000.00", output_price="1000.00")
+    plan = _plan(daily_requests=2, overage="bill", price_per_month=Decimal("1.00"))
+    api_client.post(f"{PLANS}{plan.pk}/subscribe/", **bearer(raw))
+    body = {"model": MODEL, "prompts": ["a", "b", "c"], "max_tokens": 16}
+
+    r = api_client.post("/api/v1/inference/batch/", body, format="json", **bearer(raw))
+
+    assert r.status_code == 202, r.content
+    rows = list(InferenceRequest.objects.filter(batch_id=r.json()["id"]).order_by("pk"))
+    assert [row.plan_covered for row in rows] == [True, True, False]
+    assert all(row.status == "completed" and row.cost > 0 for row in rows)
+    assert [Hold.objects.filter(key=row.hold_key).exists() for row in rows] == [False, False, True]
+    assert balance(client) == Decimal("4.00") - rows[2].cost  # only the item beyond the quota was charged
+    assert LedgerTransaction.objects.filter(kind=LedgerTransactionKind.PLAN_USAGE).count() == 2
+    assert_books_balanced()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_beyond_a_block_plans_quota_is_refused_whole_and_takes_no_quota(api_client, user_client, node_on):
+    from inference.models import InferenceRequest
+    from plans.models import PlanDailyUsage
+
+    client, raw = user_client
+    fund(client, "5.00")
+    node_on()
+    plan = _plan(daily_requests=2, overage="block", price_per_month=Decimal("1.00"))
+    api_client.post(f"{PLANS}{plan.pk}/subscribe/", **bearer(raw))
+
+    r = api_client.post(
+        "/api/v1/inference/batch/", {"model": MODEL, "prompts": ["a", "b", "c"]}, format="json", **bearer(raw)
+    )
+
+    assert r.status_code == 429 and r.json()["errors"][0]["code"] == "daily_quota_exceeded"
+    assert not InferenceRequest.objects.exists()
+    assert not PlanDailyUsage.objects.filter(requests__gt=0).exists()
+    assert balance(client) == Decimal("4.00")

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from clients import ledger
 from clients.choices import LedgerTransactionKind
-from clients.models import LedgerEntry, LedgerTransaction
+from clients.models import Hold, LedgerEntry, LedgerTransaction
 from clients.services import api_key_create
 from inference.models import InferenceRequest
 from plans.choices import SubscriptionStatus
@@ -93,10 +93,19 @@ class PlanMachine(RuleBasedStateMachine):
     @invariant()
     def covered_requests_cost_the_client_nothing_and_pay_the_operator(self) -> None:
         for req in InferenceRequest.objects.filter(client=self.client, plan_covered=True, cost__gt=0):
-            paid_back = LedgerTransaction.objects.get(key=f"{LedgerTransactionKind.PLAN_USAGE}:{req.hold_key}")
-            assert paid_back.entries.get(account__client=self.client).amount == req.cost
-            settled = LedgerTransaction.objects.get(key=f"{LedgerTransactionKind.SETTLE}:{req.hold_key}")
-            assert settled.entries.get(account__client=_world["operator"]).amount > 0
+            # No hold, no charge: the client has no line of the request; the platform paid the operator and treasury.
+            assert not LedgerEntry.objects.filter(account__client=self.client, ref=f"inference:{req.pk}").exists()
+            assert not Hold.objects.filter(key=req.hold_key).exists()
+            paid = LedgerTransaction.objects.get(key=f"{LedgerTransactionKind.PLAN_USAGE}:{req.hold_key}")
+            shares = ledger.split_revenue(req.cost)
+            lines = {e.account.kind: e.amount for e in paid.entries.select_related("account")}
+            expected = {
+                "platform": -(shares["operator"] + shares["treasury"]),
+                "client": shares["operator"],  # the operator's account
+                "treasury": shares["treasury"],
+            }
+            assert lines == {kind: amount for kind, amount in expected.items() if amount}
+            assert paid.entries.get(account__client=_world["operator"]).amount == shares["operator"]
 
     @invariant()
     def the_key_spends_its_uncovered_costs_past_its_budget_by_one_request_at_most(self) -> None:

@@ -44,3 +44,36 @@ def test_a_key_rpm_caps_rental_starts(api_client, node, renter):
 
     assert again.status_code == 429 and again.json()["errors"][0]["code"] == "rate_limited"
     assert int(again["Retry-After"]) >= 1
+
+
+def test_pay_as_you_go_minutes_count_toward_the_key_budget_that_started_the_rental(api_client, node, renter):
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from clients.choices import LedgerEntryKind
+    from clients.models import LedgerEntry
+    from rentals import payg
+
+    client, _ = renter
+    key, raw = api_key_create(client=client, name="ci", budget=Decimal("0.20"), budget_period="month")
+    start = timezone.now().replace(microsecond=0)
+    with time_machine.travel(start, tick=False):
+        r = api_client.post(RENTALS_URL, {"node_id": node.pk, "billing": "payg"}, format="json", **bearer(raw))
+    assert r.status_code == 201, r.content
+    rental = Rental.objects.get()
+    assert rental.api_key_id == key.pk
+
+    payg.rentals_payg_charge(now=start + timedelta(minutes=10, seconds=1))  # minutes 1..11
+
+    key.refresh_from_db()
+    rental.refresh_from_db()
+    charged = -sum(
+        e.amount
+        for e in LedgerEntry.objects.filter(account__client=client, kind=LedgerEntryKind.RENTAL, ref__isnull=False)
+    )
+    assert rental.total == charged == key.spent > Decimal("0.20")
+    with time_machine.travel(start + timedelta(minutes=11), tick=False):
+        refused = api_client.post(RENTALS_URL, {"node_id": node.pk, "hours": 1}, format="json", **bearer(raw))
+    assert refused.status_code == 402 and refused.json()["errors"][0]["code"] == "key_budget_exceeded"

@@ -37,3 +37,29 @@ def test_a_spent_budget_refuses_a_job_while_the_account_has_money(api_client, us
 
     assert r.status_code == 402 and r.json()["errors"][0]["code"] == "key_budget_exceeded"
     assert not TrainingJob.objects.exists()
+
+
+def test_a_jobs_charge_counts_toward_the_budget_of_the_key_that_created_it(api_client, user_client, provider):
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from tests.training.conftest import heartbeat
+
+    fund(user_client[0], "50.00")
+    _, token = training_node(owner=provider[0], price="6.00")
+    key, raw = api_key_create(client=user_client[0], name="ci", budget=Decimal("0.40"))
+    job_id = api_client.post(URL, body(), format="json", **bearer(raw)).json()["id"]
+    command = heartbeat(api_client, token)["commands"][0]
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        heartbeat(api_client, token, results=[{"id": command["id"], "status": "running", "progress": 0.1}])
+    with time_machine.travel(start + timedelta(minutes=4, seconds=30), tick=False):
+        cancelled = api_client.delete(f"/api/v1/training/jobs/{job_id}/", **bearer(raw))
+        refused = api_client.post(URL, body(), format="json", **bearer(raw))
+
+    key.refresh_from_db()
+    assert TrainingJob.objects.get(pk=job_id).api_key_id == key.pk
+    assert cancelled.json()["charged"] == "0.500000" and key.spent == Decimal("0.5")
+    assert refused.status_code == 402 and refused.json()["errors"][0]["code"] == "key_budget_exceeded"

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from clients.key_limits import key_record_spend_of
 from clients.models import Client
 from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandAction, NodeCommandStatus
 from llm_models.models import Node, NodeCommand
@@ -34,6 +35,7 @@ def training_job_create(
     training_file: TrainingFile | None = None,
     node_id: int | None = None,
     public_base_url: str = "",
+    api_key_id: int | None = None,
 ) -> TrainingJob:
     """Create a job, hold its most possible cost and send it to a node if one can take it now.
 
@@ -70,6 +72,7 @@ def training_job_create(
         price_per_hour=price,
         held_amount=amount,
         public_base_url=public_base_url,
+        api_key_id=api_key_id,
     )
     billing.hold(client=client, job_id=job.pk, amount=amount)
     _event(job, "Job created; waiting for a node.")
@@ -168,6 +171,8 @@ def _finish(
     charge = billing.charge_for(price_per_hour=job.price_per_hour, minutes=minutes, held=job.held_amount)
     operator = job.node.owner if job.node is not None else None
     billing.settle(job_id=job.pk, charge=charge if operator is not None else Decimal("0"), operator=operator)
+    if operator is not None:
+        key_record_spend_of(key_id=job.api_key_id, cost=charge)  # toward the budget of the key that created it
     if stop:
         _stop_on_node(job)
     job.status = status
