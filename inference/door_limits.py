@@ -26,6 +26,11 @@ def calling_key(request: Request) -> ApiKey | None:
     return request.auth if isinstance(request.auth, ApiKey) else None
 
 
+def calling_key_id(request: Request) -> int | None:
+    key = calling_key(request)
+    return None if key is None else key.pk
+
+
 def limits_of(request: Request) -> KeyLimits | None:
     """The calling key's limits (None: a session or a keyless payer)."""
     key = calling_key(request)
@@ -45,11 +50,11 @@ def admit(request: Request, *, model: str, client: Client) -> Admitted:
     return Admitted(headers=admission.headers, covered=coverage == Coverage.COVERED)
 
 
-def request_attach(*, request_ids: list[int], key: ApiKey | None, covered: bool = False) -> None:
+def request_attach(*, request_ids: list[int], key_id: int | None, covered: bool = False) -> None:
     """Record which key asked and whether the plan covers it (in the transaction that opened the rows, before a
     worker can finish them)."""
-    if request_ids and (key is not None or covered):
-        InferenceRequest.objects.filter(pk__in=request_ids).update(api_key=key, plan_covered=covered)
+    if request_ids and (key_id is not None or covered):
+        InferenceRequest.objects.filter(pk__in=request_ids).update(api_key_id=key_id, plan_covered=covered)
 
 
 def request_finished(*, req: InferenceRequest, limits: KeyLimits | None) -> None:
@@ -57,7 +62,11 @@ def request_finished(*, req: InferenceRequest, limits: KeyLimits | None) -> None
     Its tokens go to the key's tpm window either way."""
     if req.plan_covered:
         plan_usage_cover(
-            client_id=req.client_id, cost=req.cost, key=req.hold_key, ref=f"inference:{req.pk}", memo="covered by plan"
+            client_id=req.client_id,
+            cost=req.cost,
+            key=req.ledger_hold_key,
+            ref=f"inference:{req.pk}",
+            memo="covered by plan",
         )
         key_record_spend(limits=limits, cost=Decimal("0"), tokens=req.prompt_tokens + req.completion_tokens)
     else:

@@ -411,7 +411,7 @@ CELERY_BEAT_SCHEDULE["inference-requeue-stuck"] = {
     "schedule": timedelta(seconds=INFERENCE_SWEEP_INTERVAL_S),
 }
 
-# --- The lean /v1/chat/completions path (inference/lean_chat.py; docs/API.md §8) ---------------------------
+# --- The lean /v1/chat/completions path (inference/v1/asgi.py; docs/API.md §8) ---------------------------
 # On PostgreSQL with a usage journal, POST /v1/chat/completions is served beside Django without a database round
 # trip per request. The journal is a Redis stream: by default the Celery broker's Redis, if that is Redis.
 INFERENCE_LEAN_PATH = env.bool("INFERENCE_LEAN_PATH", default=True)

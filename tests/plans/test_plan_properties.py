@@ -93,9 +93,9 @@ class PlanMachine(RuleBasedStateMachine):
     @invariant()
     def covered_requests_cost_the_client_nothing_and_pay_the_operator(self) -> None:
         for req in InferenceRequest.objects.filter(client=self.client, plan_covered=True, cost__gt=0):
-            paid_back = LedgerTransaction.objects.get(key=f"{LedgerTransactionKind.PLAN_USAGE}:{req.hold_key}")
+            paid_back = LedgerTransaction.objects.get(key=f"{LedgerTransactionKind.PLAN_USAGE}:{req.ledger_hold_key}")
             assert paid_back.entries.get(account__client=self.client).amount == req.cost
-            settled = LedgerTransaction.objects.get(key=f"{LedgerTransactionKind.SETTLE}:{req.hold_key}")
+            settled = LedgerTransaction.objects.get(key=f"{LedgerTransactionKind.SETTLE}:{req.ledger_hold_key}")
             assert settled.entries.get(account__client=_world["operator"]).amount > 0
 
     @invariant()
