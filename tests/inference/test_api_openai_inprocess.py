@@ -59,6 +59,9 @@ def test_a_non_stream_chat_answers_with_the_billed_usage(api_client, user_client
     assert r.status_code == 200, r.content
     assert r.json()["choices"][0]["message"]["content"] == "hello there"
     assert r.json()["usage"]["completion_tokens"] == len("hello there")
+    from inference.models import InferenceRequest
+
+    assert r.json()["id"] == f"chatcmpl-{InferenceRequest.objects.get().request_key}" != "chatcmpl-stub"
     assert "unknown" not in stub.chat_requests[0].body and stub.chat_requests[0].body["tools"] == []
 
 
@@ -78,7 +81,7 @@ def test_when_every_node_fails_before_answering_it_is_503(api_client, user_clien
 
 @pytest.mark.django_db(transaction=True)
 def test_a_stream_through_the_django_view_relays_chunks_then_the_billed_usage(api_client, user_client, node_on):
-    # The live-server tests reach the lean path (inference/lean_chat.py); this view serves streams sent with an
+    # The live-server tests reach the lean door (inference/v1/asgi.py); this view serves streams sent with an
     # Idempotency-Key, and every stream where the lean path is off (SQLite, no Redis).
     from decimal import Decimal
 
@@ -116,3 +119,4 @@ def test_a_stream_through_the_django_view_relays_chunks_then_the_billed_usage(ap
     record = InferenceRequest.objects.get()
     assert record.status == "completed" and record.answer_text == text
     assert balance(user_client[0]) == Decimal("1.00") - record.cost
+    assert {c["id"] for c in chunks} == {f"chatcmpl-{record.request_key}"}  # ours on every chunk
