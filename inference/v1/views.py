@@ -6,14 +6,12 @@ Authentication is the client's API key as `Authorization: Bearer`. Errors use Op
 not in /api/schema/ (OpenAI publishes their contract); docs/API.md §4 lists what is accepted.
 """
 
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from django.http import Http404
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
@@ -23,16 +21,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clients.authentication import ApiKeyAuthentication, bearer_token
+from clients.authentication import INVALID_KEY, ApiKeyAuthentication, bearer_token
 from clients.permissions import request_client
 from core.error_render import openai_body
 from core.errors import DomainError
 from core.idempotency import with_idempotency
-from core.tokens import hash_secret
 from inference import door_limits
 from inference.errors import ModelNotFound
 from inference.sse import sse_response, stream_ref
-from inference.v1 import keyless, web
+from inference.v1 import keyless, lookups, web
 from inference.v1.pipeline import Caller, ChatCall, Finished, stream_end
 from inference.v1.protocol import ChatRequest, error_body, parse_chat_request
 from llm_models.models import LlmModel
@@ -84,29 +81,18 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
 
 
 class CachedApiKeyAuthentication(ApiKeyAuthentication):
-    """The client API key, remembered per process for INFERENCE_KEY_CACHE_S so the hot path skips the lookup.
-
-    A revoked key or deactivated user is therefore refused at most INFERENCE_KEY_CACHE_S late on /v1/.
+    """The client API key from the /v1 doors' one per-process cache (v1/lookups.py), kept INFERENCE_KEY_CACHE_S, so
+    a revoked key or deactivated user is refused at most that late on /v1/. Expiry and scope: ApiKeyAuthentication.
     """
-
-    _cache: dict[str, tuple[float, tuple]] = {}
-    _MAX_ENTRIES = 10_000
 
     def lookup(self, request: Request) -> tuple | None:
         raw = bearer_token(request)
         if raw is None:
             return None
-        digest = hash_secret(raw)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        result = super().lookup(request)  # raises for a bad key: failures are never cached
-        if len(self._cache) >= self._MAX_ENTRIES:
-            self._cache.clear()
-        if result is not None and settings.INFERENCE_KEY_CACHE_S > 0:
-            self._cache[digest] = (now + settings.INFERENCE_KEY_CACHE_S, result)
-        return result
+        known = lookups.known_key(raw)
+        if known is None:
+            raise exceptions.AuthenticationFailed(INVALID_KEY, code="invalid_api_key")
+        return known.user, known.key
 
 
 class _OpenAIView(APIView):
