@@ -1,7 +1,6 @@
 """Seed 004's `inference` resource: ask (sync or async), stream, batch; read, change and delete your own records."""
 
 import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -60,20 +59,10 @@ STREAM_IDEMPOTENCY_KEY = OpenApiParameter(
     description="A stream cannot be replayed: a second stream with the same key is a 409 `stream_not_replayable` "
     "and charges nothing.",
 )
-_POLL_S = 0.1
 
 
 def _wants_async(request: Request) -> bool:
     return "respond-async" in request.headers.get("Prefer", "").lower()
-
-
-def _wait_for(req: InferenceRequest, *, timeout: float) -> InferenceRequest:
-    """Poll the row until a worker finishes it or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while not req.is_finished and time.monotonic() < deadline:
-        time.sleep(_POLL_S)
-        req.refresh_from_db()
-    return req
 
 
 def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened:
@@ -155,7 +144,7 @@ class InferenceViewSet(
             opened = _open_question(request, ref=ref, channel=InferenceChannel.WORKER)
             req = opened.request
             if not _wants_async(request):
-                req = _wait_for(req, timeout=settings.INFERENCE_SYNC_WAIT_S)
+                req = selectors.inference_wait_finished(req=req, timeout=settings.INFERENCE_SYNC_WAIT_S)
             code = status.HTTP_201_CREATED if req.is_finished else status.HTTP_202_ACCEPTED
             return Response(InferenceOut(req).data, status=code)
 
