@@ -79,8 +79,9 @@ class ChatCall:
 
 
 class Routes(Protocol):
-    async def __call__(self, model: str, caller: Caller) -> list[Candidate] | None:
-        """Candidates best first; None hands the request to another door (raises a DomainError where none may)."""
+    async def __call__(self, request: ChatRequest, caller: Caller) -> list[Candidate] | None:
+        """Candidates for the request (its model; routing controls to come: issue 13), best first; None hands the
+        request to another door (raises a DomainError where none may)."""
         ...
 
 
@@ -119,7 +120,7 @@ class Pipeline:
 
     async def open(self, request: ChatRequest, caller: Caller) -> ChatCall | None:
         """Route and reserve; None when a strategy hands the request to another door (nothing is held then)."""
-        candidates = await self.routes(request.model, caller)
+        candidates = await self.routes(request, caller)
         if not candidates:
             return None
         prompt = PromptSize.of(request.body)

@@ -16,14 +16,15 @@ from inference import routing
 from inference.routing import Candidate
 from inference.v1 import lookups
 from inference.v1.pipeline import Caller, ChatCall
+from inference.v1.protocol import ChatRequest
 
 
 class CachedRoutes:
     def __init__(self) -> None:
         self.running: dict[int, int] = defaultdict(int)  # requests this process is relaying, by first-choice node
 
-    async def __call__(self, model: str, caller: Caller) -> list[Candidate] | None:
-        candidates = await lookups.route(model)
+    async def __call__(self, request: ChatRequest, caller: Caller) -> list[Candidate] | None:
+        candidates = await lookups.route(request.model)
         return self._by_load(candidates) if candidates else None
 
     def _by_load(self, candidates: list[Candidate]) -> list[Candidate]:
@@ -45,5 +46,5 @@ class CachedRoutes:
 
 
 class LiveRoutes:
-    async def __call__(self, model: str, caller: Caller) -> list[Candidate] | None:
-        return await sync_to_async(routing.route)(model=model, client_id=caller.client_id)
+    async def __call__(self, request: ChatRequest, caller: Caller) -> list[Candidate] | None:
+        return await sync_to_async(routing.route)(model=request.model, client_id=caller.client_id)
