@@ -62,7 +62,7 @@ class ChatCall:
     reservation: Any = None
     row: Any = None  # the InferenceRequest, where the record strategy keeps one
     cost: Decimal = Decimal(0)  # charged, once recorded
-    recorded: bool = False
+    recording: "asyncio.Future[None] | None" = None  # the record step, run once
     last: dict = field(default_factory=dict)  # the last chunk relayed
 
     @property
@@ -141,9 +141,11 @@ class Pipeline:
         await self.reserve.release(call)
 
     async def _finish(self, call: ChatCall) -> None:
-        if not call.recorded:
-            call.recorded = True
-            await self.record.record(call)
+        """Record the call, once: a caller cancelled meanwhile (a client that left) does not cut the record short,
+        and whoever comes next waits for the same one."""
+        if call.recording is None:
+            call.recording = asyncio.ensure_future(self.record.record(call))
+        await asyncio.shield(call.recording)
 
     async def _end(self, call: ChatCall) -> None:
         try:
@@ -200,7 +202,7 @@ class Pipeline:
         finally:
             if done is not None:
                 done()
-            if not call.recorded:
+            if call.recording is None:
                 call.delivery.client_gone = True
             await asyncio.shield(self._end(call))
 
