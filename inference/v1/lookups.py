@@ -104,7 +104,7 @@ def _known_key(digest: str) -> KnownKey | None:
 
 
 class DomainMiss:
-    """No route: the Django path answers (404 or 503 with its Retry-After)."""
+    """No route: the web door answers (404 or 503 with its Retry-After)."""
 
 
 def _route(model: str) -> list[Candidate] | DomainMiss:
@@ -140,7 +140,7 @@ def known_key(raw: str) -> KnownKey | None:
 
 
 async def route(model: str) -> list[Candidate] | None:
-    """Candidates for `model`, best first, or None when there are none (the Django path answers)."""
+    """Candidates for `model`, best first, or None when there are none (the web door answers)."""
     found = await _routes.get(model, lambda: _route_async(model))
     return None if isinstance(found, DomainMiss) else found
 
@@ -160,5 +160,5 @@ _on_a_plan_async = database_call(_on_a_plan)
 
 
 async def on_a_plan(client_id: int) -> bool:
-    """Whether the client has an active plan (its requests take the plan's quota: the Django path serves them)."""
+    """Whether the client has an active plan (its requests take the plan's quota: the web door serves them)."""
     return await _plans.get(str(client_id), lambda: _on_a_plan_async(client_id))
