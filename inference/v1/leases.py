@@ -14,7 +14,7 @@ last request has finished, its process closes it (`close(key, spent)`): the hold
 its requests spent (ledger.hold_reduce), and a close entry in the journal releases the rest after their usage is
 charged. If no new lease can be placed because the client's money is in the expired one (its requests still
 running), the expired lease goes on taking reservations for up to another INFERENCE_LEASE_TTL_S; if it is in an
-idle one, that one is closed first. A process that dies leaves its leases open; usage.release_stale_leases
+idle one, that one is closed first. A process that dies leaves its leases open; entries.release_stale_leases
 releases them later.
 """
 
