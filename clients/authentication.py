@@ -14,6 +14,7 @@ from core.tokens import hash_secret
 if TYPE_CHECKING:
     from drf_spectacular.openapi import AutoSchema
 
+INVALID_KEY = "Invalid or revoked API key."
 # last_used_at is refreshed at most this often, so authentication is not a write per request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -29,6 +30,19 @@ def bearer_token(request: Request) -> str | None:
         return header[1].decode("ascii")
     except UnicodeDecodeError as exc:
         raise exceptions.AuthenticationFailed("Invalid token characters.") from exc
+
+
+def api_key_active(*, digest: str) -> ApiKey | None:
+    """The one rule of which key authenticates (both /v1 doors and the API): unrevoked, of an active user, with its
+    client and user loaded. Its last use is recorded at most every LAST_USED_RESOLUTION. Expiry and scopes are
+    checked by the caller (a 401 and a 403 of their own, API.md §12)."""
+    key = ApiKey.objects.select_related("client__user").filter(digest=digest, revoked_at__isnull=True).first()
+    if key is None or not key.client.user.is_active:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -56,16 +70,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = bearer_token(request)
         if raw is None:
             return None
-        key = (
-            ApiKey.objects.select_related("client__user")
-            .filter(digest=hash_secret(raw), revoked_at__isnull=True)
-            .first()
-        )
-        if key is None or not key.client.user.is_active:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key")
-        now = timezone.now()
-        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key = api_key_active(digest=hash_secret(raw))
+        if key is None:
+            raise exceptions.AuthenticationFailed(INVALID_KEY, code="invalid_api_key")
         return key.client.user, key
 
     def authenticate_header(self, request: Request) -> str:

@@ -2,7 +2,7 @@
 
 Django serves everything; a chunked request body is read within the body limit in front of everything
 (core/asgi.py's RequestBodyCap); two hot endpoints have their common case answered in front of it by lean paths that
-hand Django whatever they do not handle: `POST /v1/chat/completions` (inference/lean_chat.py) and the node
+hand Django whatever they do not handle: `POST /v1/chat/completions` (inference/v1/asgi.py) and the node
 heartbeat (llm_models/heartbeat_fastpath.py).
 """
 
@@ -15,7 +15,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 django_application = get_asgi_application()
 
 from core.asgi import RequestBodyCap  # noqa: E402  (needs the apps loaded above)
-from inference.lean_chat import ChatCompletionsLeanPath  # noqa: E402
+from inference.v1.asgi import ChatCompletionsLeanPath  # noqa: E402
 from llm_models.heartbeat_fastpath import HeartbeatFastPath  # noqa: E402
 
 # RequestBodyCap first: a chunked body reaches every path read and capped, with its length (core/asgi.py).

@@ -33,7 +33,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include(api_v1)),
     # OpenAI-compatible API: an OpenAI SDK works with base_url="http://HOST/v1".
-    path("v1/", include("inference.openai_urls")),
+    path("v1/", include("inference.v1.urls")),
     # OpenAI's fine-tuning API: files, fine_tuning/jobs (docs/API.md §13).
     path("v1/", include("training.openai_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

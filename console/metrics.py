@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from console import selectors
-from inference import usage_journal
+from inference.journal import stream as usage_journal
 from market.selectors import revenue_by_share
 
 log = logging.getLogger(__name__)

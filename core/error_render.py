@@ -8,8 +8,8 @@
   retry unchanged (`openai_retry_headers`).
 
 Every place that answers an error calls these: Django's error handlers and the JSON-error middleware
-(core/exception_views.py, core/middleware.py), the /v1/ exception handler (inference/openai_views.py), the lean
-ASGI paths (core/asgi.py, inference/lean_chat.py) and the SSE streams (inference/relay.py). `body_for` picks the
+(core/exception_views.py, core/middleware.py), the /v1/ exception handler (inference/v1/views.py), the lean
+ASGI paths (core/asgi.py, inference/v1/asgi.py) and the SSE streams (inference/relay.py). `body_for` picks the
 mount's shape from the request path.
 """
 

@@ -42,7 +42,7 @@ class InferenceRequestAdmin(_ReadOnly):
         "id", "client", "desired_model", "status", "channel", "node", "tokens", "cost_usd", "latency",
         "error_code", "created_at",
     ]  # fmt: skip
-    exclude = ["hold_key"]  # an internal idempotency key
+    exclude = ["request_key"]  # an internal key (its /v1 id is `chatcmpl-<key>`)
     list_filter = ["status", "channel", "error_code"]
     search_fields = ["desired_model", "client__user__username", "question_text"]
     list_select_related = ["client__user", "node"]

@@ -9,7 +9,8 @@ class InferenceStatus(models.TextChoices):
 
 
 class InferenceChannel(models.TextChoices):
-    """Who relays the request: a Celery worker (seed resource, batch) or the web process itself (streams, /v1/)."""
+    """Who relays the request: a Celery worker (seed resource, batch) or the web process itself (streams, /v1/).
+    The web process's value stays `direct`, the word the API's `channel` filter and records have always used."""
 
     WORKER = "worker", "Celery worker"
-    DIRECT = "direct", "Web process"
+    WEB = "direct", "Web process"

@@ -27,6 +27,11 @@ def calling_key(request: Request) -> ApiKey | None:
     return request.auth if isinstance(request.auth, ApiKey) else None
 
 
+def calling_key_id(request: Request) -> int | None:
+    key = calling_key(request)
+    return None if key is None else key.pk
+
+
 def limits_of(request: Request) -> KeyLimits | None:
     """The calling key's limits (None: a session or a keyless payer)."""
     key = calling_key(request)
@@ -52,10 +57,10 @@ def batch_covered(*, client: Client, model: str, count: int) -> int:
     return plan_quota_take_many(client_id=client.pk, model=model, count=count)
 
 
-def request_attach(*, request_ids: list[int], key: ApiKey | None) -> None:
+def request_attach(*, request_ids: list[int], key_id: int | None) -> None:
     """Record which key asked (in the transaction that opened the rows, before a worker can finish them)."""
-    if request_ids and key is not None:
-        InferenceRequest.objects.filter(pk__in=request_ids).update(api_key=key)
+    if request_ids and key_id is not None:
+        InferenceRequest.objects.filter(pk__in=request_ids).update(api_key_id=key_id)
 
 
 def request_finished(*, req: InferenceRequest, limits: KeyLimits | None) -> None:

@@ -42,7 +42,7 @@ class InferenceRequest(models.Model):
     )
     plan_covered = models.BooleanField(
         default=False,
-        db_default=False,  # the lean path's raw INSERT (inference/usage.py) does not name it
+        db_default=False,
         help_text="Within the client's plan's daily quota: the platform pays for it (plans/).",
     )
     question_text = models.TextField()
@@ -64,7 +64,12 @@ class InferenceRequest(models.Model):
     output_price_per_million = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     held_amount = models.DecimalField(**MONEY, default=Decimal("0"))
     cost = models.DecimalField(**MONEY, default=Decimal("0"))
-    hold_key = models.CharField(max_length=64, unique=True)
+    request_key = models.CharField(
+        max_length=64,
+        unique=True,
+        help_text="The request's unique key: its /v1 id is `chatcmpl-<key>`; a retry with the same Idempotency-Key "
+        "derives the same one. A per-request hold is the ledger hold `inference:<key>`.",
+    )
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_detail = models.CharField(max_length=500, blank=True, default="")
@@ -109,6 +114,11 @@ class InferenceRequest(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def ledger_hold_key(self) -> str:
+        """The key of the ledger hold placed for this request alone (not /v1 lean-path rows: a lease paid them)."""
+        return f"inference:{self.request_key}"
 
 
 class NodeRevenue(Node):

@@ -8,7 +8,7 @@
 - `hold_max_tokens(...)`: the completion tokens the hold is sized for (and the most billed): what the caller asked
   for, or, omitted, what the context window leaves after the prompt.
 
-Run `openai_protocol.parse_chat_request` first: it checks the fields it knows (their values are forwarded as
+Run `v1.protocol.parse_chat_request` first: it checks the fields it knows (their values are forwarded as
 given); this module checks `user` and knows nothing else of the body.
 """
 

@@ -1,6 +1,6 @@
 """The relay engine: plain async functions that send one chat request to the best node, fail over while nothing has
 been relayed, and meter what was delivered. They know nothing of Django requests or the database: callers (the
-Celery task, the streaming views, a future lean ASGI handler) route, hold money before and settle after.
+Celery task and the /v1 pipeline, inference/v1/pipeline.py) route, hold money before and settle after.
 
     delivery = Delivery()
     async for chunk in relay_stream(candidates=..., body=..., delivery=delivery):
@@ -317,14 +317,3 @@ async def collect(*, candidates: list[Candidate], body: dict, delivery: Delivery
     async with node_client.new_http_client() as http:
         async for _ in relay_stream(candidates=candidates, body=body, delivery=delivery, http=http):
             pass
-
-
-def sse_raw(payload: bytes) -> bytes:
-    """One server-sent event from JSON already encoded on one line (node_client checked it)."""
-    return b"data: " + payload + b"\n\n"
-
-
-def sse(payload: dict | str) -> bytes:
-    """One server-sent event: `data: <json>` (or a literal such as `[DONE]`)."""
-    text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    return f"data: {text}\n\n".encode()

@@ -1,10 +1,13 @@
 """Reads of inference requests: each caller sees only its own (admins see all); others' rows are 404."""
 
+import time
+
 from django.db.models import Prefetch, QuerySet
 
 from clients.models import Client
 from core.errors import NotFound
 from inference.models import InferenceBatch, InferenceRequest
+from inference.v1.protocol import RESPONSE_ID_PREFIX
 
 
 def inference_list_visible(*, viewer: Client) -> QuerySet[InferenceRequest]:
@@ -22,22 +25,26 @@ def inference_batch_get_visible(*, viewer: Client, batch_id: int) -> InferenceBa
     return batch
 
 
-# Our ids (API.md §11): a completion's `id` is this prefix and its record's unique key, so the record is found by it.
-GENERATION_ID_PREFIX = "chatcmpl-"
+_POLL_S = 0.1
 
 
-def generation_id(row_key: str) -> str:
-    """The `chatcmpl-` id of the request whose record has this unique key."""
-    return GENERATION_ID_PREFIX + row_key
+def inference_wait_finished(*, req: InferenceRequest, timeout: float) -> InferenceRequest:
+    """The row once a worker has finished it, or as it is when `timeout` passes (polled every 0.1 s; the request
+    thread waits meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while not req.is_finished and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+        req.refresh_from_db()
+    return req
 
 
 def inference_get_by_generation_id(*, client: Client, generation_id: str) -> InferenceRequest:
-    """The caller's own request with this `chatcmpl-` id; any other id, another client's included, is 404."""
-    key = generation_id.removeprefix(GENERATION_ID_PREFIX)
+    """The caller's own request with this `chatcmpl-` id (API.md §11, `protocol.response_id`); any other id, another
+    client's included, is 404."""
+    key = generation_id.removeprefix(RESPONSE_ID_PREFIX)
     row = None
     if key != generation_id and key:
-        # The record's unique key (a unique index): the one line to change if the column is renamed.
-        row = InferenceRequest.objects.filter(client=client, hold_key=key).first()
+        row = InferenceRequest.objects.filter(client=client, request_key=key).first()
     if row is None:
         raise NotFound(f"No generation of yours has the id {generation_id!r}.")
     return row

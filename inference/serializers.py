@@ -11,8 +11,8 @@ from rest_framework import serializers
 from clients.models import Client
 from core.serializers import StrictInputMixin
 from inference.models import InferenceBatch, InferenceRequest
-from inference.selectors import generation_id
 from inference.usage_rollup import GROUPS
+from inference.v1.protocol import response_id
 
 QUESTION_MAX_CHARS = 100_000
 
@@ -223,4 +223,4 @@ class GenerationOut(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_id(self, obj: InferenceRequest) -> str:
-        return generation_id(obj.hold_key)
+        return response_id(obj.request_key)

@@ -2,11 +2,12 @@
 
 Money moves only through clients/ledger.py: one hold when a request is opened (its most possible cost), then
 exactly one settle (the metered cost, split to the node's operator) or release. Both are keyed by the request's
-`hold_key`, so a retried task or a racing sweeper cannot charge twice, and only the dispatch that still owns the
-row (`attempts` unchanged since its claim) may finish it.
+unique `request_key` (the hold is its `ledger_hold_key`), so a retried task or a racing sweeper cannot charge
+twice, and only the dispatch that still owns the row (`attempts` unchanged since its claim) may finish it.
 """
 
 import asyncio
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,13 +24,12 @@ from clients.choices import LedgerEntryKind
 from clients.models import Client
 from core import metrics
 from core.errors import NotFound
-from inference import relay, routing
+from inference import relay, routing, routing_lessons
 from inference.choices import InferenceChannel, InferenceStatus
 from inference.errors import InferenceNotEditable, InferenceRunning, ModelNotFound, NoCapacity, StreamNotReplayable
 from inference.models import InferenceBatch, InferenceRequest
 from inference.relay import Delivery, PromptSize
 from inference.routing import Candidate
-from llm_models import services as node_services
 from plans.covered import plan_usage_pay
 
 UNFINISHED = (InferenceStatus.QUEUED, InferenceStatus.RUNNING)
@@ -66,12 +66,20 @@ def ledger_ref(request_id: int) -> str:
     return f"inference:{request_id}"
 
 
+def new_request_key(ref: str | None = None) -> str:
+    """A request row's unique key (its public id is `chatcmpl-<key>` on /v1): derived from `ref` when the request
+    has one (an Idempotency-Key), so the same logical request cannot be opened twice; random otherwise."""
+    if ref:
+        return hashlib.sha256(ref.encode()).hexdigest()[:32]
+    return uuid.uuid4().hex
+
+
 def _hold(req: InferenceRequest) -> None:
     if req.held_amount > 0 and not req.plan_covered:  # a plan-covered request holds nothing (plans/covered.py)
         ledger.hold_place(
             client_id=req.client_id,
             amount=req.held_amount,
-            key=req.hold_key,
+            key=req.ledger_hold_key,
             ref=ledger_ref(req.pk),
             memo=f"inference #{req.pk}",
         )
@@ -79,13 +87,13 @@ def _hold(req: InferenceRequest) -> None:
 
 def _release(req: InferenceRequest) -> None:
     if req.held_amount > 0 and not req.plan_covered:
-        ledger.hold_release(key=req.hold_key)
+        ledger.hold_release(key=req.ledger_hold_key)
 
 
 @transaction.atomic
 def inference_open(
     *,
-    client: Client,
+    client_id: int,
     desired_model: str,
     question_text: str,
     max_tokens: int | None = None,
@@ -94,47 +102,49 @@ def inference_open(
     batch: InferenceBatch | None = None,
     candidates: list[Candidate] | None = None,
     ref: str | None = None,
+    request_key: str | None = None,
     now: datetime | None = None,
     plan_covered: bool = False,
 ) -> Opened:
     """Route, write the row and hold its most possible cost; a worker request is dispatched when this commits.
 
     Raises ModelNotFound (404), NoCapacity (503) or ledger.InsufficientFunds (402), leaving nothing behind.
-    `channel=direct` rows are relayed by the caller at once, so they start `running` with their one dispatch.
-    `ref` (from core/idempotency.py) names the logical request: the hold is keyed by it, so a retried request
-    cannot hold or charge twice (a second row with the same hold key is refused by the database).
+    `channel=web` rows are relayed by the caller at once, so they start `running` with their one dispatch.
+    `ref` (from core/idempotency.py) names the logical request: the row's key (`request_key`, unless given) and so
+    its hold are derived from it, so a retried request cannot hold or charge twice (a second row with the same key
+    is refused by the database).
     `plan_covered` (the client's plan covers it: plans.services.plan_quota_take): no hold, and no charge at the end.
     """
     now = now or timezone.now()
     if candidates is None:
-        candidates = routing.route(model=desired_model, now=now, client_id=client.pk)
+        candidates = routing.route(model=desired_model, now=now, client_id=client_id)
     max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
     body = {**(body or chat_body(model=desired_model, question_text=question_text, max_tokens=max_tokens))}
     body["max_tokens"] = max_tokens
     prompt = PromptSize.of(body)
-    direct = channel == InferenceChannel.DIRECT
-    hold_key = f"inference:{ref or uuid.uuid4().hex}"
-    if ref and InferenceRequest.objects.filter(hold_key=hold_key).exists():
+    by_web = channel == InferenceChannel.WEB
+    request_key = request_key or new_request_key(ref)
+    if ref and InferenceRequest.objects.filter(request_key=request_key).exists():
         # A stream sent again (other charging POSTs replay their stored response before getting here), or a retry
         # that took over the key of a request that crashed after writing its row: never a second hold.
         raise StreamNotReplayable("A request with this Idempotency-Key was already made; it is not sent again.")
     req = InferenceRequest.objects.create(
-        client=client,
+        client_id=client_id,
         question_text=question_text,
         desired_model=desired_model,
         max_tokens=max_tokens,
         channel=channel,
         batch=batch,
-        status=InferenceStatus.RUNNING if direct else InferenceStatus.QUEUED,
-        attempts=1 if direct else 0,
-        claimed_at=now if direct else None,
+        status=InferenceStatus.RUNNING if by_web else InferenceStatus.QUEUED,
+        attempts=1 if by_web else 0,
+        claimed_at=now if by_web else None,
         held_amount=relay.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates),
-        hold_key=hold_key,
+        request_key=request_key,
         deadline_at=_deadline(now),
         plan_covered=plan_covered,
     )
     _hold(req)
-    if not direct:
+    if not by_web:
         _dispatch_on_commit(req.pk)
     return Opened(request=req, candidates=candidates, body=body, prompt=prompt)
 
@@ -158,7 +168,7 @@ def inference_batch_create(
     ref = ref or uuid.uuid4().hex
     for i, prompt in enumerate(prompts):
         inference_open(
-            client=client,
+            client_id=client.pk,
             desired_model=model,
             question_text=prompt,
             max_tokens=max_tokens,
@@ -183,7 +193,7 @@ def inference_update(*, req: InferenceRequest, **changes: object) -> InferenceRe
     body = chat_body(model=locked.desired_model, question_text=locked.question_text, max_tokens=locked.max_tokens)
     _release(locked)
     locked.held_amount = relay.max_cost(prompt=PromptSize.of(body), max_tokens=locked.max_tokens, candidates=candidates)
-    locked.hold_key = f"inference:{uuid.uuid4().hex}"
+    locked.request_key = new_request_key()
     locked.save()
     _hold(locked)
     return locked
@@ -281,13 +291,13 @@ def inference_finish(
             plan_usage_pay(
                 operator_id=candidate.owner_id,
                 cost=cost,
-                key=req.hold_key,
+                key=req.ledger_hold_key,
                 ref=ledger_ref(req.pk),
                 memo=f"inference #{req.pk} covered by plan",
             )
         elif cost > 0 and candidate is not None:  # a cost means a node answered
             ledger.hold_settle(
-                key=req.hold_key,
+                key=req.ledger_hold_key,
                 charge=cost,
                 operator_id=candidate.owner_id,
                 kind=LedgerEntryKind.INFERENCE,
@@ -297,27 +307,10 @@ def inference_finish(
         else:
             _release(req)
     outcome_count(model=req.desired_model, fields=fields)
-    teach_routing(delivery)
+    routing_lessons.teach_now(routing_lessons.lessons(delivery))
     for name, value in fields.items():
         setattr(req, name, value)
     return req
-
-
-def teach_routing(delivery: Delivery) -> None:
-    """Cool down the nodes that failed; fold the answering node's first-byte latency into its EWMA."""
-    for node_id, error in delivery.failures:
-        if error.node_fault:
-            node_services.node_record_failure(node_id=node_id)
-    if delivery.candidate is None:
-        return
-    if (
-        delivery.error is not None
-        and delivery.error.node_fault
-        and delivery.failures[-1:] != [(delivery.candidate.node_id, delivery.error)]
-    ):
-        node_services.node_record_failure(node_id=delivery.candidate.node_id)
-    elif delivery.started and delivery.first_byte_ms is not None and delivery.error is None:
-        node_services.node_record_success(node_id=delivery.candidate.node_id, latency_ms=delivery.first_byte_ms)
 
 
 def _fail_unstarted(*, req: InferenceRequest, attempt: int, code: str, detail: str) -> None:
@@ -361,7 +354,7 @@ def inference_requeue_stuck(*, now: datetime | None = None, limit: int = 200) ->
     stuck = InferenceRequest.objects.filter(status__in=UNFINISHED, deadline_at__lt=now).order_by("deadline_at")
     for req in stuck[:limit]:
         give_up = (
-            req.channel == InferenceChannel.DIRECT
+            req.channel == InferenceChannel.WEB
             or req.attempts >= settings.INFERENCE_MAX_DISPATCHES
             or req.created_at < now - deadline * (settings.INFERENCE_MAX_DISPATCHES + 1)
         )

@@ -20,7 +20,7 @@ def stream_ref(request: Request) -> str | None:
     if not re.fullmatch(KEY_PATTERN, raw):
         raise InvalidIdempotencyKey(f"The {HEADER} header must be 1 to 255 visible ASCII characters.")
     scope = f"{request.user.pk}\n{request.path}\n{raw}"
-    return "stream:" + hashlib.sha256(scope.encode()).hexdigest()[:40]  # fits hold_key with its prefix
+    return "stream:" + hashlib.sha256(scope.encode()).hexdigest()[:40]  # hashed into the request_key
 
 
 def sse_response(events: AsyncIterator[bytes]) -> StreamingHttpResponse:

@@ -4,7 +4,8 @@ from typing import Any
 
 from celery import shared_task
 
-from inference import door_limits, services, usage, usage_journal
+from inference import door_limits, services
+from inference.journal import entries, stream
 from inference.models import InferenceRequest
 
 
@@ -27,12 +28,12 @@ def inference_requeue_stuck() -> dict[str, int]:
 
 @shared_task(name="inference.tasks.inference_usage_drain", ignore_result=True)
 def inference_usage_drain() -> int:
-    """Apply the /v1 lean path's usage journal to PostgreSQL (exactly once: see inference/usage_journal.py)."""
-    return usage_journal.drain()
+    """Apply the /v1 lean door's usage journal to PostgreSQL (exactly once: see inference/journal/stream.py)."""
+    return stream.drain()
 
 
 @shared_task(name="inference.tasks.inference_leases_release_stale", ignore_result=True)
 def inference_leases_release_stale() -> int:
     """Release leases of web processes that died; their journaled usage is applied first."""
-    usage_journal.drain()
-    return usage.release_stale_leases()
+    stream.drain()
+    return entries.release_stale_leases()

@@ -1,8 +1,8 @@
 """Seed 004's `inference` resource: ask (sync or async), stream, batch; read, change and delete your own records."""
 
 import json
-import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -17,7 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from clients.key_limits import KeyLimits, key_admit
+from clients.key_limits import key_admit
 from clients.permissions import request_client
 from core.error_render import openai_sse_error
 from core.idempotency import (
@@ -30,10 +30,8 @@ from core.idempotency import (
 from core.openapi import error_response
 from inference import door_limits, selectors, services
 from inference.choices import InferenceChannel
-from inference.direct import Finished, relay_and_finish
 from inference.filters import InferenceFilter
 from inference.models import InferenceRequest
-from inference.relay import sse
 from inference.serializers import (
     InferenceBatchIn,
     InferenceBatchOut,
@@ -43,6 +41,9 @@ from inference.serializers import (
 )
 from inference.services import Opened
 from inference.sse import sse_response, stream_ref
+from inference.v1 import web
+from inference.v1.pipeline import Caller, ChatCall, Finished
+from inference.v1.protocol import sse
 
 PREFER = OpenApiParameter(
     "Prefer",
@@ -58,20 +59,10 @@ STREAM_IDEMPOTENCY_KEY = OpenApiParameter(
     description="A stream cannot be replayed: a second stream with the same key is a 409 `stream_not_replayable` "
     "and charges nothing.",
 )
-_POLL_S = 0.1
 
 
 def _wants_async(request: Request) -> bool:
     return "respond-async" in request.headers.get("Prefer", "").lower()
-
-
-def _wait_for(req: InferenceRequest, *, timeout: float) -> InferenceRequest:
-    """Poll the row until a worker finishes it or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while not req.is_finished and time.monotonic() < deadline:
-        time.sleep(_POLL_S)
-        req.refresh_from_db()
-    return req
 
 
 def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened:
@@ -84,7 +75,7 @@ def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened
     admitted = door_limits.admit(request, model=v["desired_model"], client=client)  # key limits, plan (API.md §12)
     with transaction.atomic():
         opened = services.inference_open(
-            client=client,
+            client_id=client.pk,
             desired_model=v["desired_model"],
             question_text=v["question_text"],
             max_tokens=v.get("max_tokens"),
@@ -92,23 +83,24 @@ def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened
             ref=ref,
             plan_covered=admitted.covered,  # no hold, no charge (API.md §12)
         )
-        door_limits.request_attach(request_ids=[opened.request.pk], key=door_limits.calling_key(request))
+        door_limits.request_attach(request_ids=[opened.request.pk], key_id=door_limits.calling_key_id(request))
     return opened
 
 
-async def _seed_stream(opened: Opened, limits: KeyLimits | None) -> AsyncIterator[bytes]:
-    """Chunk events, then `event: inference` with the saved record, then `[DONE]` (no `[DONE]` after an error)."""
-    async for item in relay_and_finish(opened):
-        if not isinstance(item, Finished):
-            yield sse(item)
-            continue
-        await sync_to_async(door_limits.request_finished)(req=item.request, limits=limits)
-        record = await sync_to_async(lambda r: InferenceOut(r).data)(item.request)
-        if item.error is not None:
-            yield openai_sse_error(message=item.error.detail, code=item.error.code)
-        yield f"event: inference\ndata: {json.dumps(record, default=str)}\n\n".encode()
-        if item.error is None:
-            yield sse("[DONE]")
+async def _seed_stream(call: ChatCall) -> AsyncIterator[bytes]:
+    """Chunk events, then `event: inference` with the saved record, then `[DONE]` (no `[DONE]` after an error).
+    Relayed and recorded by the web door's /v1 pipeline (inference/v1/web.py)."""
+    async with aclosing(web.PIPELINE.events(call)) as events:
+        async for event in events:
+            if not isinstance(event, Finished):
+                yield event
+                continue
+            record = await sync_to_async(lambda r: InferenceOut(r).data)(event.row)
+            if event.error is not None:
+                yield openai_sse_error(message=event.error.detail, code=event.error.code)
+            yield f"event: inference\ndata: {json.dumps(record, default=str)}\n\n".encode()
+            if event.error is None:
+                yield sse("[DONE]")
 
 
 # InferenceIn.validate_client: `client` may name only the caller (API.md §4).
@@ -150,7 +142,7 @@ class InferenceViewSet(
             opened = _open_question(request, ref=ref, channel=InferenceChannel.WORKER)
             req = opened.request
             if not _wants_async(request):
-                req = _wait_for(req, timeout=settings.INFERENCE_SYNC_WAIT_S)
+                req = selectors.inference_wait_finished(req=req, timeout=settings.INFERENCE_SYNC_WAIT_S)
             code = status.HTTP_201_CREATED if req.is_finished else status.HTTP_202_ACCEPTED
             return Response(InferenceOut(req).data, status=code)
 
@@ -201,8 +193,13 @@ class InferenceViewSet(
     )
     @action(detail=False, methods=["post"], url_path="stream")
     def stream(self, request: Request) -> StreamingHttpResponse:
-        opened = _open_question(request, ref=stream_ref(request), channel=InferenceChannel.DIRECT)
-        return sse_response(_seed_stream(opened, door_limits.limits_of(request)))
+        opened = _open_question(request, ref=stream_ref(request), channel=InferenceChannel.WEB)
+        caller = Caller(
+            client_id=opened.request.client_id,
+            limits=door_limits.limits_of(request),
+            covered=opened.request.plan_covered,
+        )
+        return sse_response(_seed_stream(web.call_of(opened, caller)))
 
     @extend_schema(
         request=InferenceBatchIn,
@@ -235,7 +232,8 @@ class InferenceViewSet(
                     covered=door_limits.batch_covered(client=client, model=v["model"], count=len(v["prompts"])),
                 )
                 door_limits.request_attach(
-                    request_ids=list(batch.items.values_list("pk", flat=True)), key=door_limits.calling_key(request)
+                    request_ids=list(batch.items.values_list("pk", flat=True)),
+                    key_id=door_limits.calling_key_id(request),
                 )
             batch = selectors.inference_batch_get_visible(viewer=request_client(request), batch_id=batch.pk)
             return Response(InferenceBatchOut(batch).data, status=status.HTTP_202_ACCEPTED)

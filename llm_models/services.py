@@ -337,3 +337,31 @@ def node_record_failure(*, node_id: int, now: datetime | None = None) -> datetim
     until = now + timedelta(seconds=seconds)
     Node.objects.filter(pk=node_id).update(consecutive_failures=failures, cooldown_until=until)
     return until
+
+
+def node_heartbeat(
+    *,
+    node: Node,
+    metrics: dict,
+    models: list[dict] | None,
+    active_requests: int | None,
+    sent_models_digest: str | None,
+    capabilities: list[str] | None,
+    results: list[dict] | None,
+    actions: list[str] | None,
+) -> list[NodeCommand]:
+    """A node's heartbeat: its metrics and models recorded, its command results and supported actions taken in
+    (`actions` None: the agent did not say), and the commands to send it now."""
+    node_record_heartbeat(
+        node=node,
+        metrics=metrics,
+        models=models,
+        active_requests=active_requests,
+        sent_models_digest=sent_models_digest,
+        capabilities=capabilities,
+    )
+    if results:
+        node_command_results_record(node=node, results=results)
+    if actions is not None:
+        node_actions_supported(node=node, actions=actions)
+    return node_commands_deliver(node=node)

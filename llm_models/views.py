@@ -77,20 +77,16 @@ class NodeHeartbeatView(APIView):
         data = HeartbeatIn(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        node = request_node(request)
-        services.node_record_heartbeat(
-            node=node,
+        commands = services.node_heartbeat(
+            node=request_node(request),
             metrics=v.get("metrics", {}),
             models=v.get("models"),
             active_requests=v.get("active_requests"),
             sent_models_digest=_sent_models_digest(request),
             capabilities=v.get("capabilities"),
+            results=v.get("results"),
+            actions=v.get("actions"),
         )
-        if v.get("results"):
-            services.node_command_results_record(node=node, results=v["results"])
-        if "actions" in v:
-            services.node_actions_supported(node=node, actions=v["actions"])
-        commands = services.node_commands_deliver(node=node)
         return Response(
             {
                 "status": NodeStatus.ONLINE,

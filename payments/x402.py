@@ -1,6 +1,6 @@
 """x402 (seed 000): keyless, per-request payment of `POST /v1/chat/completions` in USDC (docs/API.md §15).
 
-With `X402_PAY_TO` set, a request without `Authorization` is a door (inference/keyless.py) into the ordinary
+With `X402_PAY_TO` set, a request without `Authorization` is a door (inference/v1/keyless.py) into the ordinary
 /v1 path:
   - no `X-PAYMENT` header: 402 with the payment requirements, `maxAmountRequired` covering the request's hold;
   - `X-PAYMENT` (base64 JSON): checked here (shape, network, payee, amount), then verified by the facilitator
@@ -30,7 +30,7 @@ from rest_framework.response import Response
 
 from clients import ledger
 from core.errors import DomainError
-from inference.keyless import KeylessCall
+from inference.v1.keyless import KeylessCall
 from payments import services
 from payments.models import X402Payment
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from clients import ledger
 from clients.choices import LedgerEntryKind
 from clients.models import Client
+from core.errors import DomainError
 from gpus.models import Gpu
 from llm_models import services as node_services
 from llm_models.choices import NodeCapability, NodeCommandAction, NodeCommandStatus, NodeStatus
@@ -27,8 +28,8 @@ from llm_models.models import Node, NodeCommand
 from llm_models.selectors import node_live_q, node_training_q
 from rentals import billing as billing_rules
 from rentals.billing import rental_ledger_ref
-from rentals.choices import RentalBilling, RentalStatus
-from rentals.commands import end_commands, is_over, lock_active, queue_command, start_params
+from rentals.choices import RentalAction, RentalBilling, RentalStatus
+from rentals.commands import end_commands, is_over, lock_active, queue_command, rental_command, start_params
 from rentals.errors import (
     NodeAlreadyRented,
     NodeLacksCapability,
@@ -43,7 +44,7 @@ from rentals.errors import (
 )
 from rentals.models import MAX_TERM_HOURS, Rental, Snapshot
 from rentals.payg import payg_close
-from rentals.selectors import rental_active_q, snapshot_get_own
+from rentals.selectors import rental_active_q, rental_get_own, snapshot_get_own
 
 SWEEP_BATCH = 100
 
@@ -331,3 +332,30 @@ def snapshot_delete(*, snapshot: Snapshot) -> None:
     """Forget a snapshot (rentals started from it keep running; the node keeps the image until its operator prunes
     it)."""
     snapshot.delete()
+
+
+BULK_OPERATIONS = (*RentalAction.values, "cancel")
+
+
+def _bulk_one(client: Client, operation: str, rental_id: int) -> dict:
+    try:
+        with transaction.atomic():
+            rental = rental_get_own(client=client, rental_id=rental_id)
+            if operation == "cancel":
+                rental_cancel(rental=rental)
+                job = NodeCommand.objects.filter(rental=rental).order_by("-id").first()
+                result = {"id": rental_id, "ok": True, "status": 200}
+            else:
+                job = rental_command(rental=rental, action=operation)
+                result = {"id": rental_id, "ok": True, "status": 202}
+    except DomainError as err:
+        return {"id": rental_id, "ok": False, "status": err.status, "error": {"code": err.code, "detail": err.detail}}
+    if job is not None:
+        result["job_id"] = job.pk
+    return result
+
+
+def rental_bulk(*, client: Client, operation: str, rental_ids: list[int]) -> list[dict]:
+    """One operation (BULK_OPERATIONS) on each of these rentals of the client, each in its own transaction: one
+    result per id, with the HTTP status its own request would have had (partial failure allowed)."""
+    return [_bulk_one(client, operation, rental_id) for rental_id in rental_ids]

@@ -1,6 +1,5 @@
 """The rentals API (API.md §6): rent, read, cancel, lifecycle jobs, bulk operations, and the inventory."""
 
-from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -16,9 +15,8 @@ from rest_framework.response import Response
 
 from clients.choices import KeyScope
 from clients.key_limits import key_admit, key_limits_of, key_record_spend
-from clients.models import Client
 from clients.permissions import request_client
-from core.errors import DomainError, NotFound
+from core.errors import NotFound
 from core.filters import NO_NUL_PATTERN
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENCY_RESPONSES, with_idempotency
 from core.openapi import error_response
@@ -44,7 +42,7 @@ from rentals.serializers import (
 
 TEXT = {"type": "string", "pattern": NO_NUL_PATTERN}  # a query text: NUL is refused (400)
 
-BULK_OPERATIONS = (*RentalAction.values, "cancel")
+BULK_OPERATIONS = services.BULK_OPERATIONS
 
 
 @extend_validation_errors(["invalid_ssh_key"], field_name="ssh_public_key", actions=["create"])
@@ -154,24 +152,6 @@ class RentalViewSet(
         return self._command(RentalAction.RESET)
 
 
-def _bulk_one(client: Client, operation: str, rental_id: int) -> dict:
-    try:
-        with transaction.atomic():
-            rental = selectors.rental_get_own(client=client, rental_id=rental_id)
-            if operation == "cancel":
-                services.rental_cancel(rental=rental)
-                job = NodeCommand.objects.filter(rental=rental).order_by("-id").first()
-                result = {"id": rental_id, "ok": True, "status": status.HTTP_200_OK}
-            else:
-                job = commands.rental_command(rental=rental, action=operation)
-                result = {"id": rental_id, "ok": True, "status": status.HTTP_202_ACCEPTED}
-    except DomainError as err:
-        return {"id": rental_id, "ok": False, "status": err.status, "error": {"code": err.code, "detail": err.detail}}
-    if job is not None:
-        result["job_id"] = job.pk
-    return result
-
-
 class RentalBulkView(GenericAPIView):
     """One operation on up to 50 of the caller's rentals; each id gets its own result (partial failure allowed)."""
 
@@ -191,7 +171,7 @@ class RentalBulkView(GenericAPIView):
         data = BulkIn(data=request.data)
         data.is_valid(raise_exception=True)
         client = request_client(request)
-        return Response([_bulk_one(client, operation, rental_id) for rental_id in data.validated_data["ids"]])
+        return Response(services.rental_bulk(client=client, operation=operation, rental_ids=data.validated_data["ids"]))
 
 
 @extend_validation_errors(["null_characters_not_allowed"], field_name="gpu_model", methods=["get"])

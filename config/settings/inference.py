@@ -41,7 +41,7 @@ INFERENCE_KEY_CACHE_S = env.float("INFERENCE_KEY_CACHE_S", default=5.0)
 # Retry-After of a 503 no_capacity when no cooling-down node says better.
 INFERENCE_RETRY_AFTER_S = env.int("INFERENCE_RETRY_AFTER_S", default=10)
 
-# --- The lean /v1/chat/completions path (inference/lean_chat.py; docs/API.md §8) ---------------------------
+# --- The lean /v1/chat/completions path (inference/v1/asgi.py; docs/API.md §8) ---------------------------
 # On PostgreSQL with a usage journal, POST /v1/chat/completions is served beside Django without a database round
 # trip per request. The journal is a Redis stream: by default the Celery broker's Redis, if that is Redis.
 INFERENCE_LEAN_PATH = env.bool("INFERENCE_LEAN_PATH", default=True)

@@ -29,7 +29,7 @@ def paid_request(*, payer: Client, node: Node, cost: str, key: str, tokens: tupl
         prompt_tokens=tokens[0],
         completion_tokens=tokens[1],
         cost=amount,
-        hold_key=key,
+        request_key=key,
         deadline_at=timezone.now(),
         finished_at=timezone.now(),
     )

@@ -165,9 +165,10 @@ def test_n_requests_raise_each_counter_by_exactly_n_across_two_web_processes(tmp
     # What the requests paid reaches the revenue series once the journal is applied.
     settle_usage()
     from inference.models import InferenceRequest
+    from tests.inference.conftest import by_lean_path
 
-    served = InferenceRequest.objects.values_list("hold_key", flat=True)
-    assert len(served) == n and all(key.startswith("v1:") for key in served)  # the lean path's rows (usage.py)
+    served = list(InferenceRequest.objects.all())
+    assert len(served) == n and all(by_lean_path(row) for row in served)
     revenue = parse(_scrape_here())
     cost = Decimal(n) * (5 * Decimal("1.00") + 3 * Decimal("2.00")) / 1_000_000  # prices are per million tokens
     assert sum(InferenceRequest.objects.values_list("cost", flat=True)) == cost

@@ -103,7 +103,7 @@ def test_admin_shows_each_nodes_revenue_from_completed_inferences(client, admin,
             prompt_tokens=10,
             completion_tokens=5,
             cost=Decimal(cost),
-            hold_key=f"admin-revenue-{i}",
+            request_key=f"admin-revenue-{i}",
             deadline_at=timezone.now(),
         )
     browser = _admin_browser(client, admin)

@@ -173,12 +173,19 @@ def usage_journal_clean():  # type: ignore[no-untyped-def]
     import redis
     from django.conf import settings
 
-    from inference import usage_journal
+    from inference.journal import stream as usage_journal
 
     client = redis.Redis.from_url(settings.USAGE_JOURNAL_URL)
     client.delete(usage_journal.STREAM, usage_journal.DEAD)
     yield client
     client.close()
+
+
+def by_lean_path(row) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the lean /v1 path served this row: it was paid from a lease, not from a hold of its own."""
+    from clients.models import Hold
+
+    return not Hold.objects.filter(key=row.ledger_hold_key).exists() and row.channel == "direct"
 
 
 def settle_usage(*, timeout_s: float = 15.0) -> None:
@@ -187,7 +194,7 @@ def settle_usage(*, timeout_s: float = 15.0) -> None:
 
     from clients.choices import HoldStatus
     from clients.models import Hold
-    from inference import usage_journal
+    from inference.journal import stream as usage_journal
 
     deadline = time.monotonic() + timeout_s
     while True:

@@ -24,12 +24,14 @@ def served(api_client, user_client, node_on) -> InferenceRequest:  # type: ignor
     r = api_client.post("/v1/chat/completions", CHAT, format="json", **bearer(user_client[1]))
 
     assert r.status_code == 200, r.content
-    return InferenceRequest.objects.get()
+    row = InferenceRequest.objects.get()
+    assert r.json()["id"] == f"chatcmpl-{row.request_key}"  # the id the client got is the one that finds the row
+    return row
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_owner_reads_a_request_by_its_completion_id(api_client, user_client, served):
-    r = api_client.get(URL, {"id": f"chatcmpl-{served.hold_key}"}, **bearer(user_client[1]))
+    r = api_client.get(URL, {"id": f"chatcmpl-{served.request_key}"}, **bearer(user_client[1]))
 
     assert r.status_code == 200, r.content
     body = r.json()
@@ -44,7 +46,7 @@ def test_the_owner_reads_a_request_by_its_completion_id(api_client, user_client,
         "latency_ms",
         "created_at",
     }
-    assert body["id"] == f"chatcmpl-{served.hold_key}"
+    assert body["id"] == f"chatcmpl-{served.request_key}"
     assert (body["model"], body["node"], body["status"]) == (MODEL, served.node_id, "completed")
     assert (body["prompt_tokens"], body["completion_tokens"]) == (6, 3)
     assert Decimal(body["cost"]) == served.cost == Decimal("0.009")
@@ -53,7 +55,7 @@ def test_the_owner_reads_a_request_by_its_completion_id(api_client, user_client,
 
 @pytest.mark.django_db(transaction=True)
 def test_another_clients_id_is_404(api_client, other_user, served):
-    r = api_client.get(URL, {"id": f"chatcmpl-{served.hold_key}"}, **bearer(other_user[1]))
+    r = api_client.get(URL, {"id": f"chatcmpl-{served.request_key}"}, **bearer(other_user[1]))
 
     assert r.status_code == 404
     assert r.json()["errors"][0]["code"] == "not_found"
@@ -67,7 +69,7 @@ def test_an_id_of_no_request_is_404(api_client, user_client, bad_id):
 
 
 def test_the_id_of_a_row_without_the_prefix_is_not_found(api_client, user_client, served):
-    r = api_client.get(URL, {"id": served.hold_key}, **bearer(user_client[1]))
+    r = api_client.get(URL, {"id": served.request_key}, **bearer(user_client[1]))
 
     assert r.status_code == 404
 
@@ -96,11 +98,12 @@ def test_a_request_served_by_the_lean_path_is_found_by_its_row_key(live_service,
     fund(user_client[0], "1.00")
     node, _ = node_on()
     sdk = openai.OpenAI(base_url=f"{live_service.base_url}/v1", api_key=user_client[1], max_retries=0, timeout=30)
-    sdk.chat.completions.create(**CHAT)
+    completion = sdk.chat.completions.create(**CHAT)
     settle_usage()
     row = InferenceRequest.objects.get()
 
-    r = APIClient().get(URL, {"id": f"chatcmpl-{row.hold_key}"}, **bearer(user_client[1]))
+    r = APIClient().get(URL, {"id": completion.id}, **bearer(user_client[1]))
 
     assert r.status_code == 200, r.content
+    assert r.json()["id"] == completion.id
     assert (r.json()["node"], Decimal(r.json()["cost"])) == (node.pk, row.cost)

@@ -59,6 +59,9 @@ def test_a_non_stream_chat_answers_with_the_billed_usage(api_client, user_client
     assert r.status_code == 200, r.content
     assert r.json()["choices"][0]["message"]["content"] == "hello there"
     assert r.json()["usage"]["completion_tokens"] == len("hello there")
+    from inference.models import InferenceRequest
+
+    assert r.json()["id"] == f"chatcmpl-{InferenceRequest.objects.get().request_key}" != "chatcmpl-stub"
     assert "unknown" not in stub.chat_requests[0].body and stub.chat_requests[0].body["tools"] == []
 
 
@@ -78,7 +81,7 @@ def test_when_every_node_fails_before_answering_it_is_503(api_client, user_clien
 
 @pytest.mark.django_db(transaction=True)
 def test_a_stream_through_the_django_view_relays_chunks_then_the_billed_usage(api_client, user_client, node_on):
-    # The live-server tests reach the lean path (inference/lean_chat.py); this view serves streams sent with an
+    # The live-server tests reach the lean door (inference/v1/asgi.py); this view serves streams sent with an
     # Idempotency-Key, and every stream where the lean path is off (SQLite, no Redis).
     from decimal import Decimal
 
@@ -116,3 +119,38 @@ def test_a_stream_through_the_django_view_relays_chunks_then_the_billed_usage(ap
     record = InferenceRequest.objects.get()
     assert record.status == "completed" and record.answer_text == text
     assert balance(user_client[0]) == Decimal("1.00") - record.cost
+    assert {c["id"] for c in chunks} == {f"chatcmpl-{record.request_key}"}  # ours on every chunk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_web_door_stream_the_client_leaves_is_recorded_and_settles_what_was_delivered(user_client, node_on):
+    # The pipeline's own close path (Django's response closes its iterator when the client goes away).
+    from decimal import Decimal
+
+    from inference.models import InferenceRequest
+    from inference.v1 import web
+    from inference.v1.pipeline import Caller
+    from inference.v1.protocol import parse_chat_request
+    from tests.inference.conftest import balance
+
+    client = user_client[0]
+    fund(client, "1.00")
+    _, stub = node_on()
+    stub.behaviour.answer = " ".join(f"w{i}" for i in range(40))
+    stub.behaviour.chunk_delay_s = 0.05
+    chat = parse_chat_request({"model": MODEL, "messages": [{"role": "user", "content": "go"}], "stream": True})
+
+    async def leave_after_two_chunks():  # type: ignore[no-untyped-def]
+        call = await web.PIPELINE.open(chat, Caller(client_id=client.pk))
+        events = web.PIPELINE.events(call)
+        got = [await anext(events), await anext(events)]
+        await events.aclose()
+        return call, got
+
+    call, got = async_to_sync(leave_after_two_chunks)()
+
+    assert all(json.loads(frame[len(b"data: ") :])["id"] == call.id for frame in got)
+    record = InferenceRequest.objects.get()
+    assert (record.status, record.error_code, record.request_key) == ("failed", "client_disconnected", call.key)
+    assert 0 < record.completion_tokens < 40 and record.cost > 0
+    assert balance(client) == Decimal("1.00") - record.cost  # the rest of the hold released

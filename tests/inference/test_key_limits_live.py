@@ -9,9 +9,9 @@ import redis
 from django.conf import settings
 
 from clients.services import api_key_create
-from inference import usage_journal
+from inference.journal import stream as usage_journal
 from inference.models import InferenceRequest
-from tests.inference.conftest import MODEL, fund, settle_usage, start_service
+from tests.inference.conftest import MODEL, by_lean_path, fund, settle_usage, start_service
 
 pytestmark = [
     pytest.mark.live_server,
@@ -52,7 +52,7 @@ def test_lean_path_rpm_headers_then_429(live_service, user_client, node_on, api_
     assert replies[2].json()["error"]["code"] == "rate_limited" and int(replies[2].headers["retry-after"]) >= 1
     assert len(stub.chat_requests) == 2
     settle_usage()
-    assert [r.hold_key[:3] for r in InferenceRequest.objects.all()] == ["v1:", "v1:"]  # served by the lean path
+    assert [by_lean_path(r) for r in InferenceRequest.objects.all()] == [True, True]
     by_key = api_client.get("/api/v1/client/usage/", {"group_by": "key"}, HTTP_AUTHORIZATION=f"Bearer {raw}").json()
     assert [(row["key"]["id"], row["requests"]) for row in by_key] == [(key.pk, 2)]
 
@@ -98,7 +98,7 @@ def test_lean_path_budget_reached_is_402_while_the_account_has_money(live_servic
     assert second.status_code == 402 and second.json()["error"]["code"] == "key_budget_exceeded"
     settle_usage()
     row = InferenceRequest.objects.get()
-    assert (row.cost, row.hold_key[:3], row.api_key_id) == (key.spent, "v1:", key.pk)
+    assert (row.cost, by_lean_path(row), row.api_key_id) == (key.spent, True, key.pk)
 
 
 def test_two_web_processes_share_one_rpm(live_service, user_client, node_on, tmp_path, django_db_blocker):

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from clients.ledger import InsufficientFunds
-from inference.leases import LeaseBook
+from inference.v1.leases import LeaseBook
 
 
 class Ledger:

@@ -51,6 +51,7 @@ def test_the_sdk_completes_a_chat_and_the_node_gets_its_own_key(live_service, us
         Decimal("0.009"),
     )
     assert balance(client) == Decimal("0.991")
+    assert reply.id == f"chatcmpl-{record.request_key}"  # ours, not the node's (API.md §11 "Our ids")
 
 
 def test_the_sdk_streams_a_chat_with_usage(live_service, user_client, node_on):
@@ -72,6 +73,7 @@ def test_the_sdk_streams_a_chat_with_usage(live_service, user_client, node_on):
     record = InferenceRequest.objects.get()
     assert record.status == "completed" and record.answer_text == text
     assert balance(client) == Decimal("1.00") - record.cost
+    assert {c.id for c in chunks} == {f"chatcmpl-{record.request_key}"}  # every chunk, the usage chunk too
 
 
 def test_the_sdk_lists_models_with_live_nodes(live_service, user_client, node_on, provider):

@@ -5,7 +5,7 @@ from django.conf import settings
 
 from inference.errors import BadChatRequest
 from inference.openai_params import context_window, hold_max_tokens, node_body, requested_max_tokens, user_hash
-from inference.openai_protocol import parse_chat_request
+from inference.v1.protocol import parse_chat_request
 from llm_models.models import LlmModel, NodeModel
 from tests.inference.conftest import MODEL
 
@@ -68,7 +68,7 @@ def test_an_omitted_completion_limit_is_not_sent_and_a_given_one_is():
 
 def test_todays_parser_still_fills_in_the_default_that_node_body_leaves_out():
     # The call site to change (docs/API.md §11): parse_chat_request sends INFERENCE_DEFAULT_MAX_TOKENS today.
-    parsed, _, _ = parse_chat_request(BODY)
+    parsed = parse_chat_request(BODY).body
 
     assert parsed["max_tokens"] == settings.INFERENCE_DEFAULT_MAX_TOKENS
     assert "max_tokens" not in node_body(BODY)

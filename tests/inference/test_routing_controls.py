@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync
 
 from inference import relay, routing
 from inference.errors import BadChatRequest, NoCapacity, NoNodeWithinPrice
-from inference.openai_protocol import relay_failure
+from inference.v1.protocol import relay_failure
 from inference.routing import Candidate
 from inference.routing_controls import (
     NO_CONTROLS,

@@ -17,7 +17,7 @@ from tests.inference.conftest import MODEL, balance, fund
 
 
 def _open(client, **kwargs):  # type: ignore[no-untyped-def]
-    return services.inference_open(client=client, desired_model=MODEL, question_text="hi", **kwargs).request
+    return services.inference_open(client_id=client.pk, desired_model=MODEL, question_text="hi", **kwargs).request
 
 
 def test_a_request_claimed_by_one_dispatch_is_not_run_again(user_client, node_on, django_capture_on_commit_callbacks):
@@ -65,7 +65,7 @@ def test_a_stuck_direct_request_is_failed_and_refunded_at_once(user_client, node
     client, _ = user_client
     fund(client, "1.00")
     node_on()
-    req = _open(client, channel=InferenceChannel.DIRECT)
+    req = _open(client, channel=InferenceChannel.WEB)
     assert balance(client) < Decimal("1.00")
 
     later = timezone.now() + timedelta(seconds=settings.INFERENCE_DEADLINE_S + 1)
@@ -84,7 +84,7 @@ def test_a_late_finish_after_the_sweeper_took_the_row_back_charges_nothing(user_
     client, _ = user_client
     fund(client, "1.00")
     node_on()
-    req = _open(client, channel=InferenceChannel.DIRECT)
+    req = _open(client, channel=InferenceChannel.WEB)
     later = timezone.now() + timedelta(seconds=settings.INFERENCE_DEADLINE_S + 1)
     services.inference_requeue_stuck(now=later)
     delivery = Delivery(candidate=route(model=MODEL)[0], started=True, relayed_bytes=40, relayed_chars=40)

@@ -22,7 +22,8 @@ from django.utils import timezone
 from clients import ledger
 from clients.choices import HoldStatus, LedgerTransactionKind
 from clients.models import Hold, LedgerEntry, LedgerTransaction
-from inference import usage, usage_journal
+from inference.journal import entries as usage
+from inference.journal import stream as usage_journal
 from inference.models import InferenceRequest
 from tests.inference.conftest import MODEL, balance, fund, start_service
 from tests.llm_models.conftest import _stop
@@ -85,7 +86,7 @@ def test_usage_answered_before_the_server_is_killed_is_recorded_and_charged_once
     assert usage_journal.drain() == 5
     records = list(InferenceRequest.objects.order_by("id"))
     assert len(records) == 5 and {r.status for r in records} == {"completed"}
-    assert len({r.hold_key for r in records}) == 5
+    assert len({r.request_key for r in records}) == 5
     spent = sum(r.cost for r in records)
     assert spent > 0 and all(r.cost == records[0].cost for r in records)
     charged = LedgerTransaction.objects.filter(kind=LedgerTransactionKind.USAGE)

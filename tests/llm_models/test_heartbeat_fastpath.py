@@ -166,6 +166,42 @@ def test_a_revoked_provider_node_is_refused_by_django(live_node):
     assert node.status == NodeStatus.OFFLINE
 
 
+@pytest.mark.parametrize(
+    ("approved", "staff", "active", "deregistered"),
+    [
+        (True, False, True, False),
+        (False, True, True, False),  # staff need no approval
+        (False, False, True, False),
+        (True, False, False, False),
+        (True, False, True, True),
+    ],
+)
+def test_the_sql_serves_exactly_the_nodes_the_python_rule_lets_serve(
+    transactional_db, approved, staff, active, deregistered
+):  # type: ignore[no-untyped-def]
+    """Parity: the fast path's WHERE clause and llm_models' rule (NodeTokenAuthentication over
+    node_get_by_token_digest) decide alike whether a node may serve."""
+    from rest_framework import exceptions
+    from rest_framework.test import APIRequestFactory
+
+    from llm_models.authentication import NodeTokenAuthentication
+
+    provider, _ = make_client(role=ClientRole.GPU_PROVIDER, approved=approved, staff=staff, is_active=active)
+    node, token = make_node(owner=provider, models=["org/a"])
+    if deregistered:
+        Node.objects.filter(pk=node.pk).update(status=NodeStatus.DEREGISTERED)
+    try:
+        request = APIRequestFactory().post(HEARTBEAT_URL, **bearer(token))
+        python_allows = NodeTokenAuthentication().authenticate(request) is not None
+    except exceptions.AuthenticationFailed:
+        python_allows = False
+
+    _, django_calls = post(AGENT_BODY, token=token)
+
+    assert (django_calls == 0) == python_allows
+    assert python_allows == (active and (approved or staff) and not deregistered)
+
+
 def test_a_node_with_a_pending_command_gets_it_from_django(live_node):
     node, token = live_node
     command = NodeCommand.objects.create(node=node, action="start", params={"rental_id": 1})

@@ -61,7 +61,7 @@ def completed(
         prompt_tokens=5,
         completion_tokens=completion_tokens,
         latency_ms=latency_ms,
-        hold_key=f"inference:test-{next(_keys)}",
+        request_key=f"test-{next(_keys)}",
         deadline_at=finished_at + timedelta(minutes=5),
         finished_at=finished_at,
     )

@@ -86,7 +86,7 @@ def test_stats_and_admin_count_charges_paid_from_a_lease(
     )
     ledger.hold_release(key="lease:x")  # the rest back to the payer: no revenue
     # Work delivered after the lease closed is charged from the payer's balance (the caller's choice, as
-    # inference/usage.py makes it): still revenue.
+    # inference/journal/entries.py makes it): still revenue.
     ledger.hold_consume(
         key="lease:x",
         use_key="u2",

@@ -216,7 +216,7 @@ def test_a_covered_request_holds_and_charges_nothing_so_an_empty_balance_is_serv
     assert seed_beyond.status_code == 429 and seed_beyond.json()["errors"][0]["code"] == "daily_quota_exceeded"
     req = InferenceRequest.objects.get()
     assert req.plan_covered and req.cost > 0
-    assert not Hold.objects.filter(key=req.hold_key).exists()
+    assert not Hold.objects.filter(key=req.ledger_hold_key).exists()
     assert not LedgerEntry.objects.filter(account__client=client).exclude(kind__in=["credit", "subscription"]).exists()
     assert balance(client) == 0
     assert balance(provider[0]) == (req.cost * Decimal("0.7")).quantize(Decimal("0.000001"), rounding="ROUND_DOWN")
@@ -242,7 +242,7 @@ def test_batch_items_are_covered_while_the_quota_lasts_then_billed(api_client, u
     rows = list(InferenceRequest.objects.filter(batch_id=r.json()["id"]).order_by("pk"))
     assert [row.plan_covered for row in rows] == [True, True, False]
     assert all(row.status == "completed" and row.cost > 0 for row in rows)
-    assert [Hold.objects.filter(key=row.hold_key).exists() for row in rows] == [False, False, True]
+    assert [Hold.objects.filter(key=row.ledger_hold_key).exists() for row in rows] == [False, False, True]
     assert balance(client) == Decimal("4.00") - rows[2].cost  # only the item beyond the quota was charged
     assert LedgerTransaction.objects.filter(kind=LedgerTransactionKind.PLAN_USAGE).count() == 2
     assert_books_balanced()

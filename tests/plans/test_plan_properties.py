@@ -95,8 +95,8 @@ class PlanMachine(RuleBasedStateMachine):
         for req in InferenceRequest.objects.filter(client=self.client, plan_covered=True, cost__gt=0):
             # No hold, no charge: the client has no line of the request; the platform paid the operator and treasury.
             assert not LedgerEntry.objects.filter(account__client=self.client, ref=f"inference:{req.pk}").exists()
-            assert not Hold.objects.filter(key=req.hold_key).exists()
-            paid = LedgerTransaction.objects.get(key=f"{LedgerTransactionKind.PLAN_USAGE}:{req.hold_key}")
+            assert not Hold.objects.filter(key=req.ledger_hold_key).exists()
+            paid = LedgerTransaction.objects.get(key=f"{LedgerTransactionKind.PLAN_USAGE}:{req.ledger_hold_key}")
             shares = ledger.split_revenue(req.cost)
             lines = {e.account.kind: e.amount for e in paid.entries.select_related("account")}
             expected = {

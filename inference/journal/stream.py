@@ -1,10 +1,11 @@
-"""The usage journal: a Redis stream between the lean /v1 path and PostgreSQL.
+"""The usage journal: a Redis stream between the lean /v1 door and PostgreSQL.
 
-The lean path (inference/lean_chat.py) appends one entry per request (and one when a lease closes) before the
-client receives the end of its answer; `drain` (a Celery beat task, every USAGE_DRAIN_INTERVAL_S) applies them to
-PostgreSQL with inference/usage.py and only then acknowledges them. A drainer that dies between the two leaves its
-entries pending; the next drain claims them after USAGE_DRAIN_CLAIM_IDLE_S and applies them again, which changes
-nothing the first time did (usage.apply is idempotent). So each entry takes effect exactly once, whichever process
+The lean door's record step (inference/v1/record.py) appends one entry per request (and one when a lease closes)
+before the client receives the end of its answer (`append_or_apply`); `drain` (a Celery beat task, every
+USAGE_DRAIN_INTERVAL_S) applies them to PostgreSQL with inference/journal/entries.py and only then acknowledges
+them. A drainer that dies between the two leaves its entries pending; the next drain claims them after
+USAGE_DRAIN_CLAIM_IDLE_S and applies them again, which changes nothing the first time did (entries.apply is
+idempotent). So each entry takes effect exactly once, whichever process
 dies when.
 
 Durability is Redis's: in production give it an append-only file (`appendonly yes`, `appendfsync everysec` or
@@ -23,7 +24,8 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
-from inference import usage
+from core.asgi import database_call
+from inference.journal import entries
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +86,25 @@ def _encode(entry: dict[str, Any]) -> bytes:
 
 
 async def append(entry: dict[str, Any]) -> None:
-    """Add one entry (usage.use_entry / usage.close_entry) and wait until Redis has it; raises redis.RedisError
+    """Add one entry (entries.use_entry / entries.close_entry) and wait until Redis has it; raises redis.RedisError
     (or OSError) when Redis cannot take it."""
     loop = asyncio.get_running_loop()
     appender = _appenders.get(loop)
     if appender is None:
         appender = _appenders[loop] = _Appender()
     await appender.append(_encode(entry))
+
+
+_apply_now_async = database_call(entries.apply)
+
+
+async def append_or_apply(entry: dict[str, Any]) -> None:
+    """Journal an entry; if Redis cannot take it, apply it to PostgreSQL now (slower, never lost)."""
+    try:
+        await append(entry)
+    except Exception:  # whatever kept Redis from taking it, the entry must not be lost
+        log.warning("usage journal unavailable: applying a %s entry to PostgreSQL directly", entry["t"], exc_info=True)
+        await _apply_now_async([entry])
 
 
 def _sync_client() -> redis.Redis:
@@ -110,14 +124,14 @@ def _apply(client: redis.Redis, messages: list[tuple[bytes, dict[Any, Any]]]) ->
     if not messages:
         return 0
     ids = [message_id for message_id, _ in messages]
-    entries = [json.loads(fields[b"e"]) for _, fields in messages]
+    batch = [json.loads(fields[b"e"]) for _, fields in messages]
     try:
-        usage.apply(entries)
+        entries.apply(batch)
     except Exception:
-        log.exception("usage drain: a batch of %d failed; applying its entries one by one", len(entries))
-        for (message_id, fields), entry in zip(messages, entries, strict=True):
+        log.exception("usage drain: a batch of %d failed; applying its entries one by one", len(batch))
+        for (message_id, fields), entry in zip(messages, batch, strict=True):
             try:
-                usage.apply([entry])
+                entries.apply([entry])
             except Exception:
                 log.exception("usage drain: entry %s could not be applied; moved to %s", message_id, DEAD)
                 client.xadd(DEAD, fields)

@@ -1,11 +1,15 @@
-"""The OpenAI chat protocol, shared by both /v1 paths (the Django views and the lean ASGI path): request parsing,
-the closing usage chunk, and the answer to a request nothing relayed. Error bodies are core/error_render.py's."""
+"""The OpenAI chat protocol of /v1, shared by its two adapters (the Django view and the lean ASGI path): the parsed
+request (`ChatRequest`), our response ids, SSE framing, the closing usage chunk, the error body of a domain error,
+and the answer to a request nothing relayed. Error bodies themselves are core/error_render.py's."""
 
+import json
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
-from core.error_render import openai_type
+from core.error_render import openai_body, openai_type
 from core.errors import DomainError
 from inference import relay
 from inference.errors import BadChatRequest, NoCapacity, UpstreamRejected
@@ -41,10 +45,66 @@ def relay_failure(delivery: Delivery) -> DomainError:
     return NoCapacity("No node could answer the request; retry later.", retry_after=settings.INFERENCE_RETRY_AFTER_S)
 
 
-def usage_chunk(last: dict, *, model: str, usage: relay.Usage, fallback_id: str) -> dict:
+@dataclass
+class ChatRequest:
+    """A checked chat request as it flows through the pipeline's steps: `body` is what the node is sent."""
+
+    body: dict[str, Any]
+    stream: bool
+    include_usage: bool  # stream_options.include_usage: a closing usage chunk
+
+    @property
+    def model(self) -> str:
+        return str(self.body["model"])
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.body["max_tokens"])
+
+
+RESPONSE_ID_PREFIX = "chatcmpl-"
+
+
+def response_id(request_key: str) -> str:
+    """Our id of a request's response and of every chunk of its stream (API.md §11 "Our ids"): from its row's
+    unique key, never the node's. `GET /api/v1/generation/?id=` finds the row by it (inference/selectors.py)."""
+    return RESPONSE_ID_PREFIX + request_key
+
+
+def with_our_id(chunk: dict, payload: bytes, our_id: str) -> bytes:
+    """The node's chunk JSON (`payload`, as sent) with our id in place of the node's. Nodes put `id` first: then
+    only those bytes change; otherwise the chunk is encoded again."""
+    node_id = chunk.get("id")
+    if isinstance(node_id, str):
+        quoted = json.dumps(node_id).encode()
+        for head in (b'{"id":' + quoted, b'{"id": ' + quoted):
+            if payload.startswith(head):
+                return b'{"id":' + json.dumps(our_id).encode() + payload[len(head) :]
+    return json.dumps({**chunk, "id": our_id}, separators=(",", ":")).encode()
+
+
+def sse_raw(payload: bytes) -> bytes:
+    """One server-sent event from JSON already encoded on one line (node_client checked it)."""
+    return b"data: " + payload + b"\n\n"
+
+
+def sse(payload: dict | str) -> bytes:
+    """One server-sent event: `data: <json>` (or a literal such as `[DONE]`)."""
+    text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    return f"data: {text}\n\n".encode()
+
+
+def error_body(error: DomainError) -> tuple[dict[str, Any], dict[str, str]]:
+    """A domain error as OpenAI's body, and its headers (Retry-After and the error's own)."""
+    retry_after = getattr(error, "retry_after", None)
+    headers = {**getattr(error, "headers", {}), **({"Retry-After": str(retry_after)} if retry_after else {})}
+    return openai_body(error.status, message=error.detail, code=error.code, param=error.attr), headers
+
+
+def usage_chunk(last: dict, *, model: str, usage: relay.Usage, response_id: str) -> dict:
     """The stream's closing `chat.completion.chunk` carrying `usage` (stream_options.include_usage)."""
     return {
-        "id": last.get("id", fallback_id),
+        "id": response_id,
         "object": "chat.completion.chunk",
         "created": last.get("created", int(time.time())),
         "model": model,
@@ -62,8 +122,8 @@ def _int(data: dict, key: str, *, low: int, high: int) -> int | None:
     return value
 
 
-def parse_chat_request(data: object) -> tuple[dict, bool, bool]:
-    """Check an OpenAI chat request; returns (body for the node, stream?, include usage in the stream?)."""
+def parse_chat_request(data: object) -> ChatRequest:
+    """Check an OpenAI chat request (BadChatRequest, a 400 naming the parameter, if it is not one)."""
     if not isinstance(data, dict):
         raise BadChatRequest("The body must be a JSON object.")
     model = data.get("model")
@@ -94,7 +154,7 @@ def parse_chat_request(data: object) -> tuple[dict, bool, bool]:
             raise BadChatRequest(f"`{key}` must be a number.", attr=key)
     body = {"model": model, "messages": messages, "max_tokens": max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS}
     body.update({key: data[key] for key in PASSTHROUGH if key in data})
-    return body, stream, bool(options.get("include_usage"))
+    return ChatRequest(body=body, stream=stream, include_usage=bool(options.get("include_usage")))
 
 
 def question_of(body: dict) -> str:

@@ -4,8 +4,8 @@ A lease is an ordinary ledger hold (key `lease:<uuid>`) of INFERENCE_LEASE_AMOUN
 times the request's most possible cost if that is more, or the whole available balance if that is less (but never
 less than the request needs: then the client has too little, InsufficientFunds). Each request reserves its most
 possible cost from the lease in memory, and gives back what it did not spend when it finishes; what it spent is
-charged from the hold when its usage entry is applied (inference/usage.py). The sum reserved never exceeds the
-lease, so a client never spends more than it has, however many requests run at once.
+charged from the hold when its usage entry is applied (inference/journal/entries.py). The sum reserved never
+exceeds the lease, so a client never spends more than it has, however many requests run at once.
 
 A lease takes new reservations for INFERENCE_LEASE_TTL_S; after that (or when it is too small for a request) it is
 retired once a new lease is placed. A lease with no request running for INFERENCE_LEASE_IDLE_S is retired too, so
@@ -14,7 +14,7 @@ last request has finished, its process closes it (`close(key, spent)`): the hold
 its requests spent (ledger.hold_reduce), and a close entry in the journal releases the rest after their usage is
 charged. If no new lease can be placed because the client's money is in the expired one (its requests still
 running), the expired lease goes on taking reservations for up to another INFERENCE_LEASE_TTL_S; if it is in an
-idle one, that one is closed first. A process that dies leaves its leases open; usage.release_stale_leases
+idle one, that one is closed first. A process that dies leaves its leases open; entries.release_stale_leases
 releases them later.
 """
 

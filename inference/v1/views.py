@@ -1,18 +1,17 @@
-"""The OpenAI-compatible API under /v1/: `POST chat/completions` (stream or not) and `GET models`.
+"""The OpenAI-compatible API under /v1/: `POST chat/completions` (stream or not: the web door of the /v1 pipeline)
+and `GET models`.
 
 Authentication is the client's API key as `Authorization: Bearer`. Errors use OpenAI's shape
 `{"error": {"message", "type", "param", "code"}}` so OpenAI SDKs raise the matching exception. These routes are
 not in /api/schema/ (OpenAI publishes their contract); docs/API.md §4 lists what is accepted.
 """
 
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from asgiref.sync import async_to_sync, sync_to_async
-from django.conf import settings
-from django.db import transaction
+from asgiref.sync import async_to_sync
 from django.http import Http404
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
@@ -22,22 +21,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clients.authentication import ApiKeyAuthentication, bearer_token
-from clients.key_limits import KeyLimits
-from clients.models import ApiKey, Client
+from clients.authentication import INVALID_KEY, ApiKeyAuthentication, bearer_token
 from clients.permissions import request_client
-from core.error_render import openai_body, openai_sse_error
+from core.error_render import openai_body
 from core.errors import DomainError
 from core.idempotency import with_idempotency
-from core.tokens import hash_secret
-from inference import door_limits, keyless, relay, services
-from inference.choices import InferenceChannel
-from inference.direct import Finished, relay_and_finish
+from inference import door_limits
 from inference.errors import ModelNotFound
-from inference.openai_protocol import parse_chat_request, question_of, relay_failure, usage_chunk
-from inference.relay import Delivery, sse
-from inference.services import Opened
 from inference.sse import sse_response, stream_ref
+from inference.v1 import keyless, lookups, web
+from inference.v1.pipeline import Caller, ChatCall, Finished, stream_end
+from inference.v1.protocol import ChatRequest, error_body, parse_chat_request
 from llm_models.models import LlmModel
 from llm_models.selectors import model_get_available, model_get_private, model_list_available, model_list_private
 
@@ -64,9 +58,8 @@ def _first_error(detail: object, path: str = "") -> tuple[str | None, str, str]:
 def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
     """Render every known error in OpenAI's shape; unknown ones stay 500s (bugs)."""
     if isinstance(exc, DomainError):
-        retry_after = getattr(exc, "retry_after", None)
-        headers = {**getattr(exc, "headers", {}), **({"Retry-After": str(retry_after)} if retry_after else {})}
-        return openai_error(exc.status, message=exc.detail, code=exc.code, param=exc.attr, headers=headers)
+        body, headers = error_body(exc)
+        return Response(body, status=exc.status, headers=headers)
     if isinstance(exc, Http404):
         return openai_error(404, message="Not found.", code="not_found")
     if isinstance(exc, exceptions.ValidationError):
@@ -88,29 +81,18 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response | None:
 
 
 class CachedApiKeyAuthentication(ApiKeyAuthentication):
-    """The client API key, remembered per process for INFERENCE_KEY_CACHE_S so the hot path skips the lookup.
-
-    A revoked key or deactivated user is therefore refused at most INFERENCE_KEY_CACHE_S late on /v1/.
+    """The client API key from the /v1 doors' one per-process cache (v1/lookups.py), kept INFERENCE_KEY_CACHE_S, so
+    a revoked key or deactivated user is refused at most that late on /v1/. Expiry and scope: ApiKeyAuthentication.
     """
-
-    _cache: dict[str, tuple[float, tuple]] = {}
-    _MAX_ENTRIES = 10_000
 
     def lookup(self, request: Request) -> tuple | None:
         raw = bearer_token(request)
         if raw is None:
             return None
-        digest = hash_secret(raw)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        result = super().lookup(request)  # raises for a bad key: failures are never cached
-        if len(self._cache) >= self._MAX_ENTRIES:
-            self._cache.clear()
-        if result is not None and settings.INFERENCE_KEY_CACHE_S > 0:
-            self._cache[digest] = (now + settings.INFERENCE_KEY_CACHE_S, result)
-        return result
+        known = lookups.known_key(raw)
+        if known is None:
+            raise exceptions.AuthenticationFailed(INVALID_KEY, code="invalid_api_key")
+        return known.user, known.key
 
 
 class _OpenAIView(APIView):
@@ -121,28 +103,43 @@ class _OpenAIView(APIView):
         return openai_exception_handler
 
 
-async def _openai_stream(
-    opened: Opened, *, include_usage: bool, limits: KeyLimits | None = None
-) -> AsyncIterator[bytes]:
-    """The node's chunks as SSE; a final usage chunk if asked; `[DONE]`. A failure ends with an `error` event."""
-    last: dict = {}
-    async for item in relay_and_finish(opened):
-        if not isinstance(item, Finished):
-            last = item
-            yield sse(item)
-            continue
-        await sync_to_async(door_limits.request_finished)(req=item.request, limits=limits)
-        if item.error is not None:
-            yield openai_sse_error(message=item.error.detail, code=item.error.code)
-            return
-        if include_usage and item.usage is not None:
-            model = opened.request.desired_model
-            yield sse(usage_chunk(last, model=model, usage=item.usage, fallback_id=f"chatcmpl-{item.request.pk}"))
-        yield sse("[DONE]")
+_web = web.PIPELINE
+
+
+async def _open(chat: ChatRequest, caller: Caller) -> ChatCall:
+    call = await _web.open(chat, caller)
+    if call is None:  # the web strategies answer every request themselves (they raise instead)
+        raise RuntimeError("The web door's pipeline handed a request off.")
+    return call
+
+
+async def _complete(chat: ChatRequest, caller: Caller) -> dict:
+    return await _web.complete(await _open(chat, caller))
+
+
+async def _sse(call: ChatCall) -> AsyncIterator[bytes]:
+    """The pipeline's events as SSE: chunks, then its end (v1/pipeline.stream_end). A request nothing relayed ends
+    with the `error` event too: the response has started by then."""
+    async with aclosing(_web.events(call)) as events:
+        async for event in events:
+            if isinstance(event, Finished):
+                yield stream_end(call, event)
+                return
+            yield event
+
+
+def _answer(chat: ChatRequest, caller: Caller) -> HttpResponseBase:
+    """Run the pipeline for an authenticated (or paying) caller: a JSON answer, or a stream once it is opened (so
+    that routing and money errors are JSON answers, not events)."""
+    if not chat.stream:
+        return Response(async_to_sync(_complete)(chat, caller))
+    return sse_response(_sse(async_to_sync(_open)(chat, caller)))
 
 
 @extend_schema(exclude=True)
 class ChatCompletionsView(_OpenAIView):
+    """The web door of the /v1 pipeline (inference/v1/pipeline.py): what the lean door hands over, and SQLite."""
+
     def get_permissions(self) -> Sequence["_SupportsHasPermission"]:
         # No Authorization at all, and a keyless door open (x402): the door answers it (post below).
         if "authorization" not in self.request.headers and keyless.door() is not None:
@@ -150,23 +147,20 @@ class ChatCompletionsView(_OpenAIView):
         return super().get_permissions()
 
     def post(self, request: Request) -> HttpResponseBase:
-        body, stream, include_usage = parse_chat_request(request.data)
+        chat = parse_chat_request(request.data)
         if not request.user.is_authenticated:
-            return self._keyless(request, body, stream=stream, include_usage=include_usage)
+            return self._keyless(request, chat)
         client = request_client(request)
         limits = door_limits.limits_of(request)
-        admitted = door_limits.admit(request, model=body["model"], client=client)  # key limits, plan (API.md §12)
+        admitted = door_limits.admit(request, model=chat.model, client=client)  # key limits, plan (API.md §12)
         self.ratelimit_headers = admitted.headers  # on every answer from here, errors too (finalize_response)
-        key = door_limits.calling_key(request)
-        response: HttpResponseBase
-        if not stream:
-            response = with_idempotency(
-                request, lambda ref: self._complete(client, body, ref, key=key, limits=limits, covered=admitted.covered)
-            )
-        else:
-            opened = self._open(client, body, ref=stream_ref(request), key=key, covered=admitted.covered)
-            response = sse_response(_openai_stream(opened, include_usage=include_usage, limits=limits))
-        return response
+
+        def caller(ref: str | None) -> Caller:
+            return Caller(client_id=client.pk, limits=limits, covered=admitted.covered, ref=ref)
+
+        if not chat.stream:  # stored for replay under an Idempotency-Key
+            return with_idempotency(request, lambda ref: Response(async_to_sync(_complete)(chat, caller(ref))))
+        return _answer(chat, caller(stream_ref(request)))
 
     def finalize_response(self, request: Request, response: Response, *args: object, **kwargs: object) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -174,64 +168,18 @@ class ChatCompletionsView(_OpenAIView):
             response[name] = value
         return response
 
-    def _keyless(self, request: Request, body: dict, *, stream: bool, include_usage: bool) -> HttpResponseBase:
+    def _keyless(self, request: Request, chat: ChatRequest) -> HttpResponseBase:
         door = keyless.door()
         if door is None:  # closed since the permission check
             raise exceptions.NotAuthenticated()
-
-        def serve(client: Client) -> HttpResponseBase:
-            if not stream:
-                return self._complete(client, body, None)
-            opened = self._open(client, body, ref=None)
-            return sse_response(_openai_stream(opened, include_usage=include_usage))
-
         call = keyless.KeylessCall(
-            request=request, body=body, stream=stream, quote=lambda: keyless.quote(body), serve=serve
+            request=request,
+            body=chat.body,
+            stream=chat.stream,
+            quote=lambda: keyless.quote(chat.body),
+            serve=lambda client: _answer(chat, Caller(client_id=client.pk)),
         )
         return door.serve(call)
-
-    @staticmethod
-    def _open(
-        client: Client, body: dict, *, ref: str | None, key: ApiKey | None = None, covered: bool = False
-    ) -> Opened:
-        with transaction.atomic():
-            opened = services.inference_open(
-                client=client,
-                desired_model=body["model"],
-                question_text=question_of(body),
-                max_tokens=body["max_tokens"],
-                body=body,
-                channel=InferenceChannel.DIRECT,
-                ref=ref,
-                plan_covered=covered,  # no hold, no charge (API.md §12)
-            )
-            door_limits.request_attach(request_ids=[opened.request.pk], key=key)
-        return opened
-
-    def _complete(
-        self,
-        client: Client,
-        body: dict,
-        ref: str | None,
-        *,
-        key: ApiKey | None = None,
-        limits: KeyLimits | None = None,
-        covered: bool = False,
-    ) -> Response:
-        opened = self._open(client, body, ref=ref, key=key, covered=covered)
-        delivery = Delivery()
-        payload = async_to_sync(relay.relay_complete)(candidates=opened.candidates, body=opened.body, delivery=delivery)
-        finished = services.inference_finish(
-            req=opened.request, attempt=opened.request.attempts, delivery=delivery, prompt=opened.prompt
-        )
-        if finished is not None:
-            door_limits.request_finished(req=finished, limits=limits)
-        if payload is None:
-            raise relay_failure(delivery)
-        usage = relay.meter(delivery, prompt=opened.prompt, max_tokens=opened.request.max_tokens)
-        payload["model"] = opened.request.desired_model
-        payload["usage"] = usage.as_openai()
-        return Response(payload)
 
 
 def _model_object(name: str, created_at: datetime) -> dict:

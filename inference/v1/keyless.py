@@ -4,7 +4,7 @@ An app that can be paid per request (payments/x402.py) registers here from its A
 never imports it. The Django view lets a request without `Authorization` through only while a registered door is
 enabled, and hands it the checked request with two steps of its own: `quote` (the most the request may cost,
 exactly what `inference_open` will hold) and `serve` (answer it, billed to a given client, as for a key).
-The lean ASGI path (inference/lean_chat.py) hands every request without a bearer key to the Django view.
+The lean ASGI door (inference/v1/asgi.py) hands every request without a bearer key to the Django view.
 """
 
 from collections.abc import Callable
@@ -22,7 +22,7 @@ from inference.relay import PromptSize
 @dataclass(frozen=True)
 class KeylessCall:
     request: Request
-    body: dict  # the checked body (openai_views.parse_chat_request)
+    body: dict  # the checked body (v1/protocol.parse_chat_request)
     stream: bool
     quote: Callable[[], Decimal]
     serve: Callable[[Client], HttpResponseBase]

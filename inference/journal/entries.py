@@ -1,18 +1,19 @@
-"""What the lean /v1 path owes PostgreSQL: usage entries, and applying them (rows and charges) exactly once.
+"""The billing journal's entries, and applying them to PostgreSQL (rows and charges) exactly once.
 
-The lean path (inference/lean_chat.py) writes nothing to the database per request. It reserves the request's most
-possible cost from a lease (a ledger hold of many requests' worth, inference/leases.py), relays, and journals one
-*use* entry (inference/usage_journal.py); a lease that is done with journals a *close* entry. `apply` turns entries
-into what the Django path writes at once: one `InferenceRequest` row per request (channel `direct`) and its charge,
+The lean /v1 door writes nothing to the database per request. It reserves the request's most possible cost from
+a lease (a ledger hold of many requests' worth, inference/v1/leases.py), relays, and its record step
+(inference/v1/record.py) journals one *use* entry (inference/journal/stream.py); a lease that is done with journals
+a *close* entry. `apply` turns entries into what the web door writes at once: one `InferenceRequest` row per
+request (channel `web`, built from the model's own fields as the ORM would) and its charge,
 taken from the lease hold and split 70/25/5 (one ledger transaction per lease and operator per batch, with one
 line per request on the client's account, ref `inference:<id>`), then the release of closed leases.
 
-Exactly once: a use entry's row has a unique `hold_key` (`v1:<request id>`), inserted with ON CONFLICT DO NOTHING
-in the same transaction as the charges, and only rows inserted now are charged. An entry applied twice (a drainer
-killed before acknowledging it) finds its row and moves no money. Closes release a hold once (ledger.hold_release).
+Exactly once: a use entry's row has a unique `request_key` (its id is `chatcmpl-<key>`), inserted with ON
+CONFLICT DO NOTHING in the same transaction as the charges, and only rows inserted now are charged. An entry
+applied twice (a drainer killed before acknowledging it) finds its row and moves no money. Closes release a hold
+once (ledger.hold_release).
 """
 
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,45 +29,11 @@ from clients import ledger
 from clients.choices import HoldStatus, LedgerEntryKind
 from clients.key_limits import KeyLimits, key_record_spend
 from clients.models import Hold
-from inference import services
+from inference import routing_lessons, services
 from inference.choices import InferenceChannel, InferenceStatus
 from inference.models import InferenceRequest
-from llm_models import services as node_services
 
 USE, CLOSE = "use", "close"
-_COLUMNS = (
-    "client_id",
-    "api_key_id",
-    "question_text",
-    "desired_model",
-    "answer_text",
-    "status",
-    "channel",
-    "node_id",
-    "max_tokens",
-    "prompt_tokens",
-    "completion_tokens",
-    "usage_estimated",
-    "input_price_per_million",
-    "output_price_per_million",
-    "held_amount",
-    "cost",
-    "hold_key",
-    "latency_ms",
-    "error_code",
-    "error_detail",
-    "attempts",
-    "deadline_at",
-    "claimed_at",
-    "finished_at",
-    "created_at",
-    "updated_at",
-)
-
-
-def new_request_key() -> str:
-    """The `hold_key` of a lean request's row: its identity for exactly-once application."""
-    return f"v1:{uuid.uuid4().hex}"
 
 
 def use_entry(
@@ -81,10 +48,11 @@ def use_entry(
     held: Decimal,
     fields: dict[str, Any],
     created_at: datetime,
-    first_byte_ms: int | None,
+    teach_ms: int | None,
     api_key_id: int | None = None,
 ) -> dict[str, Any]:
-    """One request's journal entry: the row's fields (services.outcome) and what to charge whom."""
+    """One request's journal entry: the row's fields (services.outcome), what to charge whom, and the first-byte
+    latency routing learns from it (routing_lessons: None when it teaches none)."""
     return {
         "t": USE,
         "key": key,
@@ -97,7 +65,7 @@ def use_entry(
         "max_tokens": max_tokens,
         "held": str(held),
         "created": created_at.isoformat(),
-        "first_byte_ms": first_byte_ms,
+        "teach_ms": teach_ms,
         "row": {name: (str(v) if isinstance(v, Decimal | datetime) else v) for name, v in fields.items()},
     }
 
@@ -118,54 +86,62 @@ def _when(text: str) -> datetime:
     return when
 
 
-def _row(entry: dict[str, Any]) -> tuple:
+def _row(entry: dict[str, Any]) -> InferenceRequest:
+    """The row a use entry stands for, unsaved: what the web door's row of the same request holds."""
     row = entry["row"]
     created = _when(entry["created"])
     finished = _when(row["finished_at"])
-    values = {
-        "client_id": entry["client"],
-        "api_key_id": entry.get("api_key"),  # entries journaled before keys were recorded have none
-        "question_text": entry["question"],
-        "desired_model": entry["model"],
-        "answer_text": row.get("answer_text", ""),
-        "status": row["status"],
-        "channel": InferenceChannel.DIRECT.value,
-        "node_id": row.get("node_id"),
-        "max_tokens": entry["max_tokens"],
-        "prompt_tokens": row.get("prompt_tokens", 0),
-        "completion_tokens": row.get("completion_tokens", 0),
-        "usage_estimated": row.get("usage_estimated", False),
-        "input_price_per_million": _decimal(row.get("input_price_per_million")),
-        "output_price_per_million": _decimal(row.get("output_price_per_million")),
-        "held_amount": Decimal(entry["held"]),
-        "cost": Decimal(row["cost"]),
-        "hold_key": entry["key"],
-        "latency_ms": row.get("latency_ms"),
-        "error_code": row.get("error_code", ""),
-        "error_detail": row.get("error_detail", ""),
-        "attempts": 1,
-        "deadline_at": created + timedelta(seconds=settings.INFERENCE_DEADLINE_S),
-        "claimed_at": created,
-        "finished_at": finished,
-        "created_at": created,
-        "updated_at": finished,
-    }
-    return tuple(values[name] for name in _COLUMNS)
+    return InferenceRequest(
+        client_id=entry["client"],
+        api_key_id=entry.get("api_key"),  # entries journaled before keys were recorded have none
+        question_text=entry["question"],
+        desired_model=entry["model"],
+        answer_text=row.get("answer_text", ""),
+        status=row["status"],
+        channel=InferenceChannel.WEB,
+        node_id=row.get("node_id"),
+        max_tokens=entry["max_tokens"],
+        prompt_tokens=row.get("prompt_tokens", 0),
+        completion_tokens=row.get("completion_tokens", 0),
+        usage_estimated=row.get("usage_estimated", False),
+        input_price_per_million=_decimal(row.get("input_price_per_million")),
+        output_price_per_million=_decimal(row.get("output_price_per_million")),
+        held_amount=Decimal(entry["held"]),
+        cost=Decimal(row["cost"]),
+        request_key=entry["key"].removeprefix("v1:"),  # entries journaled before 0005 have the old prefix
+        latency_ms=row.get("latency_ms"),
+        error_code=row.get("error_code", ""),
+        error_detail=row.get("error_detail", ""),
+        attempts=1,
+        deadline_at=created + timedelta(seconds=settings.INFERENCE_DEADLINE_S),
+        claimed_at=created,
+        finished_at=finished,
+        created_at=created,
+        updated_at=finished,
+    )
 
 
 def _insert_rows(uses: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert the rows not inserted before; the ids of those inserted now, by hold key."""
+    """Insert the rows not inserted before; the ids of those inserted now, by entry key. The columns are the
+    model's own (every concrete field but the id), so a new field reaches these rows as it reaches the ORM's."""
     if not uses:
         return {}
-    one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    fields = [f for f in InferenceRequest._meta.concrete_fields if not f.primary_key]
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     sql = (
-        f"INSERT INTO {InferenceRequest._meta.db_table} ({', '.join(_COLUMNS)}) "  # noqa: S608 - our own names
-        f"VALUES {', '.join([one] * len(uses))} ON CONFLICT (hold_key) DO NOTHING RETURNING hold_key, id"
+        f"INSERT INTO {InferenceRequest._meta.db_table} ({columns}) "  # noqa: S608 - the model's own names
+        f"VALUES {', '.join([one] * len(uses))} ON CONFLICT (request_key) DO NOTHING RETURNING request_key, id"
     )
-    params = [value for entry in uses for value in _row(entry)]
+    params = []
+    keys: dict[str, str] = {}  # request_key -> entry key
+    for entry in uses:
+        row = _row(entry)
+        keys[row.request_key] = entry["key"]
+        params += [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return dict(cursor.fetchall())
+        return {keys[request_key]: row_id for request_key, row_id in cursor.fetchall()}
 
 
 def _charge(uses: list[dict[str, Any]], ids: dict[str, int]) -> None:
@@ -194,14 +170,16 @@ def _charge(uses: list[dict[str, Any]], ids: dict[str, int]) -> None:
 
 
 def _teach_routing(uses: list[dict[str, Any]]) -> None:
-    """Fold each node's mean first-byte latency of this batch into its EWMA (failures were applied at once)."""
-    latencies: dict[int, list[int]] = defaultdict(list)
+    """The latencies routing learns from these requests (their failures were taught when they happened)."""
+    latencies = []
     for entry in uses:
         row = entry["row"]
-        if row["status"] == InferenceStatus.COMPLETED and entry.get("first_byte_ms") is not None:
-            latencies[row["node_id"]].append(entry["first_byte_ms"])
-    for node_id, values in sorted(latencies.items()):
-        node_services.node_record_success(node_id=node_id, latency_ms=sum(values) / len(values))
+        if "teach_ms" in entry:
+            if entry["teach_ms"] is not None:
+                latencies.append((row["node_id"], entry["teach_ms"]))
+        elif row["status"] == InferenceStatus.COMPLETED and entry.get("first_byte_ms") is not None:
+            latencies.append((row["node_id"], entry["first_byte_ms"]))  # an entry journaled before teach_ms
+    routing_lessons.teach_latencies(latencies)
 
 
 def _key_spend(uses: list[dict[str, Any]]) -> None:

@@ -1,9 +1,10 @@
-"""What the lean /v1 path looks up, remembered briefly per process: API keys and routes.
+"""What the /v1 doors look up, remembered briefly per process: API keys (both doors: one cache, one rule) and
+routes (the lean door).
 
-Each lookup runs the same query the Django path runs (in Django's thread for sync code), at most once per key or
+Each lookup runs the same query the web door runs (in Django's thread for sync code), at most once per key or
 model per TTL however many requests ask at the same moment (single flight). Consequences, by design:
-  - a revoked key or a deactivated user is refused at most INFERENCE_KEY_CACHE_S late (as on the Django /v1 path),
-    and a key's changed limits apply as late;
+  - a revoked key or a deactivated user is refused at most INFERENCE_KEY_CACHE_S late on /v1 (either door), and a
+    key's changed limits apply as late;
   - routes are at most INFERENCE_ROUTE_CACHE_S old: a node that went away since is skipped by failover, a node that
     failed here is dropped from this process's copy at once (`forget_route`).
 """
@@ -11,13 +12,14 @@ model per TTL however many requests ask at the same moment (single flight). Cons
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from django.conf import settings
-from django.db.models import Q
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
-from clients.authentication import LAST_USED_RESOLUTION
+from clients.authentication import api_key_active
 from clients.choices import KeyScope
 from clients.key_limits import KeyLimits
 from clients.models import ApiKey
@@ -69,25 +71,40 @@ class TtlCache(Generic[T]):
     def forget(self, key: str) -> None:
         self._values.pop(key, None)
 
+    def cached(self, key: str) -> T | None:
+        """The value kept for `key`, if still fresh (for sync callers; they `put` what they load)."""
+        hit = self._values.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
-def _key_of(digest: str) -> KeyLimits | None:
-    """An active, unexpired key of an active user with the `inference` scope (clients.authentication's rule), as
-    its limits; None sends the request to the Django view, which answers 401 or 403."""
-    now = timezone.now()
-    key = (
-        ApiKey.objects.filter(digest=digest, revoked_at__isnull=True, client__user__is_active=True)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .first()
-    )
-    if key is None or KeyScope.INFERENCE not in (key.scopes or ()):
-        return None
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-    return KeyLimits.of(key)
+    def put(self, key: str, value: T) -> None:
+        ttl = self._ttl()
+        if ttl > 0 and value is not None:
+            if len(self._values) >= _MAX_ENTRIES:
+                self._values.clear()
+            self._values[key] = (time.monotonic() + ttl, value)
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    """An API key that authenticates (clients.authentication.api_key_active), as both /v1 doors keep it."""
+
+    user: AbstractBaseUser
+    key: ApiKey
+    limits: KeyLimits
+
+    def serves_the_lean_door(self) -> bool:
+        """Unexpired and with the `inference` scope: otherwise the web door answers its 401 or 403."""
+        expires_at = self.key.expires_at
+        return (expires_at is None or expires_at > timezone.now()) and KeyScope.INFERENCE in self.limits.scopes
+
+
+def _known_key(digest: str) -> KnownKey | None:
+    key = api_key_active(digest=digest)
+    return None if key is None else KnownKey(user=key.client.user, key=key, limits=KeyLimits.of(key))
 
 
 class DomainMiss:
-    """No route: the Django path answers (404 or 503 with its Retry-After)."""
+    """No route: the web door answers (404 or 503 with its Retry-After)."""
 
 
 def _route(model: str) -> list[Candidate] | DomainMiss:
@@ -97,21 +114,33 @@ def _route(model: str) -> list[Candidate] | DomainMiss:
         return DomainMiss()
 
 
-_keys: TtlCache[KeyLimits | None] = TtlCache(lambda: settings.INFERENCE_KEY_CACHE_S)
+_keys: TtlCache[KnownKey | None] = TtlCache(lambda: settings.INFERENCE_KEY_CACHE_S)
 _routes: TtlCache[list[Candidate] | DomainMiss] = TtlCache(lambda: settings.INFERENCE_ROUTE_CACHE_S)
-_key_of_async = database_call(_key_of)
+_known_key_async = database_call(_known_key)
 _route_async = database_call(_route)
 
 
 async def key_of(raw: str) -> KeyLimits | None:
-    """This API key's client and limits, or None (unknown, revoked, expired, inactive user, no `inference` scope:
-    the Django path answers 401 or 403)."""
+    """This API key's limits (its client's id among them) when the lean door may serve it, or None (unknown,
+    revoked, expired, inactive user, no `inference` scope: the web door answers 401 or 403)."""
     digest = hash_secret(raw)
-    return await _keys.get(digest, lambda: _key_of_async(digest))
+    known = await _keys.get(digest, lambda: _known_key_async(digest))
+    return known.limits if known is not None and known.serves_the_lean_door() else None
+
+
+def known_key(raw: str) -> KnownKey | None:
+    """The same key from the same per-process cache, for the web door's authentication (sync, in its thread)."""
+    digest = hash_secret(raw)
+    known = _keys.cached(digest)
+    if known is None:
+        known = _known_key(digest)
+        if known is not None:
+            _keys.put(digest, known)
+    return known
 
 
 async def route(model: str) -> list[Candidate] | None:
-    """Candidates for `model`, best first, or None when there are none (the Django path answers)."""
+    """Candidates for `model`, best first, or None when there are none (the web door answers)."""
     found = await _routes.get(model, lambda: _route_async(model))
     return None if isinstance(found, DomainMiss) else found
 
@@ -131,5 +160,5 @@ _on_a_plan_async = database_call(_on_a_plan)
 
 
 async def on_a_plan(client_id: int) -> bool:
-    """Whether the client has an active plan (its requests take the plan's quota: the Django path serves them)."""
+    """Whether the client has an active plan (its requests take the plan's quota: the web door serves them)."""
     return await _plans.get(str(client_id), lambda: _on_a_plan_async(client_id))

@@ -1,0 +1,216 @@
+"""The one `/v1/chat/completions` pipeline: route → reserve → relay → record → teach routing, each step once.
+
+Both doors run it: the lean ASGI path (inference/v1/asgi.py) and the Django view (inference/v1/views.py), which
+authenticate the caller and admit it under its key's limits first, each in its own way. What differs between them
+is a strategy of a step, chosen per door (`lean` or `web` below), not a second code path:
+
+| step | lean (PostgreSQL + journal) | web (the Django view; SQLite, Idempotency-Key, x402, plans) |
+|---|---|---|
+| route | cached per process, by this process's load (v1/routes.py) | routing.route, the caller's private models too |
+| reserve | from a lease (v1/reserve.py LeaseReserve, v1/leases.py) | a hold of its own, with its row (HoldReserve) |
+| record | a usage entry in the Redis journal (v1/record.py) | the row's UPDATE and the settle (RowRecord) |
+
+Relaying (`complete`, `events`) and teaching routing (inference/routing_lessons.py, from the record step) are the
+same for both. Every response and chunk carries our id, `chatcmpl-<the row's request_key>`, minted in `open`.
+"""
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from django.utils import timezone
+
+from clients.key_limits import KeyLimits
+from core.error_render import openai_sse_error
+from inference import relay, services
+from inference.relay import Delivery, PromptSize, Usage
+from inference.routing import Candidate
+from inference.v1.protocol import ChatRequest, relay_failure, response_id, sse, sse_raw, usage_chunk, with_our_id
+
+
+@dataclass
+class Caller:
+    """Who asks, as its door authenticated and admitted it."""
+
+    client_id: int
+    limits: KeyLimits | None = None  # None: a session or a keyless payer
+    covered: bool = False  # within the client's plan's daily quota (the web door's plans)
+    ref: str | None = None  # the logical request (an Idempotency-Key): derives the row's key
+
+    @property
+    def key_id(self) -> int | None:
+        return None if self.limits is None else self.limits.key_id
+
+
+@dataclass
+class ChatCall:
+    """One request going through the steps: what is asked, by whom, where it may go, what is reserved for it and
+    what happened. `reservation` and `row` belong to the strategies that made them."""
+
+    request: ChatRequest
+    caller: Caller
+    key: str  # the row's request_key
+    candidates: list[Candidate]
+    prompt: PromptSize
+    need: Decimal  # the most the request can cost: what is reserved
+    began: datetime = field(default_factory=timezone.now)
+    delivery: Delivery = field(default_factory=Delivery)
+    reservation: Any = None
+    row: Any = None  # the InferenceRequest, where the record strategy keeps one
+    cost: Decimal = Decimal(0)  # charged, once recorded
+    recording: "asyncio.Future[None] | None" = None  # the record step, run once
+    last: dict = field(default_factory=dict)  # the last chunk relayed
+
+    @property
+    def id(self) -> str:
+        return response_id(self.key)
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+    def usage(self) -> Usage:
+        """The usage to show the caller (what was billed)."""
+        return relay.meter(self.delivery, prompt=self.prompt, max_tokens=self.request.max_tokens)
+
+
+class Routes(Protocol):
+    async def __call__(self, request: ChatRequest, caller: Caller) -> list[Candidate] | None:
+        """Candidates for the request (its model; routing controls to come: issue 13), best first; None hands the
+        request to another door (raises a DomainError where none may)."""
+        ...
+
+
+class Reserve(Protocol):
+    async def reserve(self, call: ChatCall) -> bool:
+        """Set `call.reservation`; False (nothing reserved) hands the request to another door."""
+        ...
+
+    async def release(self, call: ChatCall) -> None:
+        """The request is over (recorded, `call.cost` known, or abandoned): give back what it did not spend."""
+        ...
+
+
+class Record(Protocol):
+    async def record(self, call: ChatCall) -> None:
+        """Write the outcome and charge it (`call.cost`), count it, and teach routing (routing_lessons)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The end of a stream, recorded: `relayed` is False when no chunk reached the caller."""
+
+    relayed: bool
+    error: Any  # the relay's NodeCallError, or None
+    usage: Usage
+    row: Any
+
+
+@dataclass
+class Pipeline:
+    routes: Routes
+    reserve: Reserve
+    record: Record
+    on_relay: Callable[[ChatCall], Any] | None = None  # a door's bookkeeping around relaying (load by node)
+
+    async def open(self, request: ChatRequest, caller: Caller) -> ChatCall | None:
+        """Route and reserve; None when a strategy hands the request to another door (nothing is held then)."""
+        candidates = await self.routes(request, caller)
+        if not candidates:
+            return None
+        prompt = PromptSize.of(request.body)
+        call = ChatCall(
+            request=request,
+            caller=caller,
+            key=services.new_request_key(caller.ref),
+            candidates=candidates,
+            prompt=prompt,
+            need=relay.max_cost(prompt=prompt, max_tokens=request.max_tokens, candidates=candidates),
+        )
+        if not await self.reserve.reserve(call):
+            return None
+        return call
+
+    async def abandon(self, call: ChatCall) -> None:
+        """A call opened and then refused by its door (its key's limits): nothing spent."""
+        await self.reserve.release(call)
+
+    async def _finish(self, call: ChatCall) -> None:
+        """Record the call, once: a caller cancelled meanwhile (a client that left) does not cut the record short,
+        and whoever comes next waits for the same one."""
+        if call.recording is None:
+            call.recording = asyncio.ensure_future(self.record.record(call))
+        await asyncio.shield(call.recording)
+
+    async def _end(self, call: ChatCall) -> None:
+        try:
+            await self._finish(call)
+        finally:
+            await self.reserve.release(call)
+
+    async def complete(self, call: ChatCall) -> dict:
+        """A non-stream answer with our id, the model asked for and the billed usage; raises the DomainError of a
+        request nothing relayed."""
+        try:
+            payload = await self._relaying(
+                call, relay.relay_complete(candidates=call.candidates, body=call.request.body, delivery=call.delivery)
+            )
+            await self._finish(call)
+        finally:
+            await self.reserve.release(call)
+        if payload is None:
+            raise relay_failure(call.delivery)
+        payload["id"] = call.id
+        payload["model"] = call.model
+        payload["usage"] = call.usage().as_openai()
+        return payload
+
+    async def _relaying(self, call: ChatCall, work: Awaitable[Any]) -> Any:
+        if self.on_relay is None:
+            return await work
+        done = self.on_relay(call)
+        try:
+            return await work
+        finally:
+            done()
+
+    async def events(self, call: ChatCall) -> AsyncGenerator[bytes | Finished, None]:
+        """The stream: each node chunk with choices as one SSE frame (our id in it), then, once the request is
+        recorded, one `Finished`. Closed early (the caller went away), it records what was delivered as such and
+        closes the node's stream; either way the reservation's rest is given back."""
+        done = self.on_relay(call) if self.on_relay is not None else None
+        try:
+            chunks = relay.relay_stream(
+                candidates=call.candidates, body=call.request.body, delivery=call.delivery, raw=True
+            )
+            async with aclosing(chunks):
+                async for chunk, payload in chunks:
+                    if not chunk.get("choices"):
+                        continue  # the node's usage chunk: the door sends ours
+                    call.last = chunk
+                    yield sse_raw(with_our_id(chunk, payload, call.id))
+            if done is not None:
+                done()
+                done = None
+            await self._finish(call)
+            yield Finished(relayed=bool(call.last), error=call.delivery.error, usage=call.usage(), row=call.row)
+        finally:
+            if done is not None:
+                done()
+            if call.recording is None:
+                call.delivery.client_gone = True
+            await asyncio.shield(self._end(call))
+
+
+def stream_end(call: ChatCall, finished: Finished) -> bytes:
+    """What ends a stream that relayed something, on both doors: the error event of a node that broke mid-way, or
+    the usage chunk (when asked for) and `[DONE]`."""
+    if finished.error is not None:
+        return openai_sse_error(message=finished.error.detail, code=finished.error.code)
+    tail = usage_chunk(call.last, model=call.model, usage=finished.usage, response_id=call.id)
+    return (sse(tail) if call.request.include_usage else b"") + sse("[DONE]")
