@@ -20,10 +20,11 @@ The spend lives in `ApiKey.spent` (one UPDATE per recording; the record of truth
 a Redis counter per key and period beside the rpm/tpm counters (`gm:keylim:<key>:s:<period>:<start>`, integer
 micro-USD), which admission reads in the same pipelined round trip as the rpm counter: no database query for a
 key whose counter is there. A missing counter (the period's first request, a restarted Redis) is seeded once from
-`ApiKey.spent` (SET NX, expiring after the period ends). Recording adds to both while it holds the key's row lock
-(the UPDATE's), and the seed reads the row under that lock too, so a seed never misses nor doubles a concurrent
-recording; INCRBY is atomic, so two processes recording at once both count. (A recording whose transaction then
-rolls back leaves the counter high by its cost: a key may be refused early, never let past its budget.)
+`ApiKey.spent` (SET NX, expiring after the period ends). Recording adds to the row, then, once its transaction
+has committed, raises the counter to the row's new total (never lowers it): the row's committed totals only grow
+within a period, so whatever order commits, seeds and raises come in, the counter ends at the latest committed
+total. A recording whose transaction rolls back (the usage journal retries a failed batch entry by entry) leaves
+the counter as it was, and two processes recording at once both count.
 """
 
 import asyncio
@@ -304,9 +305,11 @@ def _counted(limits: KeyLimits, result: list[Any]) -> tuple[int, int, Any]:
     return int(result[0]), int(result[2] or 0), result[3] if limits.budget is not None else None
 
 
-_INCRBY_IF_SEEDED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
-return false
+_RAISE_IF_SEEDED = """
+local current = redis.call('GET', KEYS[1])
+if not current then return false end
+if tonumber(ARGV[1]) > tonumber(current) then redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
+return true
 """
 
 
@@ -404,20 +407,25 @@ async def key_admit_async(
 
 
 def _add_spend(limits: KeyLimits, cost: Decimal, now: datetime) -> None:
-    """The cost to the key's spend: the row (its UPDATE takes the row lock), then, under that lock, the Redis
-    counter if it is seeded (a missing one is seeded from the row, which already holds this cost)."""
+    """The cost to the key's spend: the row (its UPDATE takes the row lock), then, when the transaction commits, the
+    Redis counter raised to the row's new total if the counter is seeded (a missing one is seeded from the row)."""
     start, _ = period_bounds(period=limits.budget_period, created_at=limits.created_at, now=now)
     with transaction.atomic():
         ApiKey.objects.filter(pk=limits.key_id).update(
             spent=Case(When(spent_since=start, then=F("spent") + cost), default=Value(cost)), spent_since=start
         )
         if redis_enabled():
-            try:
-                _redis().eval(_INCRBY_IF_SEEDED, 1, _spend_name(limits, now)[0], _micros(cost))
-            except redis.RedisError:  # the row has it; admission falls back to the row while Redis is unreachable
-                log.warning(
-                    "key limits: Redis unreachable, spend of key %s recorded in the database only", limits.key_id
-                )
+            total = ApiKey.objects.filter(pk=limits.key_id).values_list("spent", flat=True).first()  # our own write
+            if total is not None:
+                name = _spend_name(limits, now)[0]
+                transaction.on_commit(lambda: _raise_counter(limits.key_id, name, _micros(total)))
+
+
+def _raise_counter(key_id: int, name: str, total_micros: int) -> None:
+    try:
+        _redis().eval(_RAISE_IF_SEEDED, 1, name, total_micros)
+    except redis.RedisError:  # the row has it; admission falls back to the row while Redis is unreachable
+        log.warning("key limits: Redis unreachable, spend of key %s recorded in the database only", key_id)
 
 
 def _add_tokens_in_database(limits: KeyLimits, tokens: int, now: datetime) -> None:

@@ -9,7 +9,7 @@ import pytest
 import redis
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from clients.errors import KeyBudgetExceeded
@@ -38,6 +38,7 @@ def _key(**limits: object) -> KeyLimits:
     return KeyLimits.of(key)
 
 
+@pytest.mark.django_db(transaction=True)  # the counter is raised when a recording commits
 def test_the_counter_is_seeded_once_then_follows_each_recording_exactly(store):  # type: ignore[no-untyped-def]
     limits = _key(budget=Decimal("1.00"), budget_period="day", rpm=100)
     key_record_spend(limits=limits, cost=Decimal("0.123456"), tokens=0, now=NOW)  # no counter yet: the row only
@@ -54,6 +55,7 @@ def test_the_counter_is_seeded_once_then_follows_each_recording_exactly(store): 
     assert 0 < ttl <= 12 * 3600 + 60  # gone a minute after the day (the key's period) ends, counted from now
 
 
+@pytest.mark.django_db(transaction=True)  # the counter is raised when a recording commits
 def test_a_flushed_redis_is_seeded_again_from_the_database_and_still_refuses(store):  # type: ignore[no-untyped-def]
     limits = _key(budget=Decimal("0.50"), budget_period="month")
     key_admit(limits=limits, model=None, scope="rentals", now=NOW)
@@ -68,6 +70,7 @@ def test_a_flushed_redis_is_seeded_again_from_the_database_and_still_refuses(sto
     assert list(spend_counters(store, limits.key_id).values()) == ["550000"]
 
 
+@pytest.mark.django_db(transaction=True)  # the counter is raised when a recording commits
 def test_a_new_period_starts_from_nothing(store):  # type: ignore[no-untyped-def]
     limits = _key(budget=Decimal("0.50"), budget_period="day")
     key_admit(limits=limits, model=None, scope="rentals", now=NOW)
@@ -128,3 +131,19 @@ def test_concurrent_recordings_all_count_while_the_counter_is_seeded(store):  # 
     assert ApiKey.objects.get(pk=limits.key_id).spent == Decimal("1.000100")
     assert list(spend_counters(store, limits.key_id).values()) == ["1000100"]
     assert store.ttl(next(iter(spend_counters(store, limits.key_id)))) == -1  # `total` never ends
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recording_whose_transaction_rolls_back_leaves_the_counter_as_it_was(store):  # type: ignore[no-untyped-def]
+    """The usage journal applies a failed batch again entry by entry: the failed attempt must not count."""
+    limits = _key(budget=Decimal("1.00"), budget_period="day")
+    key_admit(limits=limits, model=None, scope="rentals", now=NOW)  # seeded: 0
+    key_record_spend(limits=limits, cost=Decimal("0.20"), tokens=0, now=NOW)
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        key_record_spend(limits=limits, cost=Decimal("0.30"), tokens=0, now=NOW)
+        raise RuntimeError("the batch failed after recording")
+    key_record_spend(limits=limits, cost=Decimal("0.30"), tokens=0, now=NOW)  # the retry
+
+    assert list(spend_counters(store, limits.key_id).values()) == ["500000"]
+    assert ApiKey.objects.get(pk=limits.key_id).spent == Decimal("0.50")

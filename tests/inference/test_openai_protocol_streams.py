@@ -2,8 +2,7 @@
 
 import json
 
-from inference.v1.protocol import KEEP_ALIVE, KEEP_ALIVE_INTERVAL_S, error_chunk, keep_alive_due
-from inference.relay import sse
+from inference.v1.protocol import KEEP_ALIVE, KEEP_ALIVE_INTERVAL_S, error_chunk, keep_alive_due, sse
 from tests.inference.conftest import sse_events
 
 

@@ -8,7 +8,6 @@ from asgiref.sync import async_to_sync
 
 from inference import relay, routing
 from inference.errors import BadChatRequest, NoCapacity, NoNodeWithinPrice
-from inference.v1.protocol import relay_failure
 from inference.routing import Candidate
 from inference.routing_controls import (
     NO_CONTROLS,
@@ -22,6 +21,7 @@ from inference.routing_controls import (
     route_models,
     route_models_async,
 )
+from inference.v1.protocol import relay_failure
 from tests.inference.conftest import MODEL
 
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
