@@ -20,11 +20,12 @@ The spend lives in `ApiKey.spent` (one UPDATE per recording; the record of truth
 a Redis counter per key and period beside the rpm/tpm counters (`gm:keylim:<key>:s:<period>:<start>`, integer
 micro-USD), which admission reads in the same pipelined round trip as the rpm counter: no database query for a
 key whose counter is there. A missing counter (the period's first request, a restarted Redis) is seeded once from
-`ApiKey.spent` (SET NX, expiring after the period ends). Recording adds to the row, then, once its transaction
-has committed, raises the counter to the row's new total (never lowers it): the row's committed totals only grow
-within a period, so whatever order commits, seeds and raises come in, the counter ends at the latest committed
-total. A recording whose transaction rolls back (the usage journal retries a failed batch entry by entry) leaves
-the counter as it was, and two processes recording at once both count.
+`ApiKey.spent` (SET NX, expiring after the period ends). Recording adds to the row and, while its UPDATE holds the
+key's row lock, raises the counter to the row's new total (never lowers it); the seed reads the row under that lock
+too. The totals only grow within a period and the lock orders the raises, so two processes recording at once both
+count, and a seed never misses one. A recording whose transaction rolls back leaves the counter at most its cost
+high until the spend passes it again; the usage journal, which retries a failed batch entry by entry, re-records
+the same costs, so its retries leave the counter exact (not counted twice, as adding would).
 """
 
 import asyncio
@@ -407,8 +408,8 @@ async def key_admit_async(
 
 
 def _add_spend(limits: KeyLimits, cost: Decimal, now: datetime) -> None:
-    """The cost to the key's spend: the row (its UPDATE takes the row lock), then, when the transaction commits, the
-    Redis counter raised to the row's new total if the counter is seeded (a missing one is seeded from the row)."""
+    """The cost to the key's spend: the row (its UPDATE takes the row lock), then, under that lock, the Redis counter
+    raised to the row's new total if it is seeded (a missing one is seeded from the row)."""
     start, _ = period_bounds(period=limits.budget_period, created_at=limits.created_at, now=now)
     with transaction.atomic():
         ApiKey.objects.filter(pk=limits.key_id).update(
@@ -417,8 +418,7 @@ def _add_spend(limits: KeyLimits, cost: Decimal, now: datetime) -> None:
         if redis_enabled():
             total = ApiKey.objects.filter(pk=limits.key_id).values_list("spent", flat=True).first()  # our own write
             if total is not None:
-                name = _spend_name(limits, now)[0]
-                transaction.on_commit(lambda: _raise_counter(limits.key_id, name, _micros(total)))
+                _raise_counter(limits.key_id, _spend_name(limits, now)[0], _micros(total))
 
 
 def _raise_counter(key_id: int, name: str, total_micros: int) -> None:

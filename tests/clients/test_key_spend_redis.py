@@ -38,7 +38,6 @@ def _key(**limits: object) -> KeyLimits:
     return KeyLimits.of(key)
 
 
-@pytest.mark.django_db(transaction=True)  # the counter is raised when a recording commits
 def test_the_counter_is_seeded_once_then_follows_each_recording_exactly(store):  # type: ignore[no-untyped-def]
     limits = _key(budget=Decimal("1.00"), budget_period="day", rpm=100)
     key_record_spend(limits=limits, cost=Decimal("0.123456"), tokens=0, now=NOW)  # no counter yet: the row only
@@ -55,7 +54,6 @@ def test_the_counter_is_seeded_once_then_follows_each_recording_exactly(store): 
     assert 0 < ttl <= 12 * 3600 + 60  # gone a minute after the day (the key's period) ends, counted from now
 
 
-@pytest.mark.django_db(transaction=True)  # the counter is raised when a recording commits
 def test_a_flushed_redis_is_seeded_again_from_the_database_and_still_refuses(store):  # type: ignore[no-untyped-def]
     limits = _key(budget=Decimal("0.50"), budget_period="month")
     key_admit(limits=limits, model=None, scope="rentals", now=NOW)
@@ -70,7 +68,6 @@ def test_a_flushed_redis_is_seeded_again_from_the_database_and_still_refuses(sto
     assert list(spend_counters(store, limits.key_id).values()) == ["550000"]
 
 
-@pytest.mark.django_db(transaction=True)  # the counter is raised when a recording commits
 def test_a_new_period_starts_from_nothing(store):  # type: ignore[no-untyped-def]
     limits = _key(budget=Decimal("0.50"), budget_period="day")
     key_admit(limits=limits, model=None, scope="rentals", now=NOW)
