@@ -15,21 +15,20 @@ same for both. Every response and chunk carries our id, `chatcmpl-<the row's req
 """
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from django.conf import settings
 from django.utils import timezone
 
 from clients.key_limits import KeyLimits
 from inference import relay, services
 from inference.relay import Delivery, PromptSize, Usage
 from inference.routing import Candidate
-from inference.v1.keep_alive import keeping_alive
+from inference.v1 import keep_alive
 from inference.v1.protocol import (
     ChatRequest,
     error_chunk,
@@ -202,22 +201,21 @@ class Pipeline:
         reservation's rest is given back."""
         done = self.on_relay(call) if self.on_relay is not None else None
         try:
-            chunks = keeping_alive(
-                relay.relay_stream(
-                    candidates=call.candidates, body=call.request.body, delivery=call.delivery, raw=True
-                ),
-                interval_s=settings.INFERENCE_KEEPALIVE_S,
+            chunks = relay.relay_stream(
+                candidates=call.candidates, body=call.request.body, delivery=call.delivery, raw=True
             )
-            async with aclosing(chunks):
-                async for item in chunks:
-                    if isinstance(item, bytes):  # a keep-alive comment
-                        yield item
-                        continue
-                    chunk, payload = item
-                    if not chunk.get("choices"):
-                        continue  # the node's usage chunk: the door sends ours
-                    call.last = chunk
-                    yield sse_raw(with_our_id(chunk, payload, call.id))
+            async with aclosing(chunks), aclosing(keep_alive.until_first(chunks)) as head:
+                sources: tuple[AsyncIterator[bytes | tuple[dict, bytes]], ...] = (head, chunks)
+                for source in sources:  # the keep-alives and the first chunk, then the rest
+                    async for item in source:
+                        if isinstance(item, bytes):  # a keep-alive comment
+                            yield item
+                            continue
+                        chunk, payload = item
+                        if not chunk.get("choices"):
+                            continue  # the node's usage chunk: the door sends ours
+                        call.last = chunk
+                        yield sse_raw(with_our_id(chunk, payload, call.id))
             if done is not None:
                 done()
                 done = None

@@ -178,14 +178,9 @@ def question_of(body: dict) -> str:
 # --- Streams (API.md §11 "Streams") -------------------------------------------------------------------------------
 
 # An SSE comment: ignored by every client, it keeps proxies and the client's read timeout from closing a stream
-# that has sent nothing yet. Sent before the first token at least every KEEP_ALIVE_INTERVAL_S.
+# that has sent nothing yet. Sent before the first token at least every KEEP_ALIVE_INTERVAL_S (v1/keep_alive.py).
 KEEP_ALIVE = b": keep-alive\n\n"
 KEEP_ALIVE_INTERVAL_S = 10.0
-
-
-def keep_alive_due(*, last_sent_at: float, now: float | None = None) -> bool:
-    """Whether a stream that sent its last bytes at `last_sent_at` (time.monotonic()) owes a KEEP_ALIVE now."""
-    return (time.monotonic() if now is None else now) - last_sent_at >= KEEP_ALIVE_INTERVAL_S
 
 
 def error_chunk(*, completion_id: str, model: str, message: str, code: str, status: int = 502) -> dict:

@@ -182,6 +182,35 @@ def test_a_slow_first_token_is_preceded_by_keep_alives(service, user_client, nod
 
 
 @live
+def test_a_client_leaving_during_the_keep_alives_is_charged_nothing_and_the_node_is_let_go(
+    service, user_client, node_on
+):
+    client, key = user_client
+    fund(client, "1.00")
+    _, stub = node_on()
+    stub.behaviour.first_byte_delay_s = 2.0
+
+    with httpx.stream(
+        "POST",
+        f"{service.base_url}{URL}",
+        json={"model": MODEL, "messages": MESSAGES, "stream": True},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as r:
+        first = next(r.iter_bytes())
+    assert first.startswith(b": keep-alive")
+
+    settle_usage()
+    record = InferenceRequest.objects.get()
+    assert (record.status, record.error_code, record.cost) == ("failed", "client_disconnected", Decimal(0))
+    assert balance(client) == Decimal("1.00")
+    deadline = time.monotonic() + 10
+    while not any(r.method == "DISCONNECT" for r in stub.requests) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert any(r.method == "DISCONNECT" for r in stub.requests), "the node's request was not closed"
+
+
+@live
 def test_a_node_dying_mid_stream_ends_with_the_usage_chunk_then_the_error_chunk(service, user_client, node_on):
     client, key = user_client
     fund(client, "1.00")
