@@ -142,6 +142,23 @@ def test_usage_without_details_has_none_and_a_web_door_answer_costs_its_charge(a
     assert Decimal(str(usage["cost"])) == charged(client, Decimal("1.00")) == InferenceRequest.objects.get().cost > 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_plan_covered_request_shows_cost_zero_its_charge_to_the_client(api_client, user_client, node_on):
+    from plans.models import Plan
+
+    client, key = user_client
+    fund(client, "3.00")
+    node_on(input_price="1000.00", output_price="1000.00")
+    plan = Plan.objects.create(name="Starter", price_per_month=Decimal("3.00"), daily_requests=5, overage="block")
+    assert api_client.post(f"/api/v1/plans/{plan.pk}/subscribe/", **bearer(key)).status_code == 201
+
+    r = api_client.post(URL, {"model": MODEL, "messages": MESSAGES, "max_tokens": 16}, format="json", **bearer(key))
+
+    record = InferenceRequest.objects.get()
+    assert r.status_code == 200 and record.plan_covered and record.cost > 0  # what it would have cost
+    assert r.json()["usage"]["cost"] == 0 and balance(client) == 0  # the subscription took the 3.00
+
+
 # --- Keep-alive and the error chunk ------------------------------------------------------------------------------
 
 
