@@ -3,9 +3,10 @@
 - `/api/` (and anything that is not `/v1/`): drf-standardized-errors' shape,
   `{"type", "errors": [{"code", "detail", "attr"}]}`, built from the library's own dataclasses; DRF views get it
   from the library's exception handler (core/errors.py), every other place from `api_body`.
-- `/v1/`: OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, as JSON (`openai_body`) and as the
-  SSE frame that ends a failed stream (`openai_sse_error`); with `x-should-retry: false` where the client must not
-  retry unchanged (`openai_retry_headers`).
+- `/v1/`: OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, as JSON (`openai_body`), with
+  `x-should-retry: false` where the client must not retry unchanged (`openai_retry_headers`). A broken /v1 stream
+  ends with API.md §11's error chunk (inference/v1/protocol.error_chunk); `openai_sse_error`, the SSE `error`
+  event, ends the seed resource's `stream/` (inference/views.py).
 
 Every place that answers an error calls these: Django's error handlers and the JSON-error middleware
 (core/exception_views.py, core/middleware.py), the /v1/ exception handler (inference/v1/views.py), the lean
@@ -111,7 +112,7 @@ def openai_retry_headers_asgi(status: int, code: str | None = None) -> list[tupl
 
 
 def openai_sse_error(*, message: str, code: str, status: int = 500) -> bytes:
-    """The SSE `error` event that ends a failed stream (no `[DONE]` after it), in OpenAI's error shape."""
+    """The SSE `error` event that ends a failed seed `stream/` (no `[DONE]` after it), in OpenAI's error shape."""
     body = json.dumps(openai_body(status, message=message, code=code))
     return f"event: error\ndata: {body}\n\n".encode()
 

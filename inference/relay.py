@@ -156,22 +156,40 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool  # some count is our estimate, or the node's was capped
+    cached_tokens: int | None = None  # the node's prompt_tokens_details.cached_tokens (at most prompt_tokens)
+    reasoning_tokens: int | None = None  # the node's completion_tokens_details.reasoning_tokens (at most completion)
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def as_openai(self) -> dict:
-        return {
+    def as_openai(self, *, cost: Decimal | None = None) -> dict:
+        """OpenAI's `usage` object; the details only where the node reported them, and `cost` (USD, a JSON number)
+        where given (API.md §11 "Usage")."""
+        usage: dict = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+        if self.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens is not None:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        if cost is not None:
+            usage["cost"] = float(cost)
+        return usage
 
 
 def _count(usage: dict | None, key: str) -> int | None:
     value = (usage or {}).get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _detail(usage: dict | None, section: str, key: str, *, most: int) -> int | None:
+    """A count of the node's `usage[section][key]` (e.g. prompt_tokens_details.cached_tokens), at most `most`."""
+    details = (usage or {}).get(section)
+    value = _count(details if isinstance(details, dict) else None, key)
+    return None if value is None else min(value, most)
 
 
 def meter(delivery: Delivery, *, prompt: PromptSize, max_tokens: int) -> Usage:
@@ -188,7 +206,13 @@ def meter(delivery: Delivery, *, prompt: PromptSize, max_tokens: int) -> Usage:
         prompt_tokens, estimated = prompt.estimate, True
     if prompt_tokens > prompt.cap:
         prompt_tokens, estimated = prompt.cap, True
-    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, estimated=estimated)
+    return Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion,
+        estimated=estimated,
+        cached_tokens=_detail(delivery.usage, "prompt_tokens_details", "cached_tokens", most=prompt_tokens),
+        reasoning_tokens=_detail(delivery.usage, "completion_tokens_details", "reasoning_tokens", most=completion),
+    )
 
 
 def price(

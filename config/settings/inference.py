@@ -13,6 +13,9 @@ INFERENCE_CONNECT_TIMEOUT_S = env.float("INFERENCE_CONNECT_TIMEOUT_S", default=5
 # the request failed over. Once tokens flow, a stream is cut only after a gap between two reads of this long.
 INFERENCE_FIRST_TOKEN_TIMEOUT_S = env.float("INFERENCE_FIRST_TOKEN_TIMEOUT_S", default=15.0)
 INFERENCE_STREAM_IDLE_TIMEOUT_S = env.float("INFERENCE_STREAM_IDLE_TIMEOUT_S", default=60.0)
+# A /v1 stream sends the SSE comment `: keep-alive` this often before its first token (API.md §11: at most 10 s;
+# inference/v1/protocol.KEEP_ALIVE_INTERVAL_S). Its first one commits the response to 200.
+INFERENCE_KEEPALIVE_S = env.float("INFERENCE_KEEPALIVE_S", default=10.0)
 # Longest a single answer may take, and most bytes a node may send for it.
 INFERENCE_MAX_DURATION_S = env.float("INFERENCE_MAX_DURATION_S", default=300.0)
 INFERENCE_MAX_RESPONSE_BYTES = env.int("INFERENCE_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)

@@ -171,7 +171,7 @@ class ChatCompletionsLeanPath(LeanPath):
                 await relaying  # a relay error other than cancellation is a bug: it propagates
         if finished is None:
             return  # the client went away: recorded as such when the events were closed
-        if not finished.relayed:
+        if not started:  # nothing sent, not even a keep-alive: a JSON error answer is still possible
             await _send_error(send, relay_failure(call.delivery), headers)
             return
         with contextlib.suppress(OSError):

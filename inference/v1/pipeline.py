@@ -15,7 +15,7 @@ same for both. Every response and chunk carries our id, `chatcmpl-<the row's req
 """
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,11 +25,20 @@ from typing import Any, Protocol
 from django.utils import timezone
 
 from clients.key_limits import KeyLimits
-from core.error_render import openai_sse_error
 from inference import relay, services
 from inference.relay import Delivery, PromptSize, Usage
 from inference.routing import Candidate
-from inference.v1.protocol import ChatRequest, relay_failure, response_id, sse, sse_raw, usage_chunk, with_our_id
+from inference.v1 import keep_alive
+from inference.v1.protocol import (
+    ChatRequest,
+    error_chunk,
+    relay_failure,
+    response_id,
+    sse,
+    sse_raw,
+    usage_chunk,
+    with_our_id,
+)
 
 
 @dataclass
@@ -76,6 +85,12 @@ class ChatCall:
     def usage(self) -> Usage:
         """The usage to show the caller (what was billed)."""
         return relay.meter(self.delivery, prompt=self.prompt, max_tokens=self.request.max_tokens)
+
+    @property
+    def charge(self) -> Decimal:
+        """What the ledger charged the caller for this request, once recorded: `cost`, or 0 when the client's plan
+        covered it (the platform paid the node; docs/API.md §9). The `cost` of the response's usage."""
+        return Decimal(0) if self.caller.covered else self.cost
 
 
 class Routes(Protocol):
@@ -167,7 +182,7 @@ class Pipeline:
             raise relay_failure(call.delivery)
         payload["id"] = call.id
         payload["model"] = call.model
-        payload["usage"] = call.usage().as_openai()
+        payload["usage"] = call.usage().as_openai(cost=call.charge)
         return payload
 
     async def _relaying(self, call: ChatCall, work: Awaitable[Any]) -> Any:
@@ -180,20 +195,27 @@ class Pipeline:
             done()
 
     async def events(self, call: ChatCall) -> AsyncGenerator[bytes | Finished, None]:
-        """The stream: each node chunk with choices as one SSE frame (our id in it), then, once the request is
-        recorded, one `Finished`. Closed early (the caller went away), it records what was delivered as such and
-        closes the node's stream; either way the reservation's rest is given back."""
+        """The stream: `: keep-alive` comments until the first chunk (v1/keep_alive.py), each node chunk with
+        choices as one SSE frame (our id in it), then, once the request is recorded, one `Finished`. Closed early
+        (the caller went away), it records what was delivered as such and closes the node's stream; either way the
+        reservation's rest is given back."""
         done = self.on_relay(call) if self.on_relay is not None else None
         try:
             chunks = relay.relay_stream(
                 candidates=call.candidates, body=call.request.body, delivery=call.delivery, raw=True
             )
-            async with aclosing(chunks):
-                async for chunk, payload in chunks:
-                    if not chunk.get("choices"):
-                        continue  # the node's usage chunk: the door sends ours
-                    call.last = chunk
-                    yield sse_raw(with_our_id(chunk, payload, call.id))
+            async with aclosing(chunks), aclosing(keep_alive.until_first(chunks)) as head:
+                sources: tuple[AsyncIterator[bytes | tuple[dict, bytes]], ...] = (head, chunks)
+                for source in sources:  # the keep-alives and the first chunk, then the rest
+                    async for item in source:
+                        if isinstance(item, bytes):  # a keep-alive comment
+                            yield item
+                            continue
+                        chunk, payload = item
+                        if not chunk.get("choices"):
+                            continue  # the node's usage chunk: the door sends ours
+                        call.last = chunk
+                        yield sse_raw(with_our_id(chunk, payload, call.id))
             if done is not None:
                 done()
                 done = None
@@ -208,9 +230,19 @@ class Pipeline:
 
 
 def stream_end(call: ChatCall, finished: Finished) -> bytes:
-    """What ends a stream that relayed something, on both doors: the error event of a node that broke mid-way, or
-    the usage chunk (when asked for) and `[DONE]`."""
-    if finished.error is not None:
-        return openai_sse_error(message=finished.error.detail, code=finished.error.code)
-    tail = usage_chunk(call.last, model=call.model, usage=finished.usage, response_id=call.id)
-    return (sse(tail) if call.request.include_usage else b"") + sse("[DONE]")
+    """What ends a stream whose response has begun (200 sent), on both doors: the usage chunk when asked for, then
+    `[DONE]`, or, for a node that broke mid-way or a request nothing relayed after a keep-alive, the error chunk
+    and no `[DONE]` (API.md §11 "Streams")."""
+    head = b""
+    if call.request.include_usage:
+        head = sse(
+            usage_chunk(call.last, model=call.model, usage=finished.usage, response_id=call.id, cost=call.charge)
+        )
+    if finished.relayed and finished.error is None:
+        return head + sse("[DONE]")
+    if finished.relayed:
+        message, code, status = finished.error.detail, finished.error.code, 502
+    else:
+        failure = relay_failure(call.delivery)
+        message, code, status = failure.detail, failure.code, failure.status
+    return head + sse(error_chunk(completion_id=call.id, model=call.model, message=message, code=code, status=status))

@@ -5,11 +5,12 @@ and the answer to a request nothing relayed. Error bodies themselves are core/er
 import json
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 
-from core.error_render import openai_body, openai_type
+from core.error_render import openai_body, openai_retry_headers, openai_type
 from core.errors import DomainError
 from inference import relay
 from inference.errors import BadChatRequest, NoCapacity, UpstreamRejected
@@ -95,21 +96,27 @@ def sse(payload: dict | str) -> bytes:
 
 
 def error_body(error: DomainError) -> tuple[dict[str, Any], dict[str, str]]:
-    """A domain error as OpenAI's body, and its headers (Retry-After and the error's own)."""
+    """A domain error as OpenAI's body, and its headers (Retry-After, `x-should-retry: false` where the client must
+    not retry it unchanged, and the error's own): both doors answer with these."""
     retry_after = getattr(error, "retry_after", None)
-    headers = {**getattr(error, "headers", {}), **({"Retry-After": str(retry_after)} if retry_after else {})}
+    headers = {
+        **openai_retry_headers(error.status, error.code),
+        **getattr(error, "headers", {}),
+        **({"Retry-After": str(retry_after)} if retry_after else {}),
+    }
     return openai_body(error.status, message=error.detail, code=error.code, param=error.attr), headers
 
 
-def usage_chunk(last: dict, *, model: str, usage: relay.Usage, response_id: str) -> dict:
-    """The stream's closing `chat.completion.chunk` carrying `usage` (stream_options.include_usage)."""
+def usage_chunk(last: dict, *, model: str, usage: relay.Usage, response_id: str, cost: Decimal | None = None) -> dict:
+    """The stream's closing `chat.completion.chunk` carrying `usage` (stream_options.include_usage), its `cost`
+    the ledger's charge."""
     return {
         "id": response_id,
         "object": "chat.completion.chunk",
         "created": last.get("created", int(time.time())),
         "model": model,
         "choices": [],
-        "usage": usage.as_openai(),
+        "usage": usage.as_openai(cost=cost),
     }
 
 
@@ -171,14 +178,9 @@ def question_of(body: dict) -> str:
 # --- Streams (API.md §11 "Streams") -------------------------------------------------------------------------------
 
 # An SSE comment: ignored by every client, it keeps proxies and the client's read timeout from closing a stream
-# that has sent nothing yet. Sent before the first token at least every KEEP_ALIVE_INTERVAL_S.
+# that has sent nothing yet. Sent before the first token at least every KEEP_ALIVE_INTERVAL_S (v1/keep_alive.py).
 KEEP_ALIVE = b": keep-alive\n\n"
 KEEP_ALIVE_INTERVAL_S = 10.0
-
-
-def keep_alive_due(*, last_sent_at: float, now: float | None = None) -> bool:
-    """Whether a stream that sent its last bytes at `last_sent_at` (time.monotonic()) owes a KEEP_ALIVE now."""
-    return (time.monotonic() if now is None else now) - last_sent_at >= KEEP_ALIVE_INTERVAL_S
 
 
 def error_chunk(*, completion_id: str, model: str, message: str, code: str, status: int = 502) -> dict:

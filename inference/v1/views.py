@@ -118,8 +118,8 @@ async def _complete(chat: ChatRequest, caller: Caller) -> dict:
 
 
 async def _sse(call: ChatCall) -> AsyncIterator[bytes]:
-    """The pipeline's events as SSE: chunks, then its end (v1/pipeline.stream_end). A request nothing relayed ends
-    with the `error` event too: the response has started by then."""
+    """The pipeline's events as SSE: keep-alives, chunks, then its end (v1/pipeline.stream_end). A request nothing
+    relayed ends with the error chunk too: the response has started by then."""
     async with aclosing(_web.events(call)) as events:
         async for event in events:
             if isinstance(event, Finished):

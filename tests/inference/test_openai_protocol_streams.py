@@ -2,7 +2,8 @@
 
 import json
 
-from inference.v1.protocol import KEEP_ALIVE, KEEP_ALIVE_INTERVAL_S, error_chunk, keep_alive_due, sse
+from inference.v1.keep_alive import interval_s
+from inference.v1.protocol import KEEP_ALIVE, KEEP_ALIVE_INTERVAL_S, error_chunk, sse
 from tests.inference.conftest import sse_events
 
 
@@ -29,7 +30,9 @@ def test_keep_alive_is_an_sse_comment_that_carries_no_event():
     assert sse_events(raw) == [(None, '{"a":1}')]
 
 
-def test_keep_alive_is_due_after_the_interval():
-    assert not keep_alive_due(last_sent_at=100.0, now=100.0 + KEEP_ALIVE_INTERVAL_S - 0.1)
-    assert keep_alive_due(last_sent_at=100.0, now=100.0 + KEEP_ALIVE_INTERVAL_S)
-    assert KEEP_ALIVE_INTERVAL_S <= 10
+def test_the_keep_alive_interval_is_the_setting_never_above_the_contracts_10_s(settings):
+    settings.INFERENCE_KEEPALIVE_S = 0.5
+    short = interval_s()
+    settings.INFERENCE_KEEPALIVE_S = 60.0
+
+    assert (short, interval_s()) == (0.5, KEEP_ALIVE_INTERVAL_S) and KEEP_ALIVE_INTERVAL_S <= 10
