@@ -4,7 +4,7 @@ import pytest
 from django.conf import settings
 
 from inference.errors import BadChatRequest
-from inference.openai_params import context_window, hold_max_tokens, node_body, requested_max_tokens, user_hash
+from inference.v1.params import context_window, hold_max_tokens, node_body, requested_max_tokens, user_hash
 from inference.v1.protocol import parse_chat_request
 from llm_models.models import LlmModel, NodeModel
 from tests.inference.conftest import MODEL

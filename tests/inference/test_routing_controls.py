@@ -9,7 +9,8 @@ from asgiref.sync import async_to_sync
 from inference import relay, routing
 from inference.errors import BadChatRequest, NoCapacity, NoNodeWithinPrice
 from inference.routing import Candidate
-from inference.routing_controls import (
+from inference.v1.protocol import relay_failure
+from inference.v1.routing_controls import (
     NO_CONTROLS,
     MaxPrice,
     NodeFacts,
@@ -21,7 +22,6 @@ from inference.routing_controls import (
     route_models,
     route_models_async,
 )
-from inference.v1.protocol import relay_failure
 from tests.inference.conftest import MODEL
 
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}

@@ -11,7 +11,7 @@ from django.conf import settings
 from inference import relay, routing
 from inference.errors import BadChatRequest
 from inference.routing import Candidate
-from inference.sessions import (
+from inference.v1.sessions import (
     prefer_node,
     session_key,
     session_node,
@@ -125,7 +125,7 @@ def test_without_redis_sessions_live_in_djangos_cache(cache_store):
 
 
 def test_an_unreachable_store_makes_the_request_unsticky_not_an_error(settings):
-    from inference import sessions
+    from inference.v1 import sessions
 
     settings.INFERENCE_SESSION_REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
     sessions._sync_client = None
