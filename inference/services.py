@@ -283,6 +283,8 @@ def inference_finish(
     candidate = delivery.candidate
     fields = outcome(delivery=delivery, prompt=prompt, max_tokens=req.max_tokens, held_amount=req.held_amount, now=now)
     cost = fields["cost"]
+    if candidate is not None and candidate.model is not None:  # a fallback model (`models`) answered: its record
+        fields["desired_model"] = candidate.model
     with transaction.atomic():
         owned = InferenceRequest.objects.filter(pk=req.pk, status=InferenceStatus.RUNNING, attempts=attempt).update(
             **fields
@@ -308,7 +310,7 @@ def inference_finish(
             )
         else:
             _release(req)
-    outcome_count(model=req.desired_model, fields=fields)
+    outcome_count(model=fields.get("desired_model", req.desired_model), fields=fields)
     routing_lessons.teach_now(routing_lessons.lessons(delivery))
     for name, value in fields.items():
         setattr(req, name, value)

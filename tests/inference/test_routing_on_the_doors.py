@@ -139,6 +139,7 @@ def test_a_fallback_model_answers_and_is_billed_at_its_own_price(door, node_on, 
     settle_usage()
     row = InferenceRequest.objects.get()
     assert row.cost == Decimal("0.009")  # (6 + 3) tokens at the answering model's 1000 per 1M
+    assert row.desired_model == MODEL  # recorded as the model that answered (generation/ shows it)
 
 
 def test_an_image_part_sizes_the_hold_and_its_tokens_are_billed(door, node_on):
