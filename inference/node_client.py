@@ -202,7 +202,10 @@ async def stream(
     Leaving the `async with` closes the upstream connection, which stops the node's generation.
     """
     deadline = asyncio.get_running_loop().time() + settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S
-    response = await _send(http, candidate, {**body, "stream": True}, accept="text/event-stream", deadline=deadline)
+    upstream = {**body, "stream": True}
+    if candidate.model is not None:  # a fallback model of the request's `models`
+        upstream["model"] = candidate.model
+    response = await _send(http, candidate, upstream, accept="text/event-stream", deadline=deadline)
     try:
         yield _events(response, first_by=deadline)
     finally:

@@ -43,6 +43,7 @@ class Candidate:
     input_price_per_million: Decimal
     output_price_per_million: Decimal
     score: float = 0.0
+    model: str | None = None  # a fallback model of the request (`models`): the name sent to the node instead
 
 
 def unrented_q(*, now: datetime, prefix: str = "") -> Q:

@@ -105,6 +105,7 @@ def inference_open(
     request_key: str | None = None,
     now: datetime | None = None,
     plan_covered: bool = False,
+    prompt: PromptSize | None = None,
 ) -> Opened:
     """Route, write the row and hold its most possible cost; a worker request is dispatched when this commits.
 
@@ -114,6 +115,7 @@ def inference_open(
     its hold are derived from it, so a retried request cannot hold or charge twice (a second row with the same key
     is refused by the database).
     `plan_covered` (the client's plan covers it: plans.services.plan_quota_take): no hold, and no charge at the end.
+    `prompt`: the prompt's size when the caller sized it (image and audio parts: v1/prompt_parts.prompt_size).
     """
     now = now or timezone.now()
     if candidates is None:
@@ -121,7 +123,7 @@ def inference_open(
     max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
     body = {**(body or chat_body(model=desired_model, question_text=question_text, max_tokens=max_tokens))}
     body["max_tokens"] = max_tokens
-    prompt = PromptSize.of(body)
+    prompt = prompt or PromptSize.of(body)
     by_web = channel == InferenceChannel.WEB
     request_key = request_key or new_request_key(ref)
     if ref and InferenceRequest.objects.filter(request_key=request_key).exists():
@@ -281,6 +283,8 @@ def inference_finish(
     candidate = delivery.candidate
     fields = outcome(delivery=delivery, prompt=prompt, max_tokens=req.max_tokens, held_amount=req.held_amount, now=now)
     cost = fields["cost"]
+    if candidate is not None and candidate.model is not None:  # a fallback model (`models`) answered: its record
+        fields["desired_model"] = candidate.model
     with transaction.atomic():
         owned = InferenceRequest.objects.filter(pk=req.pk, status=InferenceStatus.RUNNING, attempts=attempt).update(
             **fields
@@ -306,7 +310,7 @@ def inference_finish(
             )
         else:
             _release(req)
-    outcome_count(model=req.desired_model, fields=fields)
+    outcome_count(model=fields.get("desired_model", req.desired_model), fields=fields)
     routing_lessons.teach_now(routing_lessons.lessons(delivery))
     for name, value in fields.items():
         setattr(req, name, value)

@@ -15,8 +15,9 @@ from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 
 from clients.models import Client
-from inference import relay, routing
-from inference.relay import PromptSize
+from inference.v1.pipeline import needs_window, sized
+from inference.v1.protocol import ChatRequest
+from inference.v1.routes import live_route, live_window
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ def door() -> Door | None:
     return next((d for d in _doors if d.enabled()), None)
 
 
-def quote(body: dict) -> Decimal:
-    """What the request will hold: its most possible cost on the dearest routable node (inference_open's hold).
-    Raises ModelNotFound (404) or NoCapacity (503) as routing does."""
-    candidates = routing.route(model=body["model"])
-    return relay.max_cost(prompt=PromptSize.of(body), max_tokens=body["max_tokens"], candidates=candidates)
+def quote(request: ChatRequest) -> Decimal:
+    """What the request will hold: its most possible cost on the dearest routable node, sized as the pipeline sizes
+    it (v1/pipeline.sized: image and audio parts counted, an omitted max_tokens by the context window). Raises
+    ModelNotFound (404), NoCapacity (503) or NoNodeWithinPrice (400) as the route step does."""
+    candidates = live_route(request, client_id=None)
+    window = live_window(request, candidates) if needs_window(request) else None
+    return sized(request, candidates, window)[2]

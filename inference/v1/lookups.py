@@ -1,5 +1,5 @@
-"""What the /v1 doors look up, remembered briefly per process: API keys (both doors: one cache, one rule) and
-routes (the lean door).
+"""What the /v1 doors look up, remembered briefly per process: API keys (both doors: one cache, one rule), and
+routes, models' context windows and the node facts of routing controls (the lean door).
 
 Each lookup runs the same query the web door runs (in Django's thread for sync code), at most once per key or
 model per TTL however many requests ask at the same moment (single flight). Consequences, by design:
@@ -11,7 +11,7 @@ model per TTL however many requests ask at the same moment (single flight). Cons
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -28,6 +28,9 @@ from core.tokens import hash_secret
 from inference import routing
 from inference.errors import ModelNotFound, NoCapacity
 from inference.routing import Candidate
+from inference.v1.params import context_window as _context_window
+from inference.v1.routing_controls import NodeFacts
+from inference.v1.routing_controls import node_facts as _node_facts
 from plans.choices import SubscriptionStatus
 from plans.models import Subscription
 
@@ -147,6 +150,33 @@ async def route(model: str) -> list[Candidate] | None:
 
 def forget_route(model: str) -> None:
     _routes.forget(model)
+
+
+_windows: TtlCache[int] = TtlCache(lambda: settings.INFERENCE_ROUTE_CACHE_S)
+
+
+def _window(model: str, ids: list[int]) -> int:
+    return _context_window(model=model, node_ids=ids) or 0  # 0: unknown (the cache keeps no None)
+
+
+_window_async = database_call(_window)
+
+
+async def context_window(model: str, node_ids: list[int]) -> int | None:
+    """The largest context window of `model` on these nodes (v1/params.context_window), None if unknown."""
+    ids = sorted(set(node_ids))
+    window = await _windows.get(f"{model}|{ids}", lambda: _window_async(model, ids))
+    return window or None
+
+
+_facts: TtlCache[dict[int, NodeFacts]] = TtlCache(lambda: settings.INFERENCE_ROUTE_CACHE_S)
+_node_facts_async = database_call(_node_facts)
+
+
+async def node_facts(node_ids: Iterable[int]) -> dict[int, NodeFacts]:
+    """Names and measured latency of these nodes (routing_controls.node_facts), for requests with `provider`."""
+    ids = sorted(set(node_ids))
+    return await _facts.get(str(ids), lambda: _node_facts_async(ids))
 
 
 def _on_a_plan(client_id: int) -> bool:

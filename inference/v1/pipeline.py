@@ -29,6 +29,8 @@ from inference import relay, services
 from inference.relay import Delivery, PromptSize, Usage
 from inference.routing import Candidate
 from inference.v1 import keep_alive
+from inference.v1.params import hold_max_tokens
+from inference.v1.prompt_parts import has_parts, prompt_size
 from inference.v1.protocol import (
     ChatRequest,
     error_chunk,
@@ -66,6 +68,7 @@ class ChatCall:
     candidates: list[Candidate]
     prompt: PromptSize
     need: Decimal  # the most the request can cost: what is reserved
+    max_tokens: int  # the completion tokens held for, and the most billed (v1/params.hold_max_tokens)
     began: datetime = field(default_factory=timezone.now)
     delivery: Delivery = field(default_factory=Delivery)
     reservation: Any = None
@@ -80,11 +83,13 @@ class ChatCall:
 
     @property
     def model(self) -> str:
-        return self.request.model
+        """The model that answered (a fallback of `models` sends its own name: Candidate.model), else the one asked."""
+        candidate = self.delivery.candidate
+        return (candidate.model if candidate is not None else None) or self.request.model
 
     def usage(self) -> Usage:
         """The usage to show the caller (what was billed)."""
-        return relay.meter(self.delivery, prompt=self.prompt, max_tokens=self.request.max_tokens)
+        return relay.meter(self.delivery, prompt=self.prompt, max_tokens=self.max_tokens)
 
     @property
     def charge(self) -> Decimal:
@@ -95,8 +100,12 @@ class ChatCall:
 
 class Routes(Protocol):
     async def __call__(self, request: ChatRequest, caller: Caller) -> list[Candidate] | None:
-        """Candidates for the request (its model; routing controls to come: issue 13), best first; None hands the
-        request to another door (raises a DomainError where none may)."""
+        """Candidates for the request (its models, routing controls and session: v1/routes.py), best first; None
+        hands the request to another door (raises a DomainError where none may)."""
+        ...
+
+    async def window(self, request: ChatRequest, candidates: list[Candidate]) -> int | None:
+        """The largest context window of the candidates' models, None if unknown (sizes an omitted max_tokens)."""
         ...
 
 
@@ -138,14 +147,16 @@ class Pipeline:
         candidates = await self.routes(request, caller)
         if not candidates:
             return None
-        prompt = PromptSize.of(request.body)
+        window = await self.routes.window(request, candidates) if needs_window(request) else None
+        prompt, max_tokens, need = sized(request, candidates, window)
         call = ChatCall(
             request=request,
             caller=caller,
             key=services.new_request_key(caller.ref),
             candidates=candidates,
             prompt=prompt,
-            need=relay.max_cost(prompt=prompt, max_tokens=request.max_tokens, candidates=candidates),
+            need=need,
+            max_tokens=max_tokens,
         )
         if not await self.reserve.reserve(call):
             return None
@@ -227,6 +238,21 @@ class Pipeline:
             if call.recording is None:
                 call.delivery.client_gone = True
             await asyncio.shield(self._end(call))
+
+
+def needs_window(request: ChatRequest) -> bool:
+    """Whether sizing the request needs its models' context window: max_tokens omitted, or non-text parts."""
+    return request.requested_max_tokens is None or has_parts(request.body)
+
+
+def sized(request: ChatRequest, candidates: list[Candidate], window: int | None) -> tuple[PromptSize, int, Decimal]:
+    """The prompt's size (image and audio parts counted), the completion tokens held for, and the hold: the most
+    the request can cost on any candidate."""
+    prompt = prompt_size(request.body, context_window=window)
+    max_tokens = hold_max_tokens(
+        requested=request.requested_max_tokens, context_window=window, prompt_tokens=prompt.estimate
+    )
+    return prompt, max_tokens, relay.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates)
 
 
 def stream_end(call: ChatCall, finished: Finished) -> bytes:

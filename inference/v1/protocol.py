@@ -4,7 +4,7 @@ and the answer to a request nothing relayed. Error bodies themselves are core/er
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -15,24 +15,10 @@ from core.errors import DomainError
 from inference import relay
 from inference.errors import BadChatRequest, NoCapacity, UpstreamRejected
 from inference.relay import Delivery
+from inference.v1.params import node_body
+from inference.v1.routing_controls import NO_CONTROLS, ProviderControls, model_order, parse_provider
+from inference.v1.sessions import session_of
 
-# Request keys passed through to the node as they are (after the checks below).
-PASSTHROUGH = (
-    "temperature",
-    "top_p",
-    "stop",
-    "tools",
-    "tool_choice",
-    "response_format",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "user",
-    "parallel_tool_calls",
-)
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 MAX_MESSAGES = 1000
 
@@ -48,19 +34,30 @@ def relay_failure(delivery: Delivery) -> DomainError:
 
 @dataclass
 class ChatRequest:
-    """A checked chat request as it flows through the pipeline's steps: `body` is what the node is sent."""
+    """A checked chat request as it flows through the pipeline's steps: `body` is what the node is sent (every
+    field but the marketplace's own, `user` hashed: v1/params.py); the rest steers the route step."""
 
     body: dict[str, Any]
     stream: bool
     include_usage: bool  # stream_options.include_usage: a closing usage chunk
+    requested_max_tokens: int | None = None  # None: the node's default; the hold is sized by the context window
+    fallbacks: tuple[str, ...] = ()  # `models` after `model`, each once (routing_controls.model_order)
+    controls: ProviderControls = field(default=NO_CONTROLS)  # `provider`
+    session: str | None = None  # `session_id` / `prompt_cache_key` (v1/sessions.py)
 
     @property
     def model(self) -> str:
         return str(self.body["model"])
 
     @property
-    def max_tokens(self) -> int:
-        return int(self.body["max_tokens"])
+    def models(self) -> list[str]:
+        """The models to try, in order: `model`, then the fallbacks."""
+        return [self.model, *self.fallbacks]
+
+    @property
+    def plainly_routed(self) -> bool:
+        """No routing controls, no fallback models: the route step does what it did before them."""
+        return not self.fallbacks and self.controls.unused
 
 
 RESPONSE_ID_PREFIX = "chatcmpl-"
@@ -159,9 +156,18 @@ def parse_chat_request(data: object) -> ChatRequest:
         value = data.get(key)
         if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
             raise BadChatRequest(f"`{key}` must be a number.", attr=key)
-    body = {"model": model, "messages": messages, "max_tokens": max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS}
-    body.update({key: data[key] for key in PASSTHROUGH if key in data})
-    return ChatRequest(body=body, stream=stream, include_usage=bool(options.get("include_usage")))
+    controls = parse_provider(data)
+    models = model_order(data) if "models" in data else [model]
+    session = session_of(data)
+    return ChatRequest(
+        body=node_body(data),
+        stream=stream,
+        include_usage=bool(options.get("include_usage")),
+        requested_max_tokens=max_tokens,
+        fallbacks=tuple(models[1:]),
+        controls=controls,
+        session=session,
+    )
 
 
 def question_of(body: dict) -> str:

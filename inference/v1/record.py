@@ -22,6 +22,7 @@ from inference.journal import entries
 from inference.journal.stream import append_or_apply
 from inference.v1.pipeline import ChatCall
 from inference.v1.protocol import question_of
+from inference.v1.sessions import session_remember_async
 from llm_models import services as node_services
 
 _record_failure_async = database_call(node_services.node_record_failure)
@@ -34,7 +35,7 @@ class JournalRecord:
 
     async def record(self, call: ChatCall) -> None:
         delivery = call.delivery
-        max_tokens = call.request.max_tokens
+        max_tokens = call.max_tokens
         fields = services.outcome(
             delivery=delivery, prompt=call.prompt, max_tokens=max_tokens, held_amount=call.need, now=timezone.now()
         )
@@ -57,8 +58,10 @@ class JournalRecord:
         await append_or_apply(entry)
         call.cost = fields["cost"]
         services.outcome_count(model=call.model, fields=fields)
+        await remember_session(call)
         if taught.failed:  # this process stops routing to them now; they cool down in the background
-            self.forget_route(call.model)
+            for model in call.request.models:
+                self.forget_route(model)
             for node_id in taught.failed:
                 self.background(_record_failure_async(node_id=node_id))
         limits = call.caller.limits
@@ -80,3 +83,14 @@ class RowRecord:
     async def record(self, call: ChatCall) -> None:
         # In the request's own thread and connection (its transaction), as the row was opened (reserve.HoldReserve).
         await sync_to_async(_finish_row)(call)
+        await remember_session(call)
+
+
+async def remember_session(call: ChatCall) -> None:
+    """A session's request answered: its node is the session's now (v1/sessions.py); one Redis write, only with a
+    session."""
+    session, delivery = call.request.session, call.delivery
+    if session is not None and delivery.candidate is not None and delivery.started and delivery.error is None:
+        await session_remember_async(
+            client_id=call.caller.client_id, session=session, node_id=delivery.candidate.node_id
+        )

@@ -96,13 +96,14 @@ def _open_row(call: ChatCall) -> None:
             client_id=caller.client_id,
             desired_model=call.model,
             question_text=question_of(call.request.body),
-            max_tokens=call.request.max_tokens,
+            max_tokens=call.max_tokens,
             body=call.request.body,
             channel=InferenceChannel.WEB,
             candidates=call.candidates,
             ref=caller.ref,
             request_key=call.key,
             plan_covered=caller.covered,  # no hold, no charge (API.md §12)
+            prompt=call.prompt,
         )
         door_limits.request_attach(request_ids=[opened.request.pk], key_id=caller.key_id)
     call.row = opened.request

@@ -176,7 +176,7 @@ class ChatCompletionsView(_OpenAIView):
             request=request,
             body=chat.body,
             stream=chat.stream,
-            quote=lambda: keyless.quote(chat.body),
+            quote=lambda: keyless.quote(chat),
             serve=lambda client: _answer(chat, Caller(client_id=client.pk)),
         )
         return door.serve(call)

@@ -22,5 +22,6 @@ def call_of(opened: Opened, caller: Caller) -> ChatCall:
         candidates=opened.candidates,
         prompt=opened.prompt,
         need=row.held_amount,
+        max_tokens=row.max_tokens,
         row=row,
     )

@@ -62,7 +62,9 @@ def test_a_non_stream_chat_answers_with_the_billed_usage(api_client, user_client
     from inference.models import InferenceRequest
 
     assert r.json()["id"] == f"chatcmpl-{InferenceRequest.objects.get().request_key}" != "chatcmpl-stub"
-    assert "unknown" not in stub.chat_requests[0].body and stub.chat_requests[0].body["tools"] == []
+    # Every field reaches the node (API.md §11), an unknown one too; an omitted max_tokens is the node's default.
+    sent = stub.chat_requests[0].body
+    assert sent["unknown"] == 1 and sent["tools"] == [] and "max_tokens" not in sent
 
 
 @pytest.mark.django_db(transaction=True)

@@ -87,9 +87,8 @@ def test_a_chat_completion_through_the_django_view_shows_its_charge_as_one_line(
     fund(client, "1.00")
     node_on(input_price="1000.00", output_price="1000.00")
 
-    r = api_client.post(
-        "/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}, **bearer(key)
-    )
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}  # held for 50
+    r = api_client.post("/v1/chat/completions", body, **bearer(key))
 
     assert r.status_code == 200, r.content
     record = InferenceRequest.objects.get()

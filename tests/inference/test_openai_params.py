@@ -4,7 +4,7 @@ import pytest
 from django.conf import settings
 
 from inference.errors import BadChatRequest
-from inference.openai_params import context_window, hold_max_tokens, node_body, requested_max_tokens, user_hash
+from inference.v1.params import context_window, hold_max_tokens, node_body, requested_max_tokens, user_hash
 from inference.v1.protocol import parse_chat_request
 from llm_models.models import LlmModel, NodeModel
 from tests.inference.conftest import MODEL
@@ -66,12 +66,12 @@ def test_an_omitted_completion_limit_is_not_sent_and_a_given_one_is():
     assert requested_max_tokens(BODY) is None
 
 
-def test_todays_parser_still_fills_in_the_default_that_node_body_leaves_out():
-    # The call site to change (docs/API.md §11): parse_chat_request sends INFERENCE_DEFAULT_MAX_TOKENS today.
-    parsed = parse_chat_request(BODY).body
+def test_the_parser_sends_the_node_body_and_keeps_the_marketplace_fields_for_routing():
+    parsed = parse_chat_request({**BODY, "top_k": 5, "provider": {"only": ["a"]}, "models": ["m2"], "session_id": "s"})
 
-    assert parsed["max_tokens"] == settings.INFERENCE_DEFAULT_MAX_TOKENS
-    assert "max_tokens" not in node_body(BODY)
+    assert "max_tokens" not in parsed.body and parsed.requested_max_tokens is None
+    assert parsed.body["top_k"] == 5 and not {"provider", "models", "session_id"} & parsed.body.keys()
+    assert parsed.controls.only == frozenset({"a"}) and parsed.fallbacks == ("m2",) and parsed.session == "s"
 
 
 def test_the_hold_covers_what_was_asked_or_what_the_window_leaves():

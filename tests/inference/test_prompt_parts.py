@@ -11,7 +11,9 @@ from decimal import Decimal
 import pytest
 
 from inference import relay
-from inference.prompt_parts import (
+from inference.relay import Delivery, PromptSize
+from inference.routing import Candidate
+from inference.v1.prompt_parts import (
     UNSIZED_PART_TOKENS,
     MediaPromptSize,
     image_dimensions,
@@ -21,8 +23,6 @@ from inference.prompt_parts import (
     tile_tokens,
     wav_seconds,
 )
-from inference.relay import Delivery, PromptSize
-from inference.routing import Candidate
 
 
 def png(width: int, height: int) -> bytes:

@@ -8,10 +8,9 @@ import redis
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from inference import relay, routing
 from inference.errors import BadChatRequest
 from inference.routing import Candidate
-from inference.sessions import (
+from inference.v1.sessions import (
     prefer_node,
     session_key,
     session_node,
@@ -125,7 +124,7 @@ def test_without_redis_sessions_live_in_djangos_cache(cache_store):
 
 
 def test_an_unreachable_store_makes_the_request_unsticky_not_an_error(settings):
-    from inference import sessions
+    from inference.v1 import sessions
 
     settings.INFERENCE_SESSION_REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
     sessions._sync_client = None
@@ -137,28 +136,3 @@ def test_an_unreachable_store_makes_the_request_unsticky_not_an_error(settings):
 
 
 # --- With the router and real nodes ---------------------------------------------------------------------------
-
-
-@pytest.mark.django_db(transaction=True)
-def test_six_requests_of_one_session_land_on_one_node_of_three_and_move_when_it_fails(node_on, session_redis):
-    stubs = {node.pk: stub for node, stub in (node_on(f"n{i}") for i in range(3))}
-
-    def one_request() -> int:
-        node_id = session_node(client_id=1, session="chat-1")
-        candidates = prefer_node(routing.route(model=MODEL), node_id)
-        delivery = relay.Delivery()
-        payload = async_to_sync(relay.relay_complete)(candidates=candidates, body=BODY, delivery=delivery)
-        assert payload is not None and delivery.candidate is not None
-        session_remember(client_id=1, session="chat-1", node_id=delivery.candidate.node_id)
-        return delivery.candidate.node_id
-
-    served = [one_request() for _ in range(6)]
-
-    assert len(set(served)) == 1
-    sticky = served[0]
-    assert len(stubs[sticky].chat_requests) == 6
-    stubs[sticky].behaviour.status = 500
-    moved = one_request()
-    assert moved != sticky
-    stubs[sticky].behaviour.status = 200
-    assert one_request() == moved  # the session stays where it moved

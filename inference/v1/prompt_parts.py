@@ -175,11 +175,23 @@ def wav_seconds(data: bytes) -> float | None:
     return None
 
 
+TEXT_PARTS = ("text", "input_text", "refusal")
+
+
+def has_parts(body: dict) -> bool:
+    """Whether any message has a non-text content part (then sizing it may need the context window)."""
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") not in TEXT_PARTS for p in content):
+            return True
+    return False
+
+
 def part_tokens(part: dict, *, context_window: int | None) -> int:
     """Tokens one non-text content part may take (see the module docstring); 0 for text parts."""
     ceiling = context_window if context_window is not None else UNSIZED_PART_TOKENS
     kind = part.get("type")
-    if kind in ("text", "input_text", "refusal"):
+    if kind in TEXT_PARTS:
         return 0
     tokens: int | None = None
     if kind == "image_url":
