@@ -67,7 +67,7 @@ class ChatCall:
 
     @property
     def id(self) -> str:
-        return response_id(self.key)
+        return response_id(self.key, self.request.endpoint.name)
 
     @property
     def model(self) -> str:
@@ -123,7 +123,7 @@ class Pipeline:
         candidates = await self.routes(request, caller)
         if not candidates:
             return None
-        prompt = PromptSize.of(request.body)
+        prompt = request.endpoint.prompt_of(request.body)
         call = ChatCall(
             request=request,
             caller=caller,
@@ -157,8 +157,9 @@ class Pipeline:
         """A non-stream answer with our id, the model asked for and the billed usage; raises the DomainError of a
         request nothing relayed."""
         try:
+            endpoint = call.request.endpoint
             payload = await self._relaying(
-                call, relay.relay_complete(candidates=call.candidates, body=call.request.body, delivery=call.delivery)
+                call, endpoint.complete(candidates=call.candidates, body=call.request.body, delivery=call.delivery)
             )
             await self._finish(call)
         finally:
@@ -167,7 +168,7 @@ class Pipeline:
             raise relay_failure(call.delivery)
         payload["id"] = call.id
         payload["model"] = call.model
-        payload["usage"] = call.usage().as_openai()
+        payload["usage"] = call.request.endpoint.usage(call.usage())
         return payload
 
     async def _relaying(self, call: ChatCall, work: Awaitable[Any]) -> Any:
@@ -186,7 +187,11 @@ class Pipeline:
         done = self.on_relay(call) if self.on_relay is not None else None
         try:
             chunks = relay.relay_stream(
-                candidates=call.candidates, body=call.request.body, delivery=call.delivery, raw=True
+                candidates=call.candidates,
+                body=call.request.body,
+                delivery=call.delivery,
+                raw=True,
+                path=call.request.endpoint.path,
             )
             async with aclosing(chunks):
                 async for chunk, payload in chunks:
@@ -212,5 +217,11 @@ def stream_end(call: ChatCall, finished: Finished) -> bytes:
     the usage chunk (when asked for) and `[DONE]`."""
     if finished.error is not None:
         return openai_sse_error(message=finished.error.detail, code=finished.error.code)
-    tail = usage_chunk(call.last, model=call.model, usage=finished.usage, response_id=call.id)
+    tail = usage_chunk(
+        call.last,
+        model=call.model,
+        usage=finished.usage,
+        response_id=call.id,
+        object_name=call.request.endpoint.chunk_object,
+    )
     return (sse(tail) if call.request.include_usage else b"") + sse("[DONE]")

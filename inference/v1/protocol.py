@@ -4,7 +4,8 @@ and the answer to a request nothing relayed. Error bodies themselves are core/er
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -12,8 +13,11 @@ from django.conf import settings
 from core.error_render import openai_body, openai_type
 from core.errors import DomainError
 from inference import relay
-from inference.errors import BadChatRequest, NoCapacity, UpstreamRejected
-from inference.relay import Delivery
+from inference.choices import InferenceEndpoint
+from inference.completion import Completion
+from inference.errors import BadChatRequest, EndpointNotServed, NoCapacity, UpstreamRejected
+from inference.relay import Assembler, Delivery, PromptSize
+from inference.routing import Candidate
 
 # Request keys passed through to the node as they are (after the checks below).
 PASSTHROUGH = (
@@ -40,18 +44,87 @@ def relay_failure(delivery: Delivery) -> DomainError:
     """Why nothing was relayed, as the error to answer: the node refused the request itself (400), or no node
     could answer it (503 with Retry-After)."""
     error = delivery.error
+    if error is not None and error.code == "endpoint_not_served":  # every node tried lacks the operation
+        return EndpointNotServed(
+            "No node serving this model answers this endpoint; use a model made for it.", attr="model"
+        )
     if error is not None and not error.node_fault:
         return UpstreamRejected(error.detail)
     return NoCapacity("No node could answer the request; retry later.", retry_after=settings.INFERENCE_RETRY_AFTER_S)
 
 
+RESPONSE_ID_PREFIX = "chatcmpl-"
+# Our ids' prefix by operation (API.md §11 "More endpoints"), as OpenAI's: `cmpl-` for text completions; OpenAI's
+# embeddings carry no id, ours do (`emb-`), so that `GET /api/v1/generation/` finds them too.
+ID_PREFIXES = {
+    InferenceEndpoint.CHAT: RESPONSE_ID_PREFIX,
+    InferenceEndpoint.COMPLETIONS: "cmpl-",
+    InferenceEndpoint.EMBEDDINGS: "emb-",
+}
+
+
+def response_id(request_key: str, endpoint: str = InferenceEndpoint.CHAT) -> str:
+    """Our id of a request's response and of every chunk of its stream (API.md §11 "Our ids"): from its row's
+    unique key, never the node's. `GET /api/v1/generation/?id=` finds the row by it (inference/selectors.py)."""
+    return ID_PREFIXES[InferenceEndpoint(endpoint)] + request_key
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What varies between the /v1 operations one pipeline runs (chat here; inference/v1/completions.py and
+    embeddings.py): the node's path, how big the prompt is, what the row keeps as its question, how a non-stream
+    answer is assembled (None: the node answers one JSON object, relay.relay_once), and the answer's shape."""
+
+    name: InferenceEndpoint
+    path: str  # under the node's base URL (which ends in /v1)
+    chunk_object: str  # the `object` of its stream's chunks (our usage chunk's)
+    prompt_of: Callable[[dict], PromptSize]
+    question_of: Callable[[dict], str]
+    assemble: Callable[[], Assembler] | None = Completion
+    usage_keys: tuple[str, ...] | None = None  # the `usage` keys its answer shows (None: all)
+
+    def complete(self, *, candidates: list[Candidate], body: dict, delivery: Delivery) -> Awaitable[dict | None]:
+        """The whole answer of a non-stream request, relayed (the pipeline's `complete`)."""
+        if self.assemble is None:
+            return relay.relay_once(candidates=candidates, body=body, delivery=delivery, path=self.path)
+        return relay.relay_complete(
+            candidates=candidates, body=body, delivery=delivery, path=self.path, assemble=self.assemble
+        )
+
+    def usage(self, usage: relay.Usage) -> dict:
+        shown = usage.as_openai()
+        return shown if self.usage_keys is None else {k: v for k, v in shown.items() if k in self.usage_keys}
+
+
+def question_of(body: dict) -> str:
+    """The last user message's text, kept as the record's question_text."""
+    for message in reversed(body["messages"]):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content or "")[:100_000]
+    return ""
+
+
+CHAT = Endpoint(
+    name=InferenceEndpoint.CHAT,
+    path="/chat/completions",
+    chunk_object="chat.completion.chunk",
+    prompt_of=PromptSize.of,
+    question_of=question_of,
+)
+
+
 @dataclass
 class ChatRequest:
-    """A checked chat request as it flows through the pipeline's steps: `body` is what the node is sent."""
+    """A checked /v1 request as it flows through the pipeline's steps: `body` is what the node is sent; `endpoint`
+    the operation (chat unless said)."""
 
     body: dict[str, Any]
     stream: bool
     include_usage: bool  # stream_options.include_usage: a closing usage chunk
+    endpoint: Endpoint = field(default=CHAT)
 
     @property
     def model(self) -> str:
@@ -59,16 +132,8 @@ class ChatRequest:
 
     @property
     def max_tokens(self) -> int:
-        return int(self.body["max_tokens"])
-
-
-RESPONSE_ID_PREFIX = "chatcmpl-"
-
-
-def response_id(request_key: str) -> str:
-    """Our id of a request's response and of every chunk of its stream (API.md §11 "Our ids"): from its row's
-    unique key, never the node's. `GET /api/v1/generation/?id=` finds the row by it (inference/selectors.py)."""
-    return RESPONSE_ID_PREFIX + request_key
+        """The most output tokens asked for (0: an operation without output, embeddings)."""
+        return int(self.body.get("max_tokens") or 0)
 
 
 def with_our_id(chunk: dict, payload: bytes, our_id: str) -> bytes:
@@ -101,11 +166,13 @@ def error_body(error: DomainError) -> tuple[dict[str, Any], dict[str, str]]:
     return openai_body(error.status, message=error.detail, code=error.code, param=error.attr), headers
 
 
-def usage_chunk(last: dict, *, model: str, usage: relay.Usage, response_id: str) -> dict:
-    """The stream's closing `chat.completion.chunk` carrying `usage` (stream_options.include_usage)."""
+def usage_chunk(
+    last: dict, *, model: str, usage: relay.Usage, response_id: str, object_name: str = "chat.completion.chunk"
+) -> dict:
+    """The stream's closing `chat.completion.chunk` (or `object_name`'s) carrying `usage` (include_usage)."""
     return {
         "id": response_id,
-        "object": "chat.completion.chunk",
+        "object": object_name,
         "created": last.get("created", int(time.time())),
         "model": model,
         "choices": [],
@@ -155,17 +222,6 @@ def parse_chat_request(data: object) -> ChatRequest:
     body = {"model": model, "messages": messages, "max_tokens": max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS}
     body.update({key: data[key] for key in PASSTHROUGH if key in data})
     return ChatRequest(body=body, stream=stream, include_usage=bool(options.get("include_usage")))
-
-
-def question_of(body: dict) -> str:
-    """The last user message's text, kept as the record's question_text."""
-    for message in reversed(body["messages"]):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-            return str(content or "")[:100_000]
-    return ""
 
 
 # --- Streams (API.md §11 "Streams") -------------------------------------------------------------------------------

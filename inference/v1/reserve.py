@@ -23,7 +23,6 @@ from inference.journal import entries
 from inference.journal.stream import append_or_apply
 from inference.v1.leases import Lease, LeaseBook
 from inference.v1.pipeline import ChatCall
-from inference.v1.protocol import question_of
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +94,11 @@ def _open_row(call: ChatCall) -> None:
         opened = services.inference_open(
             client_id=caller.client_id,
             desired_model=call.model,
-            question_text=question_of(call.request.body),
+            question_text=call.request.endpoint.question_of(call.request.body),
             max_tokens=call.request.max_tokens,
             body=call.request.body,
+            endpoint=call.request.endpoint.name,
+            prompt=call.prompt,
             channel=InferenceChannel.WEB,
             candidates=call.candidates,
             ref=caller.ref,
