@@ -276,15 +276,18 @@ async def _events(response: ClientResponse, *, first_by: float) -> AsyncIterator
     raise NodeCallError("node_broken_stream", "The node's stream ended without [DONE].")
 
 
-async def post_json(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, path: str) -> tuple[dict, int]:
-    """One request answered by one JSON object (embeddings: nothing to stream), and its size in bytes; bounded as
-    a stream's first event is (INFERENCE_FIRST_TOKEN_TIMEOUT_S from the start) and by INFERENCE_MAX_RESPONSE_BYTES."""
-    deadline = asyncio.get_running_loop().time() + settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S
+async def post_json(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, path: str) -> dict:
+    """One request answered by one JSON object (embeddings: nothing to stream): its status and headers within
+    INFERENCE_FIRST_TOKEN_TIMEOUT_S, as a stream's first event, the whole answer within INFERENCE_MAX_DURATION_S and
+    INFERENCE_MAX_RESPONSE_BYTES."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    deadline = began + settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S
     response = await _send(http, candidate, body, accept="application/json", deadline=deadline, path=path)
     limit = settings.INFERENCE_MAX_RESPONSE_BYTES
     raw = b""
     try:
-        async with asyncio.timeout_at(deadline):
+        async with asyncio.timeout_at(began + settings.INFERENCE_MAX_DURATION_S):
             while data := await response.content.readany():
                 raw += data
                 if len(raw) > limit:
@@ -304,4 +307,4 @@ async def post_json(http: aiohttp.ClientSession, candidate: Candidate, body: dic
         raise NodeCallError("node_bad_response", "The node sent a malformed answer.") from exc
     if not isinstance(payload, dict):
         raise NodeCallError("node_bad_response", "The node sent a malformed answer.")
-    return payload, len(raw)
+    return payload

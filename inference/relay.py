@@ -345,7 +345,7 @@ async def relay_once(
     for candidate in _attempts(candidates, max_attempts):
         delivery._begin(candidate)
         try:
-            payload, _ = await node_client.post_json(http, candidate, body, path=path)
+            payload = await node_client.post_json(http, candidate, body, path=path)
         except NodeCallError as exc:
             if not exc.retryable:
                 delivery.error = exc

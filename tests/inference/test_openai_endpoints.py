@@ -266,3 +266,19 @@ def test_no_node_with_the_endpoint_is_400_endpoint_not_served_and_nothing_is_cha
     assert (record.status, record.cost, record.error_code) == ("failed", Decimal("0"), "endpoint_not_served")
     assert balance(client) == Decimal("1.00")
     assert Node.objects.get(pk=node.pk).consecutive_failures == 0
+
+
+def test_a_streamed_text_completion_skips_a_node_without_the_path(live_service, user_client, node_on):
+    client, key = user_client
+    fund(client, "1.00")
+    _, bare = node_on("bare", input_price="0.50", output_price="0.50")
+    full, stub = node_on("full", input_price="1.00", output_price="1.00")
+    bare.behaviour.serves = ("chat/completions", "embeddings")
+    stub.behaviour.answer = "all good"
+
+    chunks = list(sdk(live_service, key).completions.create(model=MODEL, prompt="Say", stream=True))
+
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "all good"
+    assert len(sent_to(bare, "completions")) == len(sent_to(stub, "completions")) == 1
+    settle_usage()
+    assert InferenceRequest.objects.get().node_id == full.pk
