@@ -153,6 +153,12 @@ def test_embeddings_have_openais_shape_and_bill_input_tokens_only(live_service, 
     assert raw["id"].startswith("emb-") and "completion_tokens" not in raw["usage"]
     found = api_client.get("/api/v1/generation/", {"id": raw["id"]}, HTTP_AUTHORIZATION=f"Bearer {key}").json()
     assert (found["endpoint"], found["prompt_tokens"], found["completion_tokens"]) == ("embeddings", 7, 0)
+    settle_usage()
+    usage = api_client.get("/api/v1/client/usage/", {"group_by": "model"}, HTTP_AUTHORIZATION=f"Bearer {key}").json()
+    assert [(row["model"], row["requests"], row["prompt_tokens"], row["completion_tokens"]) for row in usage] == [
+        (MODEL, 2, 14, 0)
+    ]
+    assert Decimal(usage[0]["cost"]) == Decimal("0.014") == Decimal("1.00") - balance(client)
 
 
 def test_base64_embeddings_pass_through_as_the_node_encoded_them(live_service, user_client, node_on):
