@@ -54,6 +54,7 @@ class InferenceOut(serializers.ModelSerializer):
             "client",
             "question_text",
             "desired_model",
+            "endpoint",
             "answer_text",
             "status",
             "node",

@@ -159,6 +159,12 @@ def test_embeddings_have_openais_shape_and_bill_input_tokens_only(live_service, 
         (MODEL, 2, 14, 0)
     ]
     assert Decimal(usage[0]["cost"]) == Decimal("0.014") == Decimal("1.00") - balance(client)
+    listed = api_client.get("/api/v1/inference/", {"endpoint": "embeddings"}, HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert [r["endpoint"] for r in listed.json()["results"]] == ["embeddings", "embeddings"]
+    assert (
+        api_client.get("/api/v1/inference/", {"endpoint": "chat"}, HTTP_AUTHORIZATION=f"Bearer {key}").json()["results"]
+        == []
+    )
 
 
 def test_base64_embeddings_pass_through_as_the_node_encoded_them(live_service, user_client, node_on):
