@@ -1,4 +1,5 @@
-"""The one `/v1/chat/completions` pipeline: route → reserve → relay → record → teach routing, each step once.
+"""The one /v1 pipeline: route → reserve → relay → record → teach routing, each step once. Chat, and through the
+web door `/v1/completions` and `/v1/embeddings`: the request's `Endpoint` (v1/protocol.py) is what varies.
 
 Both doors run it: the lean ASGI path (inference/v1/asgi.py) and the Django view (inference/v1/views.py), which
 authenticate the caller and admit it under its key's limits first, each in its own way. What differs between them
