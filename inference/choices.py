@@ -14,3 +14,11 @@ class InferenceChannel(models.TextChoices):
 
     WORKER = "worker", "Celery worker"
     WEB = "direct", "Web process"
+
+
+class InferenceEndpoint(models.TextChoices):
+    """Which OpenAI operation a request is (API.md §11 "More endpoints"): its node path, request and answer shape."""
+
+    CHAT = "chat", "Chat completion"
+    COMPLETIONS = "completions", "Text completion"
+    EMBEDDINGS = "embeddings", "Embeddings"

@@ -39,6 +39,13 @@ class UpstreamRejected(DomainError):
     code = "upstream_rejected"
 
 
+class EndpointNotServed(DomainError):
+    """Every node tried for the model answered 404/405 for the operation's path (/v1/completions, /v1/embeddings):
+    the model is not made for it (API.md §9 "Nodes that serve an endpoint")."""
+
+    status, code = 400, "endpoint_not_served"
+
+
 class UsageQueryInvalid(DomainError):
     """A `client/usage/` query value that is not a grouping or a date (the field in `attr`)."""
 

@@ -4,7 +4,7 @@ from typing import Any
 from django.db import models
 from django.db.models import Q
 
-from inference.choices import InferenceChannel, InferenceStatus
+from inference.choices import InferenceChannel, InferenceEndpoint, InferenceStatus
 from llm_models.models import Node
 
 MONEY: dict[str, Any] = {"max_digits": 20, "decimal_places": 6}
@@ -50,6 +50,12 @@ class InferenceRequest(models.Model):
     answer_text = models.TextField(blank=True, default="")
     status = models.CharField(max_length=16, choices=InferenceStatus.choices, default=InferenceStatus.QUEUED)
     channel = models.CharField(max_length=8, choices=InferenceChannel.choices, default=InferenceChannel.WORKER)
+    endpoint = models.CharField(
+        max_length=16,
+        choices=InferenceEndpoint.choices,
+        default=InferenceEndpoint.CHAT,
+        help_text="The /v1 operation asked: chat, completions (legacy text) or embeddings.",
+    )
     node = models.ForeignKey(
         "llm_models.Node", on_delete=models.PROTECT, null=True, blank=True, related_name="inference_requests"
     )

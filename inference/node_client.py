@@ -41,6 +41,10 @@ from llm_models import endpoint_guard
 
 # Statuses that mean the request itself is bad (the client's fault): not retried, the node not cooled down.
 _CLIENT_FAULT = {400, 413, 422}
+CHAT_PATH = "/chat/completions"
+# A node's answer to a path its server does not have (API.md §9 "Nodes that serve an endpoint"): on any path but
+# chat's, the next node is tried and this one is not cooled down.
+_NOT_SERVED = {404, 405}
 _ERROR_SNIPPET_BYTES = 2048
 
 
@@ -136,18 +140,26 @@ def shared_http_client() -> aiohttp.ClientSession:
 
 
 async def _send(
-    http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, accept: str, deadline: float
+    http: aiohttp.ClientSession,
+    candidate: Candidate,
+    body: dict,
+    *,
+    accept: str,
+    deadline: float,
+    path: str = CHAT_PATH,
 ) -> ClientResponse:
     """Send the request; the response once its headers arrived (before `deadline`, the loop's clock) with 200."""
     try:
         async with asyncio.timeout_at(deadline):
-            return await _post(http, candidate, body, accept=accept)
+            return await _post(http, candidate, body, accept=accept, path=path)
     except TimeoutError as exc:
         raise NodeCallError("node_timeout", "The node did not answer in time.") from exc
 
 
-async def _post(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, accept: str) -> ClientResponse:
-    pinned = await pin(candidate.base_url, "/chat/completions")
+async def _post(
+    http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, accept: str, path: str = CHAT_PATH
+) -> ClientResponse:
+    pinned = await pin(candidate.base_url, path)
     headers = {"Host": pinned.host_header, "Accept": accept, "Content-Type": "application/json"}
     rid = request_id.current.get()
     if rid is not None:
@@ -176,6 +188,10 @@ async def _post(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *
             pass
         finally:
             response.release()
+        if response.status in _NOT_SERVED and path != CHAT_PATH:
+            raise NodeCallError(
+                "endpoint_not_served", f"The node does not serve {path}.", node_fault=False, status=response.status
+            )
         raise _status_error(response.status, snippet[:_ERROR_SNIPPET_BYTES])
     return response
 
@@ -192,7 +208,7 @@ def _status_error(status: int, snippet: bytes) -> NodeCallError:
 
 @asynccontextmanager
 async def stream(
-    http: aiohttp.ClientSession, candidate: Candidate, body: dict
+    http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, path: str = CHAT_PATH
 ) -> AsyncIterator[AsyncIterator[tuple[dict, bytes]]]:
     """Open a streamed chat completion; yields an iterator of the node's chunks, ending at `[DONE]`: each the parsed
     object and its JSON as sent (one line, checked to parse as an object, so it may be relayed as it is).
@@ -205,7 +221,7 @@ async def stream(
     upstream = {**body, "stream": True}
     if candidate.model is not None:  # a fallback model of the request's `models`
         upstream["model"] = candidate.model
-    response = await _send(http, candidate, upstream, accept="text/event-stream", deadline=deadline)
+    response = await _send(http, candidate, upstream, accept="text/event-stream", deadline=deadline, path=path)
     try:
         yield _events(response, first_by=deadline)
     finally:
@@ -259,3 +275,37 @@ async def _events(response: ClientResponse, *, first_by: float) -> AsyncIterator
     except (aiohttp.ClientError, OSError) as exc:
         raise NodeCallError("node_broken_stream", "The node's stream was cut off.") from exc
     raise NodeCallError("node_broken_stream", "The node's stream ended without [DONE].")
+
+
+async def post_json(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, path: str) -> dict:
+    """One request answered by one JSON object (embeddings: nothing to stream): its status and headers within
+    INFERENCE_FIRST_TOKEN_TIMEOUT_S, as a stream's first event, the whole answer within INFERENCE_MAX_DURATION_S and
+    INFERENCE_MAX_RESPONSE_BYTES."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    deadline = began + settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S
+    response = await _send(http, candidate, body, accept="application/json", deadline=deadline, path=path)
+    limit = settings.INFERENCE_MAX_RESPONSE_BYTES
+    raw = b""
+    try:
+        async with asyncio.timeout_at(began + settings.INFERENCE_MAX_DURATION_S):
+            while data := await response.content.readany():
+                raw += data
+                if len(raw) > limit:
+                    raise NodeCallError("node_response_too_large", "The node's answer is too large.")
+    except TimeoutError as exc:
+        raise NodeCallError("node_timeout", "The node did not answer in time.") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise NodeCallError("node_broken_stream", "The node's answer was cut off.") from exc
+    finally:
+        if len(raw) > limit:
+            response.close()
+        else:
+            response.release()
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise NodeCallError("node_bad_response", "The node sent a malformed answer.") from exc
+    if not isinstance(payload, dict):
+        raise NodeCallError("node_bad_response", "The node sent a malformed answer.")
+    return payload

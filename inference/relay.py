@@ -20,11 +20,11 @@ characters / 4, rounded up, and `estimated` is set.
 import json
 import math
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Literal, overload
+from typing import Literal, Protocol, overload
 
 import aiohttp
 from django.conf import settings
@@ -39,6 +39,14 @@ Q6 = Decimal("0.000001")
 # Tokens a chat template may add around each message, and around the whole prompt.
 _TEMPLATE_TOKENS_PER_MESSAGE = 16
 _TEMPLATE_TOKENS = 64
+
+
+class Assembler(Protocol):
+    """Joins a stream's chunks into the one answer of a non-stream request (inference/completion.py)."""
+
+    def add(self, chunk: dict) -> None: ...
+
+    def payload(self, *, usage: dict | None) -> dict: ...
 
 
 @dataclass
@@ -90,6 +98,8 @@ class Delivery:
             delta = choice.get("delta") or {}
             if isinstance(delta, dict):
                 self._observe_message(delta)
+            if isinstance(choice.get("text"), str):  # a text completion's chunk (/v1/completions)
+                self._relayed(choice["text"], answer=True)
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
 
@@ -247,6 +257,7 @@ def relay_stream(
     http: aiohttp.ClientSession | None = None,
     max_attempts: int | None = None,
     raw: Literal[False] = False,
+    path: str = node_client.CHAT_PATH,
 ) -> AsyncGenerator[dict, None]: ...
 
 
@@ -259,6 +270,7 @@ def relay_stream(
     http: aiohttp.ClientSession | None = None,
     max_attempts: int | None = None,
     raw: Literal[True],
+    path: str = node_client.CHAT_PATH,
 ) -> AsyncGenerator[tuple[dict, bytes], None]: ...
 
 
@@ -270,13 +282,15 @@ async def relay_stream(
     http: aiohttp.ClientSession | None = None,
     max_attempts: int | None = None,
     raw: bool = False,
+    path: str = node_client.CHAT_PATH,
 ) -> AsyncGenerator[dict | tuple[dict, bytes], None]:
     """Yield the chunks of a streamed chat completion from the first node that answers.
 
     `body` is an OpenAI chat request (its `stream`/`stream_options` are set here: usage is always asked for).
     Ends normally in every case; `delivery.error` says whether and how the stream failed. Closing this generator
     early (a client that went away) closes the upstream connection. `raw=True` yields (chunk, its JSON as the node
-    sent it) instead, for callers that relay the bytes without encoding the chunk again.
+    sent it) instead, for callers that relay the bytes without encoding the chunk again. `path`: the node's
+    operation (`/completions` streams text completions the same way).
     """
     http = http or node_client.shared_http_client()
     upstream = {**body, "stream": True, "stream_options": {"include_usage": True}}
@@ -284,7 +298,7 @@ async def relay_stream(
     for candidate in _attempts(candidates, max_attempts):
         delivery._begin(candidate)
         try:
-            async with node_client.stream(http, candidate, upstream) as events:
+            async with node_client.stream(http, candidate, upstream, path=path) as events:
                 async for chunk, payload in events:
                     delivery.observe_chunk(chunk)
                     if not delivery.started:
@@ -310,16 +324,20 @@ async def relay_complete(
     delivery: Delivery,
     http: aiohttp.ClientSession | None = None,
     max_attempts: int | None = None,
+    path: str = node_client.CHAT_PATH,
+    assemble: Callable[[], Assembler] = Completion,
 ) -> dict | None:
     """A non-stream chat completion from the first node that answers: a `chat.completion`, or None (see
     `delivery`). The node is asked to stream (so a node that sends no first token in time is dropped and the next
     one tried, as for streams, while a long answer is not cut) and its chunks are assembled here. Nothing reaches
-    the caller before the whole answer, so a node that breaks mid-answer is failed over too, and not billed."""
+    the caller before the whole answer, so a node that breaks mid-answer is failed over too, and not billed.
+    `path` and `assemble`: another streamed operation and its answer's assembler (/v1/completions)."""
     last: NodeCallError | None = None
     for candidate in _attempts(candidates, max_attempts):
         attempt = Delivery(failures=delivery.failures)
-        answer = Completion()
-        async with aclosing(relay_stream(candidates=[candidate], body=body, delivery=attempt, http=http)) as chunks:
+        answer = assemble()
+        chunks = relay_stream(candidates=[candidate], body=body, delivery=attempt, http=http, path=path)
+        async with aclosing(chunks):
             async for chunk in chunks:
                 answer.add(chunk)
         error = attempt.error
@@ -331,6 +349,40 @@ async def relay_complete(
             continue
         vars(delivery).update(vars(attempt))  # the attempt that answered (or was refused for the request's fault)
         return answer.payload(usage=attempt.usage) if error is None else None
+    delivery.error = last or NodeCallError("no_capacity", "No node could take the request.")
+    return None
+
+
+async def relay_once(
+    *,
+    candidates: list[Candidate],
+    body: dict,
+    delivery: Delivery,
+    path: str,
+    http: aiohttp.ClientSession | None = None,
+    max_attempts: int | None = None,
+) -> dict | None:
+    """An operation the node answers with one JSON object (embeddings) from the first node that answers it, failed
+    over as a stream's first event is; the answer, or None (see `delivery`). Only `usage` is metered from it."""
+    http = http or node_client.shared_http_client()
+    last: NodeCallError | None = None
+    for candidate in _attempts(candidates, max_attempts):
+        delivery._begin(candidate)
+        try:
+            payload = await node_client.post_json(http, candidate, body, path=path)
+        except NodeCallError as exc:
+            if not exc.retryable:
+                delivery.error = exc
+                delivery.latency_ms = delivery._elapsed_ms()
+                return None
+            delivery.failures.append((candidate.node_id, exc))
+            last = exc
+            continue
+        delivery.started = True
+        delivery.first_byte_ms = delivery.latency_ms = delivery._elapsed_ms()
+        if isinstance(payload.get("usage"), dict):  # an answer without output: none to count
+            delivery.usage = {**payload["usage"], "completion_tokens": 0}
+        return payload
     delivery.error = last or NodeCallError("no_capacity", "No node could take the request.")
     return None
 

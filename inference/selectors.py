@@ -7,7 +7,7 @@ from django.db.models import Prefetch, QuerySet
 from clients.models import Client
 from core.errors import NotFound
 from inference.models import InferenceBatch, InferenceRequest
-from inference.v1.protocol import RESPONSE_ID_PREFIX
+from inference.v1.protocol import ID_PREFIXES
 
 
 def inference_list_visible(*, viewer: Client) -> QuerySet[InferenceRequest]:
@@ -39,12 +39,14 @@ def inference_wait_finished(*, req: InferenceRequest, timeout: float) -> Inferen
 
 
 def inference_get_by_generation_id(*, client: Client, generation_id: str) -> InferenceRequest:
-    """The caller's own request with this `chatcmpl-` id (API.md §11, `protocol.response_id`); any other id, another
-    client's included, is 404."""
-    key = generation_id.removeprefix(RESPONSE_ID_PREFIX)
+    """The caller's own request with this id (`chatcmpl-`, `cmpl-` or `emb-`: API.md §11, `protocol.response_id`);
+    any other id, another client's included, is 404."""
     row = None
-    if key != generation_id and key:
-        row = InferenceRequest.objects.filter(client=client, request_key=key).first()
+    for endpoint, prefix in ID_PREFIXES.items():
+        key = generation_id.removeprefix(prefix)
+        if key != generation_id and key:
+            row = InferenceRequest.objects.filter(client=client, request_key=key, endpoint=endpoint).first()
+            break
     if row is None:
         raise NotFound(f"No generation of yours has the id {generation_id!r}.")
     return row

@@ -54,6 +54,7 @@ class InferenceOut(serializers.ModelSerializer):
             "client",
             "question_text",
             "desired_model",
+            "endpoint",
             "answer_text",
             "status",
             "node",
@@ -189,7 +190,8 @@ GENERATION_ID_MAX_LENGTH = 128
 
 class GenerationQueryIn(serializers.Serializer):
     id = serializers.CharField(
-        max_length=GENERATION_ID_MAX_LENGTH, help_text="The `id` of a completion (`chatcmpl-...`) you asked for."
+        max_length=GENERATION_ID_MAX_LENGTH,
+        help_text="The `id` of a /v1 answer you asked for (`chatcmpl-...`, `cmpl-...` or `emb-...`).",
     )
 
 
@@ -211,6 +213,7 @@ class GenerationOut(serializers.ModelSerializer):
         model = InferenceRequest
         fields = [
             "id",
+            "endpoint",
             "model",
             "node",
             "status",
@@ -223,4 +226,4 @@ class GenerationOut(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_id(self, obj: InferenceRequest) -> str:
-        return response_id(obj.request_key)
+        return response_id(obj.request_key, obj.endpoint)

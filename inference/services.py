@@ -25,7 +25,7 @@ from clients.models import Client
 from core import metrics
 from core.errors import NotFound
 from inference import relay, routing, routing_lessons
-from inference.choices import InferenceChannel, InferenceStatus
+from inference.choices import InferenceChannel, InferenceEndpoint, InferenceStatus
 from inference.errors import InferenceNotEditable, InferenceRunning, ModelNotFound, NoCapacity, StreamNotReplayable
 from inference.models import InferenceBatch, InferenceRequest
 from inference.relay import Delivery, PromptSize
@@ -105,6 +105,7 @@ def inference_open(
     request_key: str | None = None,
     now: datetime | None = None,
     plan_covered: bool = False,
+    endpoint: str = InferenceEndpoint.CHAT,
     prompt: PromptSize | None = None,
 ) -> Opened:
     """Route, write the row and hold its most possible cost; a worker request is dispatched when this commits.
@@ -116,14 +117,19 @@ def inference_open(
     is refused by the database).
     `plan_covered` (the client's plan covers it: plans.services.plan_quota_take): no hold, and no charge at the end.
     `prompt`: the prompt's size when the caller sized it (image and audio parts: v1/prompt_parts.prompt_size).
+    `endpoint`: another /v1 operation (API.md §11 "More endpoints"), whose `body` and `prompt` come parsed whole
+    (inference/v1/completions.py, embeddings.py) and whose `max_tokens` is taken as it is (0: no output).
     """
     now = now or timezone.now()
     if candidates is None:
         candidates = routing.route(model=desired_model, now=now, client_id=client_id)
-    max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
-    body = {**(body or chat_body(model=desired_model, question_text=question_text, max_tokens=max_tokens))}
-    body["max_tokens"] = max_tokens
-    prompt = prompt or PromptSize.of(body)
+    if endpoint == InferenceEndpoint.CHAT or body is None or prompt is None:
+        max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
+        body = {**(body or chat_body(model=desired_model, question_text=question_text, max_tokens=max_tokens))}
+        body["max_tokens"] = max_tokens
+        prompt = prompt or PromptSize.of(body)
+    else:
+        max_tokens = max_tokens or 0
     by_web = channel == InferenceChannel.WEB
     request_key = request_key or new_request_key(ref)
     if ref and InferenceRequest.objects.filter(request_key=request_key).exists():
@@ -136,6 +142,7 @@ def inference_open(
         desired_model=desired_model,
         max_tokens=max_tokens,
         channel=channel,
+        endpoint=endpoint,
         batch=batch,
         status=InferenceStatus.RUNNING if by_web else InferenceStatus.QUEUED,
         attempts=1 if by_web else 0,

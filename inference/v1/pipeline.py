@@ -1,4 +1,5 @@
-"""The one `/v1/chat/completions` pipeline: route → reserve → relay → record → teach routing, each step once.
+"""The one /v1 pipeline: route → reserve → relay → record → teach routing, each step once. Chat, and through the
+web door `/v1/completions` and `/v1/embeddings`: the request's `Endpoint` (v1/protocol.py) is what varies.
 
 Both doors run it: the lean ASGI path (inference/v1/asgi.py) and the Django view (inference/v1/views.py), which
 authenticate the caller and admit it under its key's limits first, each in its own way. What differs between them
@@ -26,6 +27,7 @@ from django.utils import timezone
 
 from clients.key_limits import KeyLimits
 from inference import relay, services
+from inference.choices import InferenceEndpoint
 from inference.relay import Delivery, PromptSize, Usage
 from inference.routing import Candidate
 from inference.v1 import keep_alive
@@ -79,7 +81,7 @@ class ChatCall:
 
     @property
     def id(self) -> str:
-        return response_id(self.key)
+        return response_id(self.key, self.request.endpoint.name)
 
     @property
     def model(self) -> str:
@@ -183,8 +185,9 @@ class Pipeline:
         """A non-stream answer with our id, the model asked for and the billed usage; raises the DomainError of a
         request nothing relayed."""
         try:
+            endpoint = call.request.endpoint
             payload = await self._relaying(
-                call, relay.relay_complete(candidates=call.candidates, body=call.request.body, delivery=call.delivery)
+                call, endpoint.complete(candidates=call.candidates, body=call.request.body, delivery=call.delivery)
             )
             await self._finish(call)
         finally:
@@ -193,7 +196,7 @@ class Pipeline:
             raise relay_failure(call.delivery)
         payload["id"] = call.id
         payload["model"] = call.model
-        payload["usage"] = call.usage().as_openai(cost=call.charge)
+        payload["usage"] = call.request.endpoint.usage(call.usage(), cost=call.charge)
         return payload
 
     async def _relaying(self, call: ChatCall, work: Awaitable[Any]) -> Any:
@@ -213,7 +216,11 @@ class Pipeline:
         done = self.on_relay(call) if self.on_relay is not None else None
         try:
             chunks = relay.relay_stream(
-                candidates=call.candidates, body=call.request.body, delivery=call.delivery, raw=True
+                candidates=call.candidates,
+                body=call.request.body,
+                delivery=call.delivery,
+                raw=True,
+                path=call.request.endpoint.path,
             )
             async with aclosing(chunks), aclosing(keep_alive.until_first(chunks)) as head:
                 sources: tuple[AsyncIterator[bytes | tuple[dict, bytes]], ...] = (head, chunks)
@@ -241,13 +248,18 @@ class Pipeline:
 
 
 def needs_window(request: ChatRequest) -> bool:
-    """Whether sizing the request needs its models' context window: max_tokens omitted, or non-text parts."""
-    return request.requested_max_tokens is None or has_parts(request.body)
+    """Whether sizing the request needs its models' context window: a chat with max_tokens omitted, or non-text
+    parts (the other operations size their prompt from the body alone: Endpoint.prompt_of)."""
+    chat = request.endpoint.name == InferenceEndpoint.CHAT
+    return chat and (request.requested_max_tokens is None or has_parts(request.body))
 
 
 def sized(request: ChatRequest, candidates: list[Candidate], window: int | None) -> tuple[PromptSize, int, Decimal]:
     """The prompt's size (image and audio parts counted), the completion tokens held for, and the hold: the most
     the request can cost on any candidate."""
+    if request.endpoint.name != InferenceEndpoint.CHAT:
+        prompt, max_tokens = request.endpoint.prompt_of(request.body), request.requested_max_tokens or 0
+        return prompt, max_tokens, relay.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates)
     prompt = prompt_size(request.body, context_window=window)
     max_tokens = hold_max_tokens(
         requested=request.requested_max_tokens, context_window=window, prompt_tokens=prompt.estimate
@@ -262,7 +274,14 @@ def stream_end(call: ChatCall, finished: Finished) -> bytes:
     head = b""
     if call.request.include_usage:
         head = sse(
-            usage_chunk(call.last, model=call.model, usage=finished.usage, response_id=call.id, cost=call.charge)
+            usage_chunk(
+                call.last,
+                model=call.model,
+                usage=finished.usage,
+                response_id=call.id,
+                cost=call.charge,
+                object_name=call.request.endpoint.chunk_object,
+            )
         )
     if finished.relayed and finished.error is None:
         return head + sse("[DONE]")
@@ -271,4 +290,12 @@ def stream_end(call: ChatCall, finished: Finished) -> bytes:
     else:
         failure = relay_failure(call.delivery)
         message, code, status = failure.detail, failure.code, failure.status
-    return head + sse(error_chunk(completion_id=call.id, model=call.model, message=message, code=code, status=status))
+    end = error_chunk(
+        completion_id=call.id,
+        model=call.model,
+        message=message,
+        code=code,
+        status=status,
+        object_name=call.request.endpoint.chunk_object,
+    )
+    return head + sse(end)

@@ -4,6 +4,7 @@ and the answer to a request nothing relayed. Error bodies themselves are core/er
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -13,8 +14,11 @@ from django.conf import settings
 from core.error_render import openai_body, openai_retry_headers, openai_type
 from core.errors import DomainError
 from inference import relay
-from inference.errors import BadChatRequest, NoCapacity, UpstreamRejected
-from inference.relay import Delivery
+from inference.choices import InferenceEndpoint
+from inference.completion import Completion
+from inference.errors import BadChatRequest, EndpointNotServed, NoCapacity, UpstreamRejected
+from inference.relay import Assembler, Delivery, PromptSize
+from inference.routing import Candidate
 from inference.v1.params import node_body
 from inference.v1.routing_controls import NO_CONTROLS, ProviderControls, model_order, parse_provider
 from inference.v1.sessions import session_of
@@ -27,15 +31,83 @@ def relay_failure(delivery: Delivery) -> DomainError:
     """Why nothing was relayed, as the error to answer: the node refused the request itself (400), or no node
     could answer it (503 with Retry-After)."""
     error = delivery.error
+    if error is not None and error.code == "endpoint_not_served":  # every node tried lacks the operation
+        return EndpointNotServed(
+            "No node serving this model answers this endpoint; use a model made for it.", attr="model"
+        )
     if error is not None and not error.node_fault:
         return UpstreamRejected(error.detail)
     return NoCapacity("No node could answer the request; retry later.", retry_after=settings.INFERENCE_RETRY_AFTER_S)
 
 
+RESPONSE_ID_PREFIX = "chatcmpl-"
+# Our ids' prefix by operation (API.md §11 "More endpoints"), as OpenAI's: `cmpl-` for text completions; OpenAI's
+# embeddings carry no id, ours do (`emb-`), so that `GET /api/v1/generation/` finds them too.
+ID_PREFIXES = {
+    InferenceEndpoint.CHAT: RESPONSE_ID_PREFIX,
+    InferenceEndpoint.COMPLETIONS: "cmpl-",
+    InferenceEndpoint.EMBEDDINGS: "emb-",
+}
+
+
+def response_id(request_key: str, endpoint: str = InferenceEndpoint.CHAT) -> str:
+    """Our id of a request's response and of every chunk of its stream (API.md §11 "Our ids"): from its row's
+    unique key, never the node's. `GET /api/v1/generation/?id=` finds the row by it (inference/selectors.py)."""
+    return ID_PREFIXES[InferenceEndpoint(endpoint)] + request_key
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What varies between the /v1 operations one pipeline runs (chat here; inference/v1/completions.py and
+    embeddings.py): the node's path, how big the prompt is, what the row keeps as its question, how a non-stream
+    answer is assembled (None: the node answers one JSON object, relay.relay_once), and the answer's shape."""
+
+    name: InferenceEndpoint
+    path: str  # under the node's base URL (which ends in /v1)
+    chunk_object: str  # the `object` of its stream's chunks (our usage chunk's)
+    prompt_of: Callable[[dict], PromptSize]
+    question_of: Callable[[dict], str]
+    assemble: Callable[[], Assembler] | None = Completion
+    usage_keys: tuple[str, ...] | None = None  # the `usage` keys its answer shows (None: all)
+
+    def complete(self, *, candidates: list[Candidate], body: dict, delivery: Delivery) -> Awaitable[dict | None]:
+        """The whole answer of a non-stream request, relayed (the pipeline's `complete`)."""
+        if self.assemble is None:
+            return relay.relay_once(candidates=candidates, body=body, delivery=delivery, path=self.path)
+        return relay.relay_complete(
+            candidates=candidates, body=body, delivery=delivery, path=self.path, assemble=self.assemble
+        )
+
+    def usage(self, usage: relay.Usage, *, cost: Decimal | None = None) -> dict:
+        shown = usage.as_openai(cost=cost)
+        return shown if self.usage_keys is None else {k: v for k, v in shown.items() if k in self.usage_keys}
+
+
+def question_of(body: dict) -> str:
+    """The last user message's text, kept as the record's question_text."""
+    for message in reversed(body["messages"]):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content or "")[:100_000]
+    return ""
+
+
+CHAT = Endpoint(
+    name=InferenceEndpoint.CHAT,
+    path="/chat/completions",
+    chunk_object="chat.completion.chunk",
+    prompt_of=PromptSize.of,
+    question_of=question_of,
+)
+
+
 @dataclass
 class ChatRequest:
-    """A checked chat request as it flows through the pipeline's steps: `body` is what the node is sent (every
-    field but the marketplace's own, `user` hashed: v1/params.py); the rest steers the route step."""
+    """A checked /v1 request as it flows through the pipeline's steps: `body` is what the node is sent (for chat,
+    every field but the marketplace's own, `user` hashed: v1/params.py); `endpoint` the operation (chat unless
+    said); the rest steers the route step."""
 
     body: dict[str, Any]
     stream: bool
@@ -44,6 +116,7 @@ class ChatRequest:
     fallbacks: tuple[str, ...] = ()  # `models` after `model`, each once (routing_controls.model_order)
     controls: ProviderControls = field(default=NO_CONTROLS)  # `provider`
     session: str | None = None  # `session_id` / `prompt_cache_key` (v1/sessions.py)
+    endpoint: Endpoint = field(default=CHAT)
 
     @property
     def model(self) -> str:
@@ -58,15 +131,6 @@ class ChatRequest:
     def plainly_routed(self) -> bool:
         """No routing controls, no fallback models: the route step does what it did before them."""
         return not self.fallbacks and self.controls.unused
-
-
-RESPONSE_ID_PREFIX = "chatcmpl-"
-
-
-def response_id(request_key: str) -> str:
-    """Our id of a request's response and of every chunk of its stream (API.md §11 "Our ids"): from its row's
-    unique key, never the node's. `GET /api/v1/generation/?id=` finds the row by it (inference/selectors.py)."""
-    return RESPONSE_ID_PREFIX + request_key
 
 
 def with_our_id(chunk: dict, payload: bytes, our_id: str) -> bytes:
@@ -104,12 +168,20 @@ def error_body(error: DomainError) -> tuple[dict[str, Any], dict[str, str]]:
     return openai_body(error.status, message=error.detail, code=error.code, param=error.attr), headers
 
 
-def usage_chunk(last: dict, *, model: str, usage: relay.Usage, response_id: str, cost: Decimal | None = None) -> dict:
-    """The stream's closing `chat.completion.chunk` carrying `usage` (stream_options.include_usage), its `cost`
-    the ledger's charge."""
+def usage_chunk(
+    last: dict,
+    *,
+    model: str,
+    usage: relay.Usage,
+    response_id: str,
+    cost: Decimal | None = None,
+    object_name: str = "chat.completion.chunk",
+) -> dict:
+    """The stream's closing `chat.completion.chunk` (or `object_name`'s) carrying `usage`
+    (stream_options.include_usage), its `cost` the ledger's charge."""
     return {
         "id": response_id,
-        "object": "chat.completion.chunk",
+        "object": object_name,
         "created": last.get("created", int(time.time())),
         "model": model,
         "choices": [],
@@ -170,17 +242,6 @@ def parse_chat_request(data: object) -> ChatRequest:
     )
 
 
-def question_of(body: dict) -> str:
-    """The last user message's text, kept as the record's question_text."""
-    for message in reversed(body["messages"]):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-            return str(content or "")[:100_000]
-    return ""
-
-
 # --- Streams (API.md §11 "Streams") -------------------------------------------------------------------------------
 
 # An SSE comment: ignored by every client, it keeps proxies and the client's read timeout from closing a stream
@@ -189,12 +250,20 @@ KEEP_ALIVE = b": keep-alive\n\n"
 KEEP_ALIVE_INTERVAL_S = 10.0
 
 
-def error_chunk(*, completion_id: str, model: str, message: str, code: str, status: int = 502) -> dict:
+def error_chunk(
+    *,
+    completion_id: str,
+    model: str,
+    message: str,
+    code: str,
+    status: int = 502,
+    object_name: str = "chat.completion.chunk",
+) -> dict:
     """The chunk that ends a stream whose node failed mid-way (OpenRouter's shape): the error in a data chunk,
     `finish_reason: "error"`; sent after the usage chunk when one was asked for, and no `[DONE]` follows."""
     return {
         "id": completion_id,
-        "object": "chat.completion.chunk",
+        "object": object_name,
         "created": int(time.time()),
         "model": model,
         "error": {"message": message, "type": openai_type(status), "code": code},

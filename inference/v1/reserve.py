@@ -23,7 +23,6 @@ from inference.journal import entries
 from inference.journal.stream import append_or_apply
 from inference.v1.leases import Lease, LeaseBook
 from inference.v1.pipeline import ChatCall
-from inference.v1.protocol import question_of
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +94,16 @@ def _open_row(call: ChatCall) -> None:
         opened = services.inference_open(
             client_id=caller.client_id,
             desired_model=call.model,
-            question_text=question_of(call.request.body),
+            question_text=call.request.endpoint.question_of(call.request.body),
             max_tokens=call.max_tokens,
             body=call.request.body,
+            endpoint=call.request.endpoint.name,
+            prompt=call.prompt,
             channel=InferenceChannel.WEB,
             candidates=call.candidates,
             ref=caller.ref,
             request_key=call.key,
             plan_covered=caller.covered,  # no hold, no charge (API.md §12)
-            prompt=call.prompt,
         )
         door_limits.request_attach(request_ids=[opened.request.pk], key_id=caller.key_id)
     call.row = opened.request

@@ -1,5 +1,6 @@
-"""The OpenAI-compatible API under /v1/: `POST chat/completions` (stream or not: the web door of the /v1 pipeline)
-and `GET models`.
+"""The OpenAI-compatible API under /v1/: `POST chat/completions` (stream or not: the web door of the /v1 pipeline),
+`POST completions` and `POST embeddings` (the same door and pipeline, another operation: API.md §11), and
+`GET models`.
 
 Authentication is the client's API key as `Authorization: Bearer`. Errors use OpenAI's shape
 `{"error": {"message", "type", "param", "code"}}` so OpenAI SDKs raise the matching exception. These routes are
@@ -30,6 +31,8 @@ from inference import door_limits
 from inference.errors import ModelNotFound
 from inference.sse import sse_response, stream_ref
 from inference.v1 import keyless, lookups, web
+from inference.v1.completions import parse_completion_request
+from inference.v1.embeddings import parse_embeddings_request
 from inference.v1.pipeline import Caller, ChatCall, Finished, stream_end
 from inference.v1.protocol import ChatRequest, error_body, parse_chat_request
 from llm_models.models import LlmModel
@@ -138,16 +141,20 @@ def _answer(chat: ChatRequest, caller: Caller) -> HttpResponseBase:
 
 @extend_schema(exclude=True)
 class ChatCompletionsView(_OpenAIView):
-    """The web door of the /v1 pipeline (inference/v1/pipeline.py): what the lean door hands over, and SQLite."""
+    """The web door of the /v1 pipeline (inference/v1/pipeline.py): what the lean door hands over, and SQLite.
+    Subclasses run it for another operation (`parse` gives the request its Endpoint)."""
+
+    parse: Callable[[object], ChatRequest] = staticmethod(parse_chat_request)
+    keyless_door = True  # x402 pays for chat only (its quote prices a chat body)
 
     def get_permissions(self) -> Sequence["_SupportsHasPermission"]:
         # No Authorization at all, and a keyless door open (x402): the door answers it (post below).
-        if "authorization" not in self.request.headers and keyless.door() is not None:
+        if self.keyless_door and "authorization" not in self.request.headers and keyless.door() is not None:
             return []
         return super().get_permissions()
 
     def post(self, request: Request) -> HttpResponseBase:
-        chat = parse_chat_request(request.data)
+        chat = self.parse(request.data)
         if not request.user.is_authenticated:
             return self._keyless(request, chat)
         client = request_client(request)
@@ -168,7 +175,7 @@ class ChatCompletionsView(_OpenAIView):
             response[name] = value
         return response
 
-    def _keyless(self, request: Request, chat: ChatRequest) -> HttpResponseBase:
+    def _keyless(self, request: Request, chat: ChatRequest) -> HttpResponseBase:  # chat only (keyless_door)
         door = keyless.door()
         if door is None:  # closed since the permission check
             raise exceptions.NotAuthenticated()
@@ -180,6 +187,22 @@ class ChatCompletionsView(_OpenAIView):
             serve=lambda client: _answer(chat, Caller(client_id=client.pk)),
         )
         return door.serve(call)
+
+
+@extend_schema(exclude=True)
+class CompletionsView(ChatCompletionsView):
+    """`POST /v1/completions`: a legacy text completion through the same door and pipeline."""
+
+    parse = staticmethod(parse_completion_request)
+    keyless_door = False
+
+
+@extend_schema(exclude=True)
+class EmbeddingsView(ChatCompletionsView):
+    """`POST /v1/embeddings`: embeddings through the same door and pipeline (never streamed)."""
+
+    parse = staticmethod(parse_embeddings_request)
+    keyless_door = False
 
 
 def _model_object(name: str, created_at: datetime) -> dict:

@@ -37,6 +37,7 @@ def test_the_owner_reads_a_request_by_its_completion_id(api_client, user_client,
     body = r.json()
     assert set(body) == {
         "id",
+        "endpoint",
         "model",
         "node",
         "status",
@@ -46,7 +47,9 @@ def test_the_owner_reads_a_request_by_its_completion_id(api_client, user_client,
         "latency_ms",
         "created_at",
     }
-    assert body["id"] == f"chatcmpl-{served.request_key}"
+    assert body["id"] == f"chatcmpl-{served.request_key}" and body["endpoint"] == "chat"
+    # The key under another operation's prefix is not this request's id.
+    assert api_client.get(URL, {"id": f"cmpl-{served.request_key}"}, **bearer(user_client[1])).status_code == 404
     assert (body["model"], body["node"], body["status"]) == (MODEL, served.node_id, "completed")
     assert (body["prompt_tokens"], body["completion_tokens"]) == (6, 3)
     assert Decimal(body["cost"]) == served.cost == Decimal("0.009")

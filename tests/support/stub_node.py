@@ -1,7 +1,8 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 that tests start and steer: a stand-in for a GPU node.
 
-It serves `GET /v1/models` and `POST /v1/chat/completions` (JSON, or SSE when `stream` is true) from a thread of
-the test process. Each test sets how it behaves (answer, token counts, per-chunk delay, 5xx, hang, dying
+It serves `GET /v1/models`, `POST /v1/chat/completions` and `POST /v1/completions` (JSON, or SSE when `stream` is
+true) and `POST /v1/embeddings` (JSON) from a thread of the test process; `serves` drops some (404, as a server
+without them answers). Each test sets how it behaves (answer, token counts, per-chunk delay, 5xx, hang, dying
 mid-stream, delay before the first byte) and reads back the requests it received, headers included.
 
 Two ways of being slow: `hang` accepts a request and sends nothing at all (`hang_after_headers`: the status line
@@ -11,8 +12,10 @@ but healthy one.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,10 +47,13 @@ class StubBehaviour:
     die_after_chunks: int | None = None  # close the connection after this many content chunks
     models: list[str] = field(default_factory=lambda: ["stub/model"])
     gate: threading.Event | None = None  # if set, chat requests wait for it (after being recorded) before answering
+    serves: tuple[str, ...] = ("chat/completions", "completions", "embeddings")  # POST paths under /v1 it answers
+    dimensions: int = 4  # of each embedding (a request's `dimensions` wins)
 
 
 class _Handler(StubHandler):
     owner: StubNode
+    text = False  # this request is a text completion (/v1/completions)
 
     def _read_body(self) -> dict | None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -69,7 +75,8 @@ class _Handler(StubHandler):
         body = self._read_body()
         self.owner.record(RecordedRequest("POST", self.path, dict(self.headers.items()), body))
         b = self.owner.behaviour
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        operation = self.path.rstrip("/").removeprefix("/v1/")
+        if not self.path.startswith("/v1/") or operation not in b.serves:
             self.send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
         if b.hang:
@@ -84,7 +91,11 @@ class _Handler(StubHandler):
             return
         body = body or {}
         prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []) if isinstance(m, dict))
+        prompt_chars += len(str(body.get("prompt") or "")) + len(str(body.get("input") or ""))
         prompt_tokens = b.prompt_tokens if b.prompt_tokens is not None else max(1, prompt_chars // 4)
+        if operation == "embeddings":
+            self._embeddings(body, prompt_tokens)
+            return
         pieces = self.owner.pieces()
         completion_tokens = b.completion_tokens if b.completion_tokens is not None else len(pieces)
         usage: dict | None = {
@@ -97,9 +108,22 @@ class _Handler(StubHandler):
         elif b.usage is False:
             usage = None
         model = body.get("model", "stub/model")
+        self.text = operation == "completions"  # a text completion's chunks and answer
         if body.get("stream"):
             self._stream(
                 model, pieces, usage, include_usage=bool((body.get("stream_options") or {}).get("include_usage"))
+            )
+        elif self.text:
+            self.send_json(
+                200,
+                {
+                    "id": "cmpl-stub",
+                    "object": "text_completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [{"index": 0, "text": b.answer, "logprobs": None, "finish_reason": "stop"}],
+                    **({"usage": usage} if usage is not None else {}),
+                },
             )
         else:
             payload: dict = {
@@ -114,6 +138,29 @@ class _Handler(StubHandler):
             if usage is not None:
                 payload["usage"] = usage
             self.send_json(200, payload)
+
+    def _embeddings(self, body: dict, prompt_tokens: int) -> None:
+        value = body.get("input")
+        is_one = isinstance(value, str) or (isinstance(value, list) and all(isinstance(t, int) for t in value))
+        inputs = [value] if is_one else list(value or [])
+        size = body.get("dimensions") or self.owner.behaviour.dimensions
+        vectors = [[0.5 * (i + 1) + 0.25 * d for d in range(size)] for i in range(len(inputs))]
+        as_base64 = body.get("encoding_format") == "base64"  # float32 little-endian, as OpenAI's
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": base64.b64encode(struct.pack(f"<{size}f", *v)).decode() if as_base64 else v,
+            }
+            for i, v in enumerate(vectors)
+        ]
+        payload: dict = {"object": "list", "data": data, "model": body.get("model", "stub/model")}
+        b = self.owner.behaviour
+        if isinstance(b.usage, dict):
+            payload["usage"] = b.usage
+        elif b.usage is not False:
+            payload["usage"] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+        self.send_json(200, payload)
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -135,8 +182,17 @@ class _Handler(StubHandler):
             self.owner.sleep(3600)
             return
         base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        if self.text:
+            base = {**base, "id": "cmpl-stub", "object": "text_completion"}
+
+        def piece_of(text: str | None, finish: str | None = None) -> dict:
+            if self.text:
+                return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            return {"index": 0, "delta": {} if text is None else {"content": text}, "finish_reason": finish}
+
         try:
-            self._event({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
+            if not self.text:
+                self._event({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
             for i, piece in enumerate(pieces):
                 if b.die_after_chunks is not None and i >= b.die_after_chunks:
                     # Drop the connection without ending the chunked body: the node died mid-stream.
@@ -145,8 +201,8 @@ class _Handler(StubHandler):
                     return
                 if i and self.owner.sleep(b.chunk_delay_s):
                     return
-                self._event({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-            self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                self._event({**base, "choices": [piece_of(piece)]})
+            self._event({**base, "choices": [piece_of(None, "stop")]})
             if include_usage and usage is not None:
                 self._event({**base, "choices": [], "usage": usage})
             self._event("[DONE]")
