@@ -10,22 +10,10 @@ from django.conf import settings
 from inference.choices import InferenceEndpoint
 from inference.errors import BadChatRequest
 from inference.relay import PromptSize
+from inference.v1.params import node_body
 from inference.v1.protocol import ChatRequest, Endpoint
 
 # Request keys passed through to the node as they are (after the checks below).
-PASSTHROUGH = (
-    "temperature",
-    "top_p",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "logprobs",
-    "echo",
-    "suffix",
-    "user",
-)
 MAX_PROMPT_TOKENS = 1_000_000  # a token-array prompt's length
 
 
@@ -143,8 +131,9 @@ def parse_completion_request(data: object) -> ChatRequest:
     if suffix is not None and not isinstance(suffix, str):
         raise BadChatRequest("`suffix` must be a string.", attr="suffix")
     max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
-    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens}
-    body.update({key: data[key] for key in PASSTHROUGH if data.get(key) is not None})
+    # Every other field reaches the node as for chat (v1/params.node_body: the marketplace's own dropped, `user`
+    # hashed); the prompt as checked and the completion limit held for (a text completion's default is ours).
+    body = {**node_body(data), "model": model, "prompt": prompt, "max_tokens": max_tokens}
     return ChatRequest(
         body=body,
         stream=stream,

@@ -14,7 +14,8 @@ def test_a_text_completion_takes_one_prompt_in_any_of_openais_forms(prompt, sett
 
     one = prompt if isinstance(prompt, str) or isinstance(prompt[0], int) else prompt[0]
     assert request.body["prompt"] == one
-    assert request.max_tokens == settings.INFERENCE_DEFAULT_MAX_TOKENS and "top_k" not in request.body
+    assert request.requested_max_tokens == settings.INFERENCE_DEFAULT_MAX_TOKENS
+    assert request.body["max_tokens"] == settings.INFERENCE_DEFAULT_MAX_TOKENS and request.body["top_k"] == 3
     assert request.endpoint.path == "/completions"
 
 
@@ -44,7 +45,7 @@ def test_token_prompts_are_sized_by_their_tokens():
     assert tokens.endpoint.prompt_of(tokens.body).estimate == 100 + 4
     size = embeddings.endpoint.prompt_of(embeddings.body)
     assert (size.estimate, size.cap) == (10 + 2 + 2 * 4, 18 + 2 * 16 + 64)
-    assert embeddings.max_tokens == 0
+    assert not embeddings.requested_max_tokens  # no output tokens held for
 
 
 @pytest.mark.parametrize(
