@@ -73,7 +73,7 @@ def post_stream(service, key: str, body: dict) -> tuple[httpx.Response, str]:  #
     with httpx.stream(
         "POST",
         f"{service.base_url}{URL}",
-        json={"model": MODEL, "messages": MESSAGES, "stream": True, **body},
+        json={"model": MODEL, "messages": MESSAGES, "stream": True, "max_tokens": 50, **body},
         headers={"Authorization": f"Bearer {key}"},
         timeout=30,
     ) as r:
@@ -135,7 +135,7 @@ def test_usage_without_details_has_none_and_a_web_door_answer_costs_its_charge(a
     _, stub = node_on(input_price="1000.00", output_price="1000.00")
     stub.behaviour.answer = "hello there"
 
-    r = api_client.post(URL, {"model": MODEL, "messages": MESSAGES}, format="json", **bearer(key))
+    r = api_client.post(URL, {"model": MODEL, "messages": MESSAGES, "max_tokens": 50}, format="json", **bearer(key))
 
     usage = r.json()["usage"]
     assert set(usage) == {"prompt_tokens", "completion_tokens", "total_tokens", "cost"}
