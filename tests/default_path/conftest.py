@@ -255,7 +255,7 @@ class World:
     admin_key: str = ""
     alice: dict = field(default_factory=dict)
     bob: dict = field(default_factory=dict)
-    ids: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, int | str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
 
 

@@ -317,6 +317,8 @@ def test_every_get_operation_of_the_schema_answers_json(world: World) -> None:
     # Objects the default path cannot make: a top-up needs a Stripe account (STRIPE_SECRET_KEY), and a training
     # dataset is served to its job's node alone (a client's key is refused). Their GETs are still JSON answers.
     unmade = {"/api/v1/client/topups/{id}/": (a, 404), "/api/v1/llm_models/files/{file_id}/": (a, 401)}
+    # GETs of no path id that need a query: who asks, and with what.
+    queried = {"/api/v1/generation/": (a, {"id": ids["generation"]})}
     checked = []
     for path, operations in schema["paths"].items():
         if "get" not in operations:
@@ -335,12 +337,15 @@ def test_every_get_operation_of_the_schema_answers_json(world: World) -> None:
             url = re.sub(r"\{[^}]+\}", str(pk), path)
         else:
             key, url = admin, path
+        key, params = queried.get(path, (key, {}))
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        r = httpx.get(f"{world.service.url}{url}", headers=headers, timeout=30)
+        r = httpx.get(f"{world.service.url}{url}", params=params, headers=headers, timeout=30)
         assert r.status_code == 200, f"GET {url}: {r.status_code} {r.text[:1000]}"
         assert r.headers["content-type"].startswith("application/json"), url
         body = r.json()
         if "results" in body:  # a list: each item's fields are there, and some list shows what was made
             assert isinstance(body["results"], list), url
+        if path in queried:
+            assert body["id"] == ids["generation"] and body["status"] == "completed", body
         checked.append(path)
     assert len(checked) >= 20, checked

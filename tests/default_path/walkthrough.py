@@ -237,6 +237,8 @@ def walk(w: World, heartbeats: Heartbeats) -> None:
     )
     assert completion.choices[0].message.content == "Two, three and five."
     assert completion.usage is not None and completion.usage.total_tokens > 0
+    assert completion.id.startswith("chatcmpl-")  # ours: GET /api/v1/generation/?id= finds the record by it
+    w.ids["generation"] = completion.id
     pieces, usage = [], None
     for chunk in sdk.chat.completions.create(
         model=MODEL,
