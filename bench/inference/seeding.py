@@ -2,6 +2,7 @@
 client gets an API key and an admin credits it."""
 
 import json
+import os
 import secrets
 import threading
 import urllib.error
@@ -100,7 +101,10 @@ def seed(*, base_url: str, stub_url: str, models: list[str]) -> Seeded:
     client = _register_client(base_url, "bench-inference-client")
     # The key carries limits (API.md §12), so every request pays for their checks: an rpm far above any level the
     # bench reaches (a Redis counter per request) and a monthly budget (the key's spend is checked and kept).
-    limits = {"name": "bench", "rpm": 1_000_000, "budget": "1000000", "budget_period": "month"}
+    # BENCH_KEY_LIMITS=0 seeds a key without limits, to measure the path without their checks.
+    limits: dict[str, object] = {"name": "bench", "rpm": 1_000_000, "budget": "1000000", "budget_period": "month"}
+    if os.environ.get("BENCH_KEY_LIMITS", "1") == "0":
+        limits = {"name": "bench"}
     key = call(base_url, "POST", "/api/v1/client/keys/", limits, token=client["user_token"])["key"]
     call(base_url, "POST", f"/api/v1/client/list/{client['id']}/credit/", {"amount": CREDIT, "memo": "bench"}, admin)
     listed = {m["id"] for m in call(base_url, "GET", "/v1/models", token=key)["data"]}
