@@ -28,9 +28,7 @@ high until the spend passes it again; the usage journal, which retries a failed 
 the same costs, so its retries leave the counter exact (not counted twice, as adding would).
 """
 
-import asyncio
 import logging
-import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -47,6 +45,7 @@ from clients.choices import BudgetPeriod, KeyScope
 from clients.errors import InsufficientScope, KeyBudgetExceeded, ModelNotAllowed, RateLimited
 from clients.models import ApiKey, KeyRateWindow
 from core.asgi import database_call
+from core.redis_clients import redis_client, redis_client_async
 
 # The scope a Django view needs, by the app that serves it, when the view names none (`key_scope`). Apps not
 # listed need no scope for reads; their writes need `account` (keys, profile, node registration, payouts).
@@ -264,27 +263,14 @@ def redis_enabled() -> bool:
 _seed_spend_async = database_call(lambda limits, now: _seed_spend(limits, now))
 _add_spend_async = database_call(lambda limits, cost, now: _add_spend(limits, cost, now))
 _add_tokens_in_database_async = database_call(lambda limits, t, now: _add_tokens_in_database(limits, t, now))
-_sync_client: redis.Redis | None = None
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis]" = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def _redis() -> redis.Redis:
-    global _sync_client
-    if _sync_client is None:
-        _sync_client = redis.Redis.from_url(settings.KEY_LIMITS_REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    return _sync_client
+    return redis_client(settings.KEY_LIMITS_REDIS_URL, timeout_s=2)
 
 
 def _redis_async() -> redis.asyncio.Redis:
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        client = _async_clients[loop] = redis.asyncio.Redis.from_url(
-            settings.KEY_LIMITS_REDIS_URL, socket_timeout=2, socket_connect_timeout=2
-        )
-    return client
+    return redis_client_async(settings.KEY_LIMITS_REDIS_URL, timeout_s=2)
 
 
 def _count_pipeline(pipe: Any, limits: KeyLimits, now: datetime) -> None:

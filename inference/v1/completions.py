@@ -11,7 +11,7 @@ from inference.choices import InferenceEndpoint
 from inference.errors import BadChatRequest
 from inference.relay import PromptSize
 from inference.v1.params import node_body
-from inference.v1.protocol import ChatRequest, Endpoint
+from inference.v1.protocol import ChatRequest, Endpoint, int_field, model_field
 
 # Request keys passed through to the node as they are (after the checks below).
 MAX_PROMPT_TOKENS = 1_000_000  # a token-array prompt's length
@@ -95,28 +95,17 @@ COMPLETIONS = Endpoint(
 )
 
 
-def _int(data: dict, key: str, *, low: int, high: int) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise BadChatRequest(f"`{key}` must be an integer from {low} to {high}.", attr=key)
-    return value
-
-
 def parse_completion_request(data: object) -> ChatRequest:
     """Check an OpenAI text completion request (BadChatRequest, a 400 naming the parameter, if it is not one)."""
     if not isinstance(data, dict):
         raise BadChatRequest("The body must be a JSON object.")
-    model = data.get("model")
-    if not isinstance(model, str) or not model.strip() or len(model) > 255:
-        raise BadChatRequest("`model` must be a model name.", attr="model")
+    model = model_field(data)
     prompt = _single_prompt(data.get("prompt"))
-    max_tokens = _int(data, "max_tokens", low=1, high=settings.INFERENCE_MAX_TOKENS_LIMIT)
+    max_tokens = int_field(data, "max_tokens", low=1, high=settings.INFERENCE_MAX_TOKENS_LIMIT)
     for key in ("n", "best_of"):
         if data.get(key, 1) not in (1, None):
             raise BadChatRequest(f"Only `{key}` = 1 is supported.", attr=key)
-    _int(data, "logprobs", low=0, high=20)
+    int_field(data, "logprobs", low=0, high=20)
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise BadChatRequest("`stream` must be a boolean.", attr="stream")

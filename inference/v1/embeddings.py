@@ -7,7 +7,7 @@ from typing import Any
 from inference.choices import InferenceEndpoint
 from inference.errors import BadChatRequest
 from inference.relay import PromptSize
-from inference.v1.protocol import ChatRequest, Endpoint
+from inference.v1.protocol import ChatRequest, Endpoint, model_field
 
 MAX_INPUTS = 2048  # OpenAI's limit of inputs in one request
 MAX_INPUT_TOKENS = 1_000_000  # one token array's length
@@ -70,9 +70,7 @@ def parse_embeddings_request(data: object) -> ChatRequest:
     """Check an OpenAI embeddings request (BadChatRequest, a 400 naming the parameter, if it is not one)."""
     if not isinstance(data, dict):
         raise BadChatRequest("The body must be a JSON object.")
-    model = data.get("model")
-    if not isinstance(model, str) or not model.strip() or len(model) > 255:
-        raise BadChatRequest("`model` must be a model name.", attr="model")
+    model = model_field(data)
     _inputs(data.get("input"))
     encoding = data.get("encoding_format")
     if encoding is not None and encoding not in ENCODINGS:

@@ -189,7 +189,8 @@ def usage_chunk(
     }
 
 
-def _int(data: dict, key: str, *, low: int, high: int) -> int | None:
+def int_field(data: dict, key: str, *, low: int, high: int) -> int | None:
+    """`data[key]` checked to be an integer from `low` to `high` (400 naming it otherwise); None when absent."""
     value = data.get(key)
     if value is None:
         return None
@@ -198,13 +199,19 @@ def _int(data: dict, key: str, *, low: int, high: int) -> int | None:
     return value
 
 
+def model_field(data: dict) -> str:
+    """`data["model"]` checked to be a model name (400 naming it otherwise)."""
+    model = data.get("model")
+    if not isinstance(model, str) or not model.strip() or len(model) > 255:
+        raise BadChatRequest("`model` must be a model name.", attr="model")
+    return model
+
+
 def parse_chat_request(data: object) -> ChatRequest:
     """Check an OpenAI chat request (BadChatRequest, a 400 naming the parameter, if it is not one)."""
     if not isinstance(data, dict):
         raise BadChatRequest("The body must be a JSON object.")
-    model = data.get("model")
-    if not isinstance(model, str) or not model.strip() or len(model) > 255:
-        raise BadChatRequest("`model` must be a model name.", attr="model")
+    model = model_field(data)
     messages = data.get("messages")
     if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
         raise BadChatRequest(f"`messages` must be a list of 1 to {MAX_MESSAGES} messages.", attr="messages")
@@ -215,7 +222,9 @@ def parse_chat_request(data: object) -> ChatRequest:
         if content is not None and not isinstance(content, str | list):
             raise BadChatRequest(f"`messages[{i}].content` must be a string or a list.", attr=f"messages.{i}")
     limit = settings.INFERENCE_MAX_TOKENS_LIMIT
-    max_tokens = _int(data, "max_completion_tokens", low=1, high=limit) or _int(data, "max_tokens", low=1, high=limit)
+    max_tokens = int_field(data, "max_completion_tokens", low=1, high=limit) or int_field(
+        data, "max_tokens", low=1, high=limit
+    )
     if data.get("n", 1) != 1:
         raise BadChatRequest("Only `n` = 1 is supported.", attr="n")
     stream = data.get("stream", False)

@@ -14,10 +14,8 @@ is empty. Both are an optimisation: a store that cannot be reached makes the req
 async variants never touch the database (the lean path's rule).
 """
 
-import asyncio
 import hashlib
 import logging
-import weakref
 from collections.abc import Mapping, Sequence
 
 import redis
@@ -25,6 +23,7 @@ import redis.asyncio
 from django.conf import settings
 from django.core.cache import cache
 
+from core.redis_clients import redis_client, redis_client_async
 from inference.errors import BadChatRequest
 from inference.routing import Candidate
 
@@ -33,11 +32,6 @@ logger = logging.getLogger(__name__)
 SESSION_FIELDS = ("session_id", "prompt_cache_key")
 MAX_SESSION_LENGTH = 256
 _PREFIX = "inference:session:"
-
-_sync_client: redis.Redis | None = None
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis]" = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def session_of(data: Mapping[str, object]) -> str | None:
@@ -74,22 +68,11 @@ def _redis_enabled() -> bool:
 
 
 def _redis() -> redis.Redis:
-    global _sync_client
-    if _sync_client is None:
-        _sync_client = redis.Redis.from_url(
-            settings.INFERENCE_SESSION_REDIS_URL, socket_timeout=1, socket_connect_timeout=1
-        )
-    return _sync_client
+    return redis_client(settings.INFERENCE_SESSION_REDIS_URL, timeout_s=1)
 
 
 def _redis_async() -> redis.asyncio.Redis:
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        client = _async_clients[loop] = redis.asyncio.Redis.from_url(
-            settings.INFERENCE_SESSION_REDIS_URL, socket_timeout=1, socket_connect_timeout=1
-        )
-    return client
+    return redis_client_async(settings.INFERENCE_SESSION_REDIS_URL, timeout_s=1)
 
 
 def _node_id(raw: object) -> int | None:
