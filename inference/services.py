@@ -29,6 +29,7 @@ from inference.choices import InferenceChannel, InferenceEndpoint, InferenceStat
 from inference.errors import InferenceNotEditable, InferenceRunning, ModelNotFound, NoCapacity, StreamNotReplayable
 from inference.models import InferenceBatch, InferenceRequest
 from inference.relay import Delivery, PromptSize
+from inference.request_bodies import chat_body, sized_body
 from inference.routing import Candidate
 from plans.covered import plan_usage_pay
 
@@ -54,11 +55,6 @@ def _dispatch_on_commit(request_id: int) -> None:
 
 def _deadline(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.INFERENCE_DEADLINE_S)
-
-
-def chat_body(*, model: str, question_text: str, max_tokens: int) -> dict:
-    """The OpenAI chat request for a seed-style question."""
-    return {"model": model, "messages": [{"role": "user", "content": question_text}], "max_tokens": max_tokens}
 
 
 def ledger_ref(request_id: int) -> str:
@@ -123,13 +119,7 @@ def inference_open(
     now = now or timezone.now()
     if candidates is None:
         candidates = routing.route(model=desired_model, now=now, client_id=client_id)
-    if endpoint == InferenceEndpoint.CHAT or body is None or prompt is None:
-        max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
-        body = {**(body or chat_body(model=desired_model, question_text=question_text, max_tokens=max_tokens))}
-        body["max_tokens"] = max_tokens
-        prompt = prompt or PromptSize.of(body)
-    else:
-        max_tokens = max_tokens or 0
+    body, prompt, max_tokens = sized_body(endpoint, desired_model, question_text, max_tokens, body, prompt)
     by_web = channel == InferenceChannel.WEB
     request_key = request_key or new_request_key(ref)
     if ref and InferenceRequest.objects.filter(request_key=request_key).exists():
