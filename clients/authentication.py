@@ -61,7 +61,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         view = (getattr(request, "parser_context", None) or {}).get("view")
         if view is not None:
             # Imported here: DRF loads this module while core.errors (which key_limits' errors use) is loading.
-            from clients.key_limits import key_require_scope
+            from clients.key_scopes import key_require_scope
 
             key_require_scope(key=key, view=view, method=request.method or "GET")
         return result

@@ -1,8 +1,8 @@
 """An API key's limits (API.md §12), written once and called by every door that spends: scopes, model allow-list,
 budget, rpm/tpm, expiry.
 
-- `key_require_scope` runs in clients.authentication for every key-authenticated Django request (one place for
-  every app: a view's `key_scope`, or its app's scope).
+Scopes are checked by `key_scopes.key_require_scope` (clients.authentication, every key-authenticated Django
+request); a budget's period by `key_periods.period_bounds`. Here:
 - `key_admit` / `key_admit_async` run before a request is relayed (lean /v1, Django /v1, the seed resource's
   sync, stream and batch): model allow-list, budget, then the rpm/tpm counters; they return the `x-ratelimit-*`
   headers to send.
@@ -16,20 +16,13 @@ without rpm/tpm touches no counter. The budget is checked against the key's spen
 added to as each request finishes: a request already running can take it past the budget by its own cost, and the
 next one is refused.
 
-The spend lives in `ApiKey.spent` (one UPDATE per recording; the record of truth) and, where Redis is configured, in
-a Redis counter per key and period beside the rpm/tpm counters (`gm:keylim:<key>:s:<period>:<start>`, integer
-micro-USD), which admission reads in the same pipelined round trip as the rpm counter: no database query for a
-key whose counter is there. A missing counter (the period's first request, a restarted Redis) is seeded once from
-`ApiKey.spent` (SET NX, expiring after the period ends). Recording adds to the row and, while its UPDATE holds the
-key's row lock, raises the counter to the row's new total (never lowers it); the seed reads the row under that lock
-too. The totals only grow within a period and the lock orders the raises, so two processes recording at once both
-count, and a seed never misses one. A recording whose transaction rolls back leaves the counter at most its cost
-high until the spend passes it again; the usage journal, which retries a failed batch entry by entry, re-records
-the same costs, so its retries leave the counter exact (not counted twice, as adding would).
+The spend lives in `ApiKey.spent` (the record of truth) and, where Redis is configured, in a counter per key and
+period (integer micro-USD) read in the same pipelined round trip as the rpm counter: no database query. A missing
+counter is seeded from the row (SET NX); recording raises the counter to the row's new total under the row's lock,
+never adds, so concurrent recordings and journal retries stay exact (docs/API.md §9 "Keys, plans and usage").
 """
 
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -41,123 +34,17 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from clients.choices import BudgetPeriod, KeyScope
+from clients.choices import KeyScope
 from clients.errors import InsufficientScope, KeyBudgetExceeded, ModelNotAllowed, RateLimited
+from clients.key_limit_types import Admission, KeyLimits
+from clients.key_periods import period_bounds
 from clients.models import ApiKey, KeyRateWindow
 from core.asgi import database_call
 from core.redis_clients import redis_client, redis_client_async
 
-# The scope a Django view needs, by the app that serves it, when the view names none (`key_scope`). Apps not
-# listed need no scope for reads; their writes need `account` (keys, profile, node registration, payouts).
-APP_SCOPES = {"inference": KeyScope.INFERENCE, "rentals": KeyScope.RENTALS, "training": KeyScope.TRAINING}
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 log = logging.getLogger(__name__)
 _PREFIX = "gm:keylim"
 MICRO_USD = Decimal("0.000001")  # the ledger's smallest amount: the Redis spend counter counts these
-_FIELDS = ("pk", "client_id", "scopes", "allowed_models", "budget", "budget_period", "rpm", "tpm", "created_at")
-
-
-@dataclass(frozen=True)
-class KeyLimits:
-    """What key_admit needs of a key (cached per process with the key on /v1)."""
-
-    key_id: int
-    client_id: int
-    scopes: frozenset[str]
-    models: frozenset[str]
-    budget: Decimal | None
-    budget_period: str
-    rpm: int | None
-    tpm: int | None
-    created_at: datetime
-
-    @classmethod
-    def of(cls, key: ApiKey) -> "KeyLimits":
-        return cls._from(tuple(getattr(key, "pk" if name == "pk" else name) for name in _FIELDS))
-
-    @classmethod
-    def _from(cls, row: tuple) -> "KeyLimits":
-        pk, client_id, scopes, models, budget, period, rpm, tpm, created_at = row
-        return cls(
-            pk, client_id, frozenset(scopes or ()), frozenset(models or ()), budget, period, rpm, tpm, created_at
-        )
-
-    @classmethod
-    def load(cls, key_id: int) -> "KeyLimits | None":
-        row = ApiKey.objects.filter(pk=key_id).values_list(*_FIELDS).first()
-        return None if row is None else cls._from(row)
-
-
-def key_limits_of(request: Any) -> KeyLimits | None:
-    """The limits of the key a DRF request was made with (None: a session or a keyless payer)."""
-    auth = getattr(request, "auth", None)
-    return KeyLimits.of(auth) if isinstance(auth, ApiKey) else None
-
-
-@dataclass
-class Admission:
-    """An admitted request: the headers to add to its response."""
-
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def as_asgi(self) -> list[tuple[bytes, bytes]]:
-        return [(k.encode(), v.encode()) for k, v in self.headers.items()]
-
-
-# --- Scopes -------------------------------------------------------------------------------------------------------
-
-
-def scope_needed(*, view: Any, method: str) -> str | None:
-    """The scope a key needs to call this Django view with this method (None: any key may)."""
-    explicit = getattr(view, "key_scope", None)
-    if explicit is not None:
-        return explicit or None  # "" marks a view any key may call (GET client/keys/current/)
-    app = type(view).__module__.split(".")[0]
-    if app in APP_SCOPES:
-        return APP_SCOPES[app]
-    return None if method in SAFE_METHODS else KeyScope.ACCOUNT
-
-
-def key_require_scope(*, key: ApiKey, view: Any, method: str) -> None:
-    scope = scope_needed(view=view, method=method)
-    if scope is not None and scope not in (key.scopes or ()):
-        raise InsufficientScope(f"This API key lacks the `{scope}` scope.")
-
-
-def scopes_grantable(*, granting: ApiKey | None, scopes: list[str]) -> None:
-    """A key cannot make a key with more scopes than its own (a session can grant any)."""
-    if granting is None:
-        return
-    extra = sorted(set(scopes) - set(granting.scopes or ()))
-    if extra:
-        raise InsufficientScope(f"This API key cannot grant scopes it does not have: {', '.join(extra)}.")
-
-
-# --- Budget periods -----------------------------------------------------------------------------------------------
-
-
-def period_bounds(*, period: str, created_at: datetime, now: datetime) -> tuple[datetime, datetime | None]:
-    """The current budget period of a key: (start, end), UTC calendar periods; `total` never resets."""
-    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == BudgetPeriod.DAY:
-        return day, day + timedelta(days=1)
-    if period == BudgetPeriod.WEEK:
-        start = day - timedelta(days=day.weekday())
-        return start, start + timedelta(days=7)
-    if period == BudgetPeriod.MONTH:
-        start = day.replace(day=1)
-        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-        return start, end
-    return created_at, None
-
-
-def key_usage(*, key: ApiKey, now: datetime | None = None) -> dict[str, Any]:
-    """`usage` of GET client/keys/{id}/: spend in the current period, when it started and resets, what is left."""
-    now = now or timezone.now()
-    start, end = period_bounds(period=key.budget_period, created_at=key.created_at, now=now)
-    spent = key.spent if key.spent_since == start else Decimal("0")
-    remaining = None if key.budget is None else max(Decimal("0"), key.budget - spent)
-    return {"spent": spent, "period_started_at": start, "resets_at": end, "remaining": remaining}
 
 
 def _spent(limits: KeyLimits, now: datetime) -> Decimal:

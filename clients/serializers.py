@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clients.choices import BudgetPeriod, KeyScope, LedgerAccountKind, LedgerEntryKind
-from clients.key_limits import key_usage
+from clients.key_periods import key_usage
 from clients.models import ApiKey, Client, LedgerEntry
 from clients.selectors import client_held, client_newest_key_last4
 from core.serializers import StrictInputMixin

@@ -32,7 +32,7 @@ from clients.errors import (
     InvalidResetToken,
     NotAnApplicant,
 )
-from clients.key_limits import scopes_grantable
+from clients.key_scopes import scopes_grantable
 from clients.login_throttle import (
     login_throttle_check,
     login_throttle_record_failure,

@@ -15,6 +15,7 @@ from typing import Any
 
 from rest_framework.request import Request
 
+from clients.key_limit_types import key_limits_of
 from clients.key_limits import KeyLimits, key_admit, key_record_spend
 from clients.models import ApiKey, Client
 from inference.choices import InferenceStatus
@@ -32,12 +33,6 @@ def calling_key_id(request: Request) -> int | None:
     return None if key is None else key.pk
 
 
-def limits_of(request: Request) -> KeyLimits | None:
-    """The calling key's limits (None: a session or a keyless payer)."""
-    key = calling_key(request)
-    return None if key is None else KeyLimits.of(key)
-
-
 @dataclass(frozen=True)
 class Admitted:
     headers: dict[str, str]
@@ -46,7 +41,7 @@ class Admitted:
 
 def admit(request: Request, *, model: str, client: Client) -> Admitted:
     """The key's limits (403/402/429), then the plan's quota (429 daily_quota_exceeded beyond a `block` plan)."""
-    admission = key_admit(limits=limits_of(request), model=model)
+    admission = key_admit(limits=key_limits_of(request), model=model)
     coverage = plan_quota_take(client_id=client.pk, model=model)
     return Admitted(headers=admission.headers, covered=coverage == Coverage.COVERED)
 

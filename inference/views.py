@@ -17,6 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from clients.key_limit_types import key_limits_of
 from clients.key_limits import key_admit
 from clients.permissions import request_client
 from core.error_render import openai_sse_error
@@ -196,7 +197,7 @@ class InferenceViewSet(
         opened = _open_question(request, ref=stream_ref(request), channel=InferenceChannel.WEB)
         caller = Caller(
             client_id=opened.request.client_id,
-            limits=door_limits.limits_of(request),
+            limits=key_limits_of(request),
             covered=opened.request.plan_covered,
         )
         return sse_response(_seed_stream(web.call_of(opened, caller)))
@@ -220,7 +221,7 @@ class InferenceViewSet(
             data.is_valid(raise_exception=True)
             v = data.validated_data
             # A batch is one request to the key's rpm; its items are covered by the plan while its quota lasts.
-            key_admit(limits=door_limits.limits_of(request), model=v["model"])
+            key_admit(limits=key_limits_of(request), model=v["model"])
             client = request_client(request)
             with transaction.atomic():
                 batch = services.inference_batch_create(

@@ -14,7 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from clients.choices import KeyScope
-from clients.key_limits import key_admit, key_limits_of, key_record_spend
+from clients.key_limit_types import key_limits_of
+from clients.key_limits import key_admit, key_record_spend
 from clients.permissions import request_client
 from core.errors import NotFound
 from core.filters import NO_NUL_PATTERN

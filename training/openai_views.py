@@ -17,7 +17,8 @@ from rest_framework.views import APIView
 
 from clients.authentication import ApiKeyAuthentication
 from clients.choices import KeyScope
-from clients.key_limits import key_admit, key_limits_of
+from clients.key_limit_types import key_limits_of
+from clients.key_limits import key_admit
 from clients.permissions import request_client
 from core.error_render import openai_body
 from core.errors import DomainError

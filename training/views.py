@@ -11,7 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.choices import KeyScope
-from clients.key_limits import key_admit, key_limits_of
+from clients.key_limit_types import key_limits_of
+from clients.key_limits import key_admit
 from clients.permissions import request_client
 from core.openapi import error_response
 from llm_models.authentication import IsNode, NodeTokenAuthentication, request_node

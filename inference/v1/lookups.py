@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from clients.authentication import api_key_active
 from clients.choices import KeyScope
-from clients.key_limits import KeyLimits
+from clients.key_limit_types import KeyLimits
 from clients.models import ApiKey
 from core.asgi import database_call
 from core.tokens import hash_secret

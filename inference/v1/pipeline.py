@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from django.utils import timezone
 
-from clients.key_limits import KeyLimits
+from clients.key_limit_types import KeyLimits
 from inference import relay, services
 from inference.choices import InferenceEndpoint
 from inference.relay import Delivery, PromptSize, Usage

@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clients.authentication import INVALID_KEY, ApiKeyAuthentication, bearer_token
+from clients.key_limit_types import key_limits_of
 from clients.permissions import request_client
 from core.error_render import openai_body
 from core.errors import DomainError
@@ -158,7 +159,7 @@ class ChatCompletionsView(_OpenAIView):
         if not request.user.is_authenticated:
             return self._keyless(request, chat)
         client = request_client(request)
-        limits = door_limits.limits_of(request)
+        limits = key_limits_of(request)
         admitted = door_limits.admit(request, model=chat.model, client=client)  # key limits, plan (API.md §12)
         self.ratelimit_headers = admitted.headers  # on every answer from here, errors too (finalize_response)
 

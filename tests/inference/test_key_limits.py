@@ -11,7 +11,7 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
-from clients.key_limits import key_usage
+from clients.key_periods import key_usage
 from clients.models import ApiKey, KeyRateWindow
 from clients.services import api_key_create
 from inference.models import InferenceRequest
