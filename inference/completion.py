@@ -12,6 +12,7 @@ class Completion:
     def __init__(self) -> None:
         self.head: dict = {}
         self.choices: dict[int, dict] = {}
+        self._texts: dict[int, dict[str, list[str]]] = {}  # a choice's text fields, joined once by `payload`
 
     def add(self, chunk: dict) -> None:
         if not self.head:
@@ -30,14 +31,20 @@ class Completion:
                 "message": {"role": "assistant", "content": None},
                 "finish_reason": None,
             }
-        message = slot["message"]
+            self._texts[index] = {}
+        message, texts = slot["message"], self._texts[index]
         delta = choice.get("delta")
         for key, value in (delta if isinstance(delta, dict) else {}).items():
             if key == "tool_calls" and isinstance(value, list):
                 _merge_tool_calls(message.setdefault("tool_calls", []), value)
             elif isinstance(value, str) and key != "role":
-                message[key] = (message.get(key) or "") + value
+                parts = texts.get(key)
+                if parts is None:
+                    parts = texts[key] = [message[key]] if isinstance(message.get(key), str) else []
+                    message.setdefault(key, None)  # its place among the keys, filled by `payload`
+                parts.append(value)
             elif value is not None:
+                texts.pop(key, None)
                 message[key] = value
         if choice.get("finish_reason"):
             slot["finish_reason"] = choice["finish_reason"]
@@ -49,6 +56,10 @@ class Completion:
                     joined.setdefault(key, []).extend(items)
 
     def payload(self, *, usage: dict | None) -> dict:
+        for index, texts in self._texts.items():
+            message = self.choices[index]["message"]
+            for key, parts in texts.items():
+                message[key] = "".join(parts)
         completion = {"object": "chat.completion", **self.head}
         completion["choices"] = [self.choices[i] for i in sorted(self.choices)]
         if usage is not None:

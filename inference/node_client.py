@@ -34,7 +34,7 @@ from aiohttp import ClientResponse
 from django.conf import settings
 from yarl import URL
 
-from core import request_id
+from core import json_codec, request_id
 from core.crypto import decrypt
 from inference.routing import Candidate
 from llm_models import endpoint_guard
@@ -171,7 +171,7 @@ async def _post(
     try:
         response = await http.post(
             URL(pinned.url, encoded=True),
-            data=json.dumps(body).encode(),
+            data=json_codec.dumps(body),
             headers=headers,
             allow_redirects=False,
             **extra,
@@ -264,7 +264,7 @@ async def _events(response: ClientResponse, *, first_by: float) -> AsyncIterator
                 if payload == b"[DONE]":
                     return
                 try:
-                    chunk = json.loads(payload)
+                    chunk = json_codec.loads(payload)
                 except ValueError as exc:
                     raise NodeCallError("node_bad_response", "The node sent a malformed event.") from exc
                 if isinstance(chunk, dict):
@@ -303,7 +303,7 @@ async def post_json(http: aiohttp.ClientSession, candidate: Candidate, body: dic
         else:
             response.release()
     try:
-        payload = json.loads(raw)
+        payload = json_codec.loads(raw)
     except ValueError as exc:
         raise NodeCallError("node_bad_response", "The node sent a malformed answer.") from exc
     if not isinstance(payload, dict):

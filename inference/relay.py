@@ -84,8 +84,9 @@ class Delivery:
 
     def _relayed(self, text: str, *, answer: bool) -> None:
         if text:
-            self.relayed_bytes += len(text.encode())
-            self.relayed_chars += len(text)
+            chars = len(text)
+            self.relayed_bytes += chars if text.isascii() else len(text.encode())
+            self.relayed_chars += chars
             if answer:
                 self.pieces.append(text)
 
@@ -112,17 +113,24 @@ class Delivery:
                 self.finish_reason = str(choice.get("finish_reason") or "") or None
 
     def _observe_message(self, message: dict) -> None:
-        content = message.get("content")
-        if isinstance(content, str):
-            self._relayed(content, answer=True)
-        for key in ("reasoning_content", "reasoning", "refusal"):
-            if isinstance(message.get(key), str):
-                self._relayed(message[key], answer=False)
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                self._relayed(str(function.get("name") or ""), answer=False)
-                self._relayed(str(function.get("arguments") or ""), answer=False)
+        """A message or a delta: its content is the answer; reasoning, refusals and tool calls are relayed text too
+        (billed, not kept). One pass over the keys present (a delta has one or two)."""
+        for key, value in message.items():
+            if key == "content":
+                if isinstance(value, str):
+                    self._relayed(value, answer=True)
+            elif key in _UNKEPT_TEXT:
+                if isinstance(value, str):
+                    self._relayed(value, answer=False)
+            elif key == "tool_calls" and isinstance(value, list):
+                for call in value:
+                    function = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(function, dict):
+                        self._relayed(str(function.get("name") or ""), answer=False)
+                        self._relayed(str(function.get("arguments") or ""), answer=False)
+
+
+_UNKEPT_TEXT = frozenset({"reasoning_content", "reasoning", "refusal"})
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from inference.choices import InferenceChannel, InferenceStatus
 from inference.models import InferenceRequest
 
 USE, CLOSE = "use", "close"
+_AS_TEXT = (Decimal, datetime)  # a row's values journaled as text (a tuple: `A | B` would be built per value)
 
 
 def use_entry(
@@ -66,7 +67,7 @@ def use_entry(
         "held": str(held),
         "created": created_at.isoformat(),
         "teach_ms": teach_ms,
-        "row": {name: (str(v) if isinstance(v, Decimal | datetime) else v) for name, v in fields.items()},
+        "row": {name: (str(v) if isinstance(v, _AS_TEXT) else v) for name, v in fields.items()},
     }
 
 

@@ -24,6 +24,7 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
+from core import json_codec
 from core.asgi import database_call
 from inference.journal import entries
 
@@ -82,7 +83,7 @@ def enabled() -> bool:
 
 
 def _encode(entry: dict[str, Any]) -> bytes:
-    return json.dumps(entry, separators=(",", ":"), default=str).encode()
+    return json_codec.dumps(entry, default=str)
 
 
 async def append(entry: dict[str, Any]) -> None:

@@ -14,7 +14,6 @@ INFERENCE_LEAN_PATH off, Django serves all.
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable
 from contextlib import aclosing
@@ -23,6 +22,7 @@ from typing import Any
 from django.conf import settings
 
 from clients.key_limits import key_admit_async
+from core import json_codec
 from core.asgi import ASGIApp, LeanPath, Receive, Scope, Send, bearer, header
 from core.errors import DomainError
 from core.parsers import MalformedJson, json_loads
@@ -65,7 +65,7 @@ async def _send_error(send: Send, error: DomainError, extra: Headers | None = No
     """The web door's answer for the same error (v1/views.openai_exception_handler)."""
     body, headers = error_body(error)
     encoded = [*(extra or []), *((k.lower().encode(), v.encode()) for k, v in headers.items())]
-    await _send_json(send, error.status, json.dumps(body).encode(), encoded)
+    await _send_json(send, error.status, json_codec.dumps(body), encoded)
 
 
 class ChatCompletionsLeanPath(LeanPath):
@@ -128,7 +128,7 @@ class ChatCompletionsLeanPath(LeanPath):
             except DomainError as failed:
                 await _send_error(send, failed, headers)
             else:
-                await _send_json(send, 200, json.dumps(payload, separators=(",", ":")).encode(), headers)
+                await _send_json(send, 200, json_codec.dumps(payload), headers)
         return True
 
     async def _stream(self, call: ChatCall, headers: Headers, send: Send, receive: Receive) -> None:

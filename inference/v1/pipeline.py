@@ -35,13 +35,12 @@ from inference.v1.params import hold_max_tokens
 from inference.v1.prompt_parts import has_parts, prompt_size
 from inference.v1.protocol import (
     ChatRequest,
+    OurIdFrames,
     error_chunk,
     relay_failure,
     response_id,
     sse,
-    sse_raw,
     usage_chunk,
-    with_our_id,
 )
 
 
@@ -222,6 +221,7 @@ class Pipeline:
                 raw=True,
                 path=call.request.endpoint.path,
             )
+            frames = OurIdFrames(call.id)
             async with aclosing(chunks), aclosing(keep_alive.until_first(chunks)) as head:
                 sources: tuple[AsyncIterator[bytes | tuple[dict, bytes]], ...] = (head, chunks)
                 for source in sources:  # the keep-alives and the first chunk, then the rest
@@ -233,7 +233,7 @@ class Pipeline:
                         if not chunk.get("choices"):
                             continue  # the node's usage chunk: the door sends ours
                         call.last = chunk
-                        yield sse_raw(with_our_id(chunk, payload, call.id))
+                        yield frames.frame(chunk, payload)
             if done is not None:
                 done()
                 done = None

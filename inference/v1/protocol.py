@@ -133,16 +133,33 @@ class ChatRequest:
         return not self.fallbacks and self.controls.unused
 
 
+class OurIdFrames:
+    """A stream's node chunks as SSE frames carrying our id in place of the node's (API.md §11 "Our ids"). Nodes
+    put `id` first and keep it for the whole stream: then only those bytes change, with what was encoded for the
+    first chunk; otherwise the chunk is encoded again."""
+
+    def __init__(self, our_id: str) -> None:
+        self.our_id = our_id
+        self._ours = b'data: {"id":' + json.dumps(our_id).encode()
+        self._node_id: str | None = None
+        self._heads: tuple[bytes, ...] = ()
+
+    def frame(self, chunk: dict, payload: bytes) -> bytes:
+        """`data: <the chunk with our id>` and its blank line; `payload` is the chunk's JSON as the node sent it."""
+        node_id = chunk.get("id")
+        if isinstance(node_id, str):
+            if node_id != self._node_id:
+                quoted = json.dumps(node_id).encode()
+                self._node_id, self._heads = node_id, (b'{"id":' + quoted, b'{"id": ' + quoted)
+            for head in self._heads:
+                if payload.startswith(head):
+                    return self._ours + payload[len(head) :] + b"\n\n"
+        return sse_raw(json.dumps({**chunk, "id": self.our_id}, separators=(",", ":")).encode())
+
+
 def with_our_id(chunk: dict, payload: bytes, our_id: str) -> bytes:
-    """The node's chunk JSON (`payload`, as sent) with our id in place of the node's. Nodes put `id` first: then
-    only those bytes change; otherwise the chunk is encoded again."""
-    node_id = chunk.get("id")
-    if isinstance(node_id, str):
-        quoted = json.dumps(node_id).encode()
-        for head in (b'{"id":' + quoted, b'{"id": ' + quoted):
-            if payload.startswith(head):
-                return b'{"id":' + json.dumps(our_id).encode() + payload[len(head) :]
-    return json.dumps({**chunk, "id": our_id}, separators=(",", ":")).encode()
+    """The node's chunk JSON (`payload`, as sent) with our id in place of the node's (OurIdFrames, one chunk)."""
+    return OurIdFrames(our_id).frame(chunk, payload).removeprefix(b"data: ").removesuffix(b"\n\n")
 
 
 def sse_raw(payload: bytes) -> bytes:
