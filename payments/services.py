@@ -226,34 +226,43 @@ class NonceUsed(Exception):
 
 
 def x402_payment_record(*, payer: X402Payer, network: str, nonce: str, amount: Decimal, credit: bool) -> X402Payment:
-    """Record a verified payment (its nonce used once) and, with `credit`, credit it to the payer (kind x402)."""
+    """Record a verified payment (its nonce used once) and, with `credit`, credit it to the payer (kind x402);
+    without, it is `unused` (only proof of the address) until x402_payment_credit."""
     try:
         with transaction.atomic():
             payment = X402Payment.objects.create(
-                payer=payer,
-                network=network,
-                nonce=nonce,
-                amount=amount,
-                status=X402PaymentStatus.VERIFIED if credit else X402PaymentStatus.UNUSED,
+                payer=payer, network=network, nonce=nonce, amount=amount, status=X402PaymentStatus.UNUSED
             )
             if credit:
-                ledger.deposit(
-                    client_id=payer.client_id,
-                    amount=amount,
-                    key=payment.ledger_key,
-                    kind=LedgerEntryKind.X402,
-                    ref=payment.ledger_key,
-                    source=LedgerAccountKind.X402_CLEARING,
-                    memo=f"x402 payment #{payment.pk} from {payer.address}",
-                )
+                x402_payment_credit(payment=payment)
     except IntegrityError as exc:
         raise NonceUsed(nonce) from exc
     return payment
 
 
+@transaction.atomic
+def x402_payment_credit(*, payment: X402Payment) -> None:
+    """Credit an `unused` payment to its payer after all (`verified`, kind x402, key `x402:<id>`); once."""
+    changed = X402Payment.objects.filter(pk=payment.pk, status=X402PaymentStatus.UNUSED).update(
+        status=X402PaymentStatus.VERIFIED
+    )
+    payment.status = X402PaymentStatus.VERIFIED
+    if not changed:
+        return
+    ledger.deposit(
+        client_id=payment.payer.client_id,
+        amount=payment.amount,
+        key=payment.ledger_key,
+        kind=LedgerEntryKind.X402,
+        ref=payment.ledger_key,
+        source=LedgerAccountKind.X402_CLEARING,
+        memo=f"x402 payment #{payment.pk} from {payment.payer.address}",
+    )
+
+
 def x402_payment_settled(*, payment: X402Payment, transaction_hash: str) -> None:
     X402Payment.objects.filter(pk=payment.pk).update(
-        status=X402PaymentStatus.SETTLED, transaction=transaction_hash[:100], settled_at=timezone.now()
+        status=X402PaymentStatus.SETTLED, transaction=_text(transaction_hash, 100), settled_at=timezone.now()
     )
 
 
@@ -261,7 +270,7 @@ def x402_payment_settled(*, payment: X402Payment, transaction_hash: str) -> None
 def x402_payment_failed(*, payment: X402Payment, reason: str) -> None:
     """Settlement failed: what is left of the payment's credit goes back out (kind x402, `x402-reversal:<id>`)."""
     changed = X402Payment.objects.filter(pk=payment.pk, status=X402PaymentStatus.VERIFIED).update(
-        status=X402PaymentStatus.FAILED, error=reason[:255]
+        status=X402PaymentStatus.FAILED, error=_text(reason, 255)
     )
     if changed:
         ledger.withdraw(
@@ -271,5 +280,10 @@ def x402_payment_failed(*, payment: X402Payment, reason: str) -> None:
             kind=LedgerEntryKind.X402,
             ref=payment.ledger_key,
             destination=LedgerAccountKind.X402_CLEARING,
-            memo=f"x402 payment #{payment.pk} not settled: {reason}",
+            memo=_text(f"x402 payment #{payment.pk} not settled: {reason}", 255),
         )
+
+
+def _text(value: str, length: int) -> str:
+    """What the facilitator said, storable: no NUL (PostgreSQL refuses it in text), at most `length` characters."""
+    return value.replace("\x00", "")[:length]

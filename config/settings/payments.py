@@ -1,6 +1,9 @@
 """Payments: card top-ups (Stripe), provider payouts, x402 (payments/; docs/API.md §8, §15)."""
 
+import json
 from decimal import Decimal
+
+from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.environment import env
 
@@ -19,3 +22,20 @@ X402_ASSET = env("X402_ASSET", default="0x036CbD53842c5426634e7929541eC2318f3dCF
 X402_FACILITATOR_URL = env("X402_FACILITATOR_URL", default="https://x402.org/facilitator")
 X402_MAX_TIMEOUT_S = env.int("X402_MAX_TIMEOUT_S", default=60)
 X402_FACILITATOR_TIMEOUT_S = env.float("X402_FACILITATOR_TIMEOUT_S", default=15.0)
+
+
+def _headers(raw: str) -> dict[str, str]:
+    """X402_FACILITATOR_HEADERS: a JSON object of header names to values, e.g. a facilitator's API key."""
+    try:
+        headers = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        headers = None
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ImproperlyConfigured(
+            'X402_FACILITATOR_HEADERS must be a JSON object of strings, e.g. {"Authorization": "Bearer ..."}.'
+        )
+    return headers
+
+
+# Headers sent with every call to the facilitator (verify, settle): a hosted facilitator's API key.
+X402_FACILITATOR_HEADERS = _headers(env("X402_FACILITATOR_HEADERS", default=""))

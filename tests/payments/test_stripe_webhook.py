@@ -154,6 +154,36 @@ def test_expired_arriving_after_the_payment_does_not_undo_it(api_client, opened)
     assert topup.status == TopUpStatus.SUCCEEDED and ledger.balance_of(client_id=client.pk) == Decimal("40")
 
 
+@pytest.mark.parametrize(
+    ("closing", "extra"),
+    [
+        ("checkout.session.expired", {"status": "expired"}),
+        ("checkout.session.async_payment_failed", {"status": "complete", "payment_status": "unpaid"}),
+    ],
+    ids=["after expired", "after failed"],
+)
+def test_payment_after_expired_still_credits(api_client, opened, closing, extra):
+    client, topup, session = opened
+    closed = event(closing, session, **extra)
+    assert deliver(api_client, closed, sign(closed, WEBHOOK_SECRET)).json()["handled"] is True
+    topup.refresh_from_db()
+    assert topup.status != TopUpStatus.PENDING and ledger.balance_of(client_id=client.pk) == 0
+
+    # The money did arrive after all (events come in any order): credited once, however often it is delivered.
+    payment = paid(session)
+    first = deliver(api_client, payment, sign(payment, WEBHOOK_SECRET))
+    again = deliver(api_client, payment, sign(payment, WEBHOOK_SECRET))
+    late = deliver(api_client, closed, sign(closed, WEBHOOK_SECRET))  # the closing event delivered again
+
+    assert first.json()["handled"] is True and again.json()["handled"] is False and late.json()["handled"] is False
+    topup.refresh_from_db()
+    assert topup.status == TopUpStatus.SUCCEEDED and topup.completed_at is not None
+    assert ledger.balance_of(client_id=client.pk) == Decimal("40")
+    assert topup_transactions() == 1
+    assert account_sum(LedgerAccountKind.STRIPE_CLEARING) == Decimal("-40")
+    assert_books_balanced()
+
+
 def test_a_session_whose_amount_differs_from_the_topup_is_not_credited(api_client, opened):
     client, _topup, session = opened
     payload = event("checkout.session.completed", session, payment_status="paid", amount_total=400000)

@@ -20,6 +20,7 @@ from tests.support.stub_facilitator import payment_header
 
 URL = "/v1/chat/completions"
 PAYER = "0x" + "C0FFEE" * 6 + "beef"
+PAY_TO = "0x" + "ab" * 20  # the facilitator fixture's X402_PAY_TO
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say something nice"}], "max_tokens": 100}
 USDC = Decimal(10) ** 6
 
@@ -102,6 +103,9 @@ def test_paid_request_is_verified_served_settled_and_billed(api_client, node, fa
     payment = X402Payment.objects.get()
     assert credited.key == f"x402:x402:{payment.pk}" and payment.status == X402PaymentStatus.SETTLED
     assert account_sum(LedgerAccountKind.X402_CLEARING) == -paid
+    # 25% to the platform, 5% to the treasury, exactly.
+    assert account_sum(LedgerAccountKind.PLATFORM) == Decimal("0.003")
+    assert account_sum(LedgerAccountKind.TREASURY) == Decimal("0.0006")
     assert_books_balanced()
 
 
@@ -120,33 +124,88 @@ def test_invalid_payment_is_402_with_the_reason_and_no_node_is_called(api_client
     assert_books_balanced()
 
 
-@pytest.mark.parametrize(
-    "header",
-    [
-        "not base64 !!",
-        base64.b64encode(b"not json").decode(),
-        base64.b64encode(b"[1, 2]").decode(),
-        base64.b64encode(json.dumps({"x402Version": 2}).encode()).decode(),
-        base64.b64encode(json.dumps({"x402Version": 1, "scheme": "exact", "network": "base"}).encode()).decode(),
-        base64.b64encode(
-            json.dumps(
-                {
-                    "x402Version": 1,
-                    "scheme": "exact",
-                    "network": "base-sepolia",
-                    "payload": {"authorization": {"from": "me"}},
-                }
-            ).encode()
-        ).decode(),
-        "A" * 10000,
-    ],
-)
+def b64(raw: bytes | str) -> str:
+    return base64.b64encode(raw.encode() if isinstance(raw, str) else raw).decode()
+
+
+def altered(*, top: dict | None = None, payload: dict | None = None, **authorization: object) -> str:
+    """A payment for the fixture's payee and a big enough value, with some fields replaced (None: removed)."""
+    good = decoded(payment_header(payer=PAYER, pay_to=PAY_TO, value="1000000"))
+    for part, changes in ((good["payload"]["authorization"], authorization), (good["payload"], payload or {})):
+        part.update(changes)
+        for name in [k for k, v in changes.items() if v is None]:
+            del part[name]
+    good.update(top or {})
+    return b64(json.dumps(good))
+
+
+MALFORMED = {
+    "not base64": "not base64 !!",
+    "not ascii": "é" * 12,
+    "base64 of bytes that are not UTF-8": b64(b"\xff\xfe\xfd\xfc"),
+    "base64 of not json": b64("not json"),
+    "json array": b64("[1, 2]"),
+    "json string": b64('"x402"'),
+    "json null": b64("null"),
+    "json nested too deep": b64("[" * 3000 + "]" * 3000),
+    "version 2": b64(json.dumps({"x402Version": 2})),
+    "version true": altered(top={"x402Version": True}),
+    "version as a string": altered(top={"x402Version": "1"}),
+    "another network": b64(json.dumps({"x402Version": 1, "scheme": "exact", "network": "base"})),
+    "scheme not a string": altered(top={"scheme": ["exact"]}),
+    "no authorization": b64(
+        json.dumps({"x402Version": 1, "scheme": "exact", "network": "base-sepolia", "payload": {"signature": "0x00"}})
+    ),
+    "payload a string": altered(top={"payload": "0xdeadbeef"}),
+    "authorization a list": altered(payload={"authorization": [PAYER]}),
+    "from not an address": altered(**{"from": "me"}),
+    "from with a final newline": altered(**{"from": PAYER + "\n"}),
+    "to with a final newline": altered(to=PAY_TO + "\n"),
+    "from a number": altered(**{"from": 12345}),
+    "nonce of 78 digits and a newline": altered(nonce="0x" + "f" * 78 + "\n"),
+    "nonce too long": altered(nonce="0x" + "f" * 79),
+    "nonce a list": altered(nonce=["0x01"]),
+    "nonce not hex": altered(nonce="0xnothex"),
+    "value a superscript digit": altered(value="\u00b2"),
+    "value of arabic-indic digits": altered(value="\u0661\u0662\u0663\u0664\u0665\u0666\u0667"),
+    "value oversized (30 digits)": altered(value="9" * 30),
+    "value just over 15 digits": altered(value="1" + "0" * 15),
+    "value a number": altered(value=1000000),
+    "value negative": altered(value="-1000000"),
+    "value in exponent form": altered(value="1e9"),
+    "value with a final newline": altered(value="1000000\n"),
+    "value missing": altered(value=None),
+    "signature missing": altered(payload={"signature": None}),
+    "signature not hex": altered(payload={"signature": "0xzz"}),
+    "signature a number": altered(payload={"signature": 7}),
+    "validBefore a number": altered(validBefore=99999999999),
+    "validAfter missing": altered(validAfter=None),
+    "too long": "A" * 10000,
+}
+
+
+@pytest.mark.parametrize("header", list(MALFORMED.values()), ids=list(MALFORMED))
 def test_malformed_payment_header_is_402_and_nothing_is_called(api_client, node, facilitator, header):
     r = ask(api_client, payment=header)
 
-    assert r.status_code == 402
+    assert r.status_code == 402, r.content
     assert r.json()["error"].startswith(("invalid_payment", "invalid_x402_version", "invalid_scheme"))
+    assert r.json()["accepts"][0]["payTo"] == PAY_TO
     assert not facilitator.received and not node[1].chat_requests
+    assert not X402Payment.objects.exists() and not X402Payer.objects.exists()
+
+
+def test_the_largest_value_that_fits_is_accepted_and_credited_exactly(api_client, node, facilitator):
+    largest = "9" * 15
+
+    r = ask(api_client, payment=altered(value=largest))
+
+    assert r.status_code == 200, r.content
+    assert X402Payment.objects.get().amount == Decimal("999999999.999999")
+    assert ledger.balance_of(client_id=X402Payer.objects.get().client_id) == Decimal("999999999.999999") - Decimal(
+        "0.012"
+    )
+    assert_books_balanced()
 
 
 def test_payment_to_someone_else_or_too_small_is_refused_before_verifying(api_client, node, facilitator):

@@ -1,5 +1,7 @@
 """A stand-in for an x402 facilitator: a real HTTP server on 127.0.0.1 serving `POST /verify` and `POST /settle`
-as the x402 facilitator API does. Tests say whether payments verify and settle, and read back what it received.
+as the x402 facilitator API does. Tests say whether payments verify and settle, which headers it demands (a hosted
+facilitator's API key: 401 without them), whether verify calls wait for each other (a barrier, so that concurrent
+payments go on together), and read back what it received (bodies and headers).
 
 Also `payment_header(...)`: an X-PAYMENT header (base64 JSON of an `exact` EVM payment payload).
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import threading
 
 from tests.support.stub_server import StubHandler, StubServer
 
@@ -21,6 +24,12 @@ class _Handler(StubHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         with self.owner._lock:
             self.owner.received.append((self.path, body))
+            self.owner.headers_received.append(dict(self.headers.items()))
+        if any(self.headers.get(name) != value for name, value in self.owner.required_headers.items()):
+            self.send_json(401, {"error": "unauthorized"})
+            return
+        if self.path == "/verify" and self.owner.verify_barrier is not None:
+            self.owner.verify_barrier.wait(timeout=30)
         payer = body["paymentPayload"]["payload"]["authorization"]["from"]
         if self.path == "/verify":
             if self.owner.valid:
@@ -48,6 +57,9 @@ class StubFacilitator(StubServer):
         self.invalid_reason = "invalid_exact_evm_payload_signature"
         self.settles = True
         self.received: list[tuple[str, dict]] = []  # (path, body)
+        self.headers_received: list[dict[str, str]] = []
+        self.required_headers: dict[str, str] = {}
+        self.verify_barrier: threading.Barrier | None = None
 
     @property
     def url(self) -> str:
