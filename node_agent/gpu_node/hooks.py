@@ -9,8 +9,9 @@ command is re-sent until its outcome arrives"), and a command is never run twice
 
 A hook run with `on_progress` (the `train` hook, API.md §13) streams: each line of its stdout that is a JSON object
 is a progress report (`{"progress": 0.4, "step": 120, "loss": 1.23, "message": "..."}`), handed over as it comes as
-a `running` result `{progress, metrics, output}`; other lines are ordinary output. Such a run can be stopped from
-another thread through its `HookHandle` (`train_cancel`).
+a `running` result `{progress, metrics, output}`; other lines are ordinary output. Its start is reported the same
+way (`{output: "started ..."}`), so a trainer that prints nothing for a while is still known to be running. Such a
+run can be stopped from another thread through its `HookHandle` (`train_cancel`).
 """
 
 from __future__ import annotations
@@ -316,6 +317,8 @@ def _run_streaming(
     if not handle.attach(process):
         process.wait()
         return FAILED, clean_output(f"[{handle.stopped}]")
+    with contextlib.suppress(Exception):  # the first `running` report: the job runs (and is billed) from now on
+        on_progress({"output": f"started {os.path.basename(hook.argv[0])} (pid {process.pid})"})
     tail = _Tail()
 
     def progress_line(line: str) -> bool:

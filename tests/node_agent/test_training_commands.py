@@ -67,7 +67,9 @@ def test_a_streaming_hook_hands_over_progress_as_it_comes_and_keeps_the_rest_as_
 
     result = hooks.execute(command, {"train": hook}, on_progress=reports.append)
 
-    assert reports == [
+    started, *progress = reports
+    assert started["output"].startswith(f"started {Path(sys.executable).name} (pid ")  # before any line it prints
+    assert progress == [
         {"progress": 0.5, "metrics": {"step": 1, "loss": 2.0}},
         {"progress": 1.0, "metrics": {"step": 2, "loss": 1.5}},
     ]
@@ -281,6 +283,21 @@ def test_a_train_hook_given_as_a_bare_argv_may_run_72_hours():
 
     assert config.hooks["train"].timeout_s >= 72 * 3600
     assert config.hooks["reset"].timeout_s == 300
+
+
+def test_a_silent_trainer_is_reported_running_as_soon_as_it_starts(server, tmp_path):
+    agent = make_agent(server, train=trainer_hook(tmp_path))  # prints nothing until fed
+    server.script = [reply(TRAIN)]
+    agent.beat_once()
+    wait_for(lambda: (tmp_path / "child.pid").exists() and agent.book.outgoing())
+
+    agent.beat_once()
+
+    (report,) = server.bodies[-1]["results"]
+    assert (report["id"], report["status"]) == (10, "running")
+    assert report["output"].startswith("started ")
+    feed(tmp_path, "done")
+    agent._trainer.shutdown(wait=True)
 
 
 def test_stopping_the_agent_stops_its_training(server, tmp_path):

@@ -8,6 +8,7 @@ import time_machine
 from django.utils import timezone
 
 from clients import ledger
+from clients.choices import LedgerAccountKind
 from clients.models import Hold, LedgerEntry
 from llm_models.choices import NodeCommandAction, NodeCommandStatus
 from llm_models.models import NodeCommand
@@ -210,6 +211,14 @@ def test_success_charges_the_started_minutes_70_25_5_and_serves_the_model_for_it
     assert balance(provider[0]) == Decimal("0.210000")
     charges = LedgerEntry.objects.filter(transaction__key=f"settle:training:{job_id}")
     assert sum(e.amount for e in charges) == 0
+    shares = {kind: sum(e.amount for e in charges if e.account.kind == kind) for kind in LedgerAccountKind.values}
+    assert shares[LedgerAccountKind.PLATFORM] == Decimal("0.075000")  # 25% of 0.30
+    assert shares[LedgerAccountKind.TREASURY] == Decimal("0.015000")  # 5%
+    lines = api_client.get("/api/v1/client/ledger/?page_size=100", **bearer(key)).json()["results"]
+    training_lines = [line for line in lines if line["kind"] == "training"]
+    assert [(line["ref"], Decimal(line["amount"])) for line in training_lines] == [
+        (f"training:{job_id}", Decimal("-0.3"))
+    ]
     assert ledger.reconcile() == []
     assert node.node_models.filter(model__name=name, model__owner=client).exists()
     # The node is free again: a later report changes nothing.
@@ -320,6 +329,36 @@ def test_a_node_that_dies_mid_job_fails_it_and_settles(api_client, user_client, 
     assert balance(client) == Decimal("99.800000")
     assert not Hold.objects.filter(key=f"training:{job_id}", status="held").exists()
     assert ledger.reconcile() == []
+    # The node comes back, still training that job: it is told to stop, and its late reports change nothing.
+    reply = heartbeat(api_client, token, results=[{"id": command["id"], "status": "running", "progress": 0.5}])
+    assert [(c["action"], c["params"]) for c in reply["commands"]] == [("train_cancel", {"job_id": job_id})]
+    heartbeat(api_client, token, results=[{"id": command["id"], "status": "succeeded"}])
+    job.refresh_from_db()
+    assert (job.status, job.charged, job.fine_tuned_model) == ("failed", Decimal("0.200000"), "")
+    assert balance(client) == Decimal("99.800000")
+
+
+def test_a_started_report_without_progress_makes_the_job_running_so_the_queue_timeout_spares_it(
+    api_client, user_client, provider, settings
+):
+    from training.services import training_sweep
+
+    settings.TRAINING_QUEUE_TIMEOUT_S = 600
+    client, key = user_client
+    fund(client, "100")
+    _node, token = training_node(owner=provider[0], price="6.00")
+    job_id = create(api_client, key).json()["id"]
+    command = heartbeat(api_client, token)["commands"][0]
+    started = {"id": command["id"], "status": "running", "output": "started gpu-node-train (pid 42)"}
+    heartbeat(api_client, token, results=[started])  # what the agent sends when the hook starts, before any line
+    with time_machine.travel(timezone.now() + timedelta(seconds=601), tick=False):
+        heartbeat(api_client, token)
+        training_sweep()
+
+    job = TrainingJob.objects.get(pk=job_id)
+    assert (job.status, job.error_code) == ("running", "")
+    assert job.started_at is not None
+    assert job.events.filter(message="started gpu-node-train (pid 42)").exists()
 
 
 def test_a_job_no_node_takes_fails_after_the_queue_timeout_with_everything_released(

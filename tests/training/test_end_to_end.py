@@ -1,26 +1,32 @@
 """End to end (API.md §13): the real `gpu-node` agent, with a small fake trainer as its `train` hook, the real
 service (uvicorn) and a stub backend go through upload → create → dispatch → progress → success; then the owner
-chats with the fine-tuned model and another client gets 404."""
+chats with the fine-tuned model and another client gets 404. Also: cancel while running and while queued, and a job
+whose node's agent dies."""
 
 import json
 import math
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
+from django.utils import timezone
 
 from clients import ledger
 from clients.choices import ClientRole
+from clients.models import Hold
 from llm_models.choices import NodeStatus
 from llm_models.models import Node
+from llm_models.services import node_mark_stale_offline
 from tests.factories import make_client
 from tests.llm_models.conftest import _test_database_url, wait_until
 from tests.node_agent.conftest import Service
 from tests.training.conftest import CHAT, JSONL, balance, fund
 from training.models import TrainingEvent, TrainingJob
+from training.services import training_sweep
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live_server]
 TRAINER = Path(__file__).with_name("fake_trainer.py")
@@ -145,4 +151,51 @@ def test_cancel_while_running_tells_the_agent_and_charges_started_minutes(
     wait_until(
         lambda: node.commands.filter(action="train_cancel", status="succeeded").exists(), timeout=30, process=process
     )
+    assert ledger.reconcile() == []
+
+
+def test_cancel_while_queued_behind_a_busy_node_releases_everything(service, agent, stub_node, tmp_path):
+    node, process = _start_training_agent(agent, service, stub_node.base_url, tmp_path, step_s="5")
+    owner, key = make_client()
+    fund(owner, "20.00")
+    first = _upload_and_create(service, key)
+    wait_until(lambda: TrainingJob.objects.get(pk=first).status == "running", timeout=30, process=process)
+    waiting = _upload_and_create(service, key)  # the only training node is busy: it waits without one
+    assert (TrainingJob.objects.get(pk=waiting).status, TrainingJob.objects.get(pk=waiting).node_id) == ("queued", None)
+
+    r = httpx.delete(f"{service.url}/api/v1/training/jobs/{waiting}/", headers=_auth(key), timeout=10)
+
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], Decimal(r.json()["charged"])) == ("cancelled", Decimal("0"))
+    assert Hold.objects.get(key=f"training:{waiting}").status == "released"
+    assert balance(owner) == Decimal("20.00") - TrainingJob.objects.get(pk=first).held_amount  # only the first holds
+    assert not node.commands.filter(params__job_id=waiting).exists()  # the node never heard of it
+    assert ledger.reconcile() == []
+    httpx.delete(f"{service.url}/api/v1/training/jobs/{first}/", headers=_auth(key), timeout=10)
+
+
+def test_a_job_on_a_node_whose_agent_dies_is_failed_and_settled(service, agent, stub_node, tmp_path):
+    node, process = _start_training_agent(agent, service, stub_node.base_url, tmp_path, step_s="5")
+    owner, key = make_client()
+    fund(owner, "20.00")
+    job_id = _upload_and_create(service, key)
+    wait_until(lambda: TrainingJob.objects.get(pk=job_id).status == "running", timeout=30, process=process)
+    started_at = TrainingJob.objects.get(pk=job_id).started_at
+    wait_until(lambda: Node.objects.get(pk=node.pk).last_heartbeat_at > started_at, timeout=10, process=process)
+
+    process.kill()  # SIGKILL: no deregistration, no last report
+    process.wait(10)
+    later = timezone.now() + timedelta(minutes=10)
+    node_mark_stale_offline(now=later)
+    assert training_sweep(now=later)["node_lost"] == 1
+
+    job = TrainingJob.objects.get(pk=job_id)
+    last_seen = Node.objects.get(pk=node.pk).last_heartbeat_at
+    assert (job.status, job.error_code, job.finished_at) == ("failed", "node_lost", last_seen)
+    minutes = math.ceil((last_seen - job.started_at).total_seconds() / 60)  # started minutes, to its last heartbeat
+    assert job.charged == Decimal("0.1") * minutes > 0
+    assert balance(owner) == Decimal("20.00") - job.charged
+    assert balance(node.owner) == job.charged * Decimal("0.7")
+    assert Hold.objects.get(key=f"training:{job_id}").status != "held"
+    assert node.commands.filter(action="train_cancel", params={"job_id": job_id}, status="pending").exists()
     assert ledger.reconcile() == []

@@ -16,7 +16,8 @@ from training.services.jobs import _event, _finish, _stop_on_node, training_job_
 
 def training_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Fail jobs no node took within TRAINING_QUEUE_TIMEOUT_S, stop jobs past max_hours (failed, time_limit) or
-    on a node that stopped heartbeating (failed, node_lost; one sent but not started goes back to the queue), and
+    on a node that stopped heartbeating (failed, node_lost, the node told to stop should it come back; one sent but
+    not started goes back to the queue), and
     send queued jobs to nodes that became free. Safe to repeat. Each job is handled in a transaction of its own."""
     now = now or timezone.now()
     done = {"timed_out": 0, "time_limit": 0, "node_lost": 0, "requeued": 0, "dispatched": 0}
@@ -99,5 +100,6 @@ def _end_on_lost_node(job_id: int, *, now: datetime) -> str | None:
         ended_at=min(ended, now),
         code=TrainingErrorCode.NODE_LOST,
         message="The node stopped heartbeating during the job.",
+        stop=True,  # a node that comes back still training is told to stop (train_cancel)
     )
     return "node_lost"
