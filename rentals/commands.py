@@ -48,12 +48,18 @@ def start_params(rental: Rental) -> dict:
     }
 
 
-def end_commands(rental: Rental) -> None:
+def end_commands(rental: Rental, *, stop_first: bool = False) -> None:
     """An ended rental takes its commands with it (API.md §10): what the node has not reported on is withdrawn,
-    and it gets `end`. (A node that left, `rental_end_for_node`, has all its open commands failed instead.)"""
+    and it gets `end`. (A node that left, `rental_end_for_node`, has all its open commands failed instead.)
+
+    `stop_first` (a pay-as-you-go rental that ran out of money) queues `stop` before `end`, unless the node's agent
+    said it cannot stop: the agent runs a node's commands in order, one at a time, so its stop hook runs before its
+    end hook (API.md §9 "Pay as you go")."""
     node_services.node_commands_withdraw(
         rental_id=rental.pk, reason=f"Withdrawn: rental {rental.pk} ended ({rental.status})."
     )
+    if stop_first and NodeCommandAction.STOP not in (rental.node.unsupported_actions or []):
+        queue_command(rental, NodeCommandAction.STOP)
     queue_command(rental, NodeCommandAction.END)
 
 

@@ -16,11 +16,10 @@ from django.utils import timezone
 from clients import ledger
 from clients.choices import LedgerEntryKind
 from clients.key_limits import key_record_spend_of
-from llm_models.choices import NodeCommandAction
 from rentals import billing as billing_rules
 from rentals.billing import rental_ledger_ref
 from rentals.choices import RentalBilling, RentalStatus
-from rentals.commands import lock_active, queue_command
+from rentals.commands import end_commands, lock_active
 from rentals.models import Rental
 
 
@@ -66,7 +65,10 @@ def _payg_charge_minute(rental: Rental, minute: int, *, top_up: bool) -> bool:
 
 
 def payg_close(rental: Rental, *, status: str, now: datetime, tell_node: bool = True) -> Rental:
-    """End a locked pay-as-you-go rental: charge its started minutes (as far as its hold goes), release the rest."""
+    """End a locked pay-as-you-go rental: charge its started minutes (as far as its hold goes), release the rest.
+
+    With `tell_node`, its unreported commands are withdrawn and the node gets `end`, as for a fixed-term rental
+    (commands.end_commands); one that ran out of money is told to `stop` first (API.md §9 "Pay as you go")."""
     due = billing_rules.started_minutes(starts_at=rental.starts_at, now=now)
     for minute in range(rental.payg_minutes_charged + 1, due + 1):
         _payg_charge_minute(rental, minute, top_up=False)
@@ -79,7 +81,7 @@ def payg_close(rental: Rental, *, status: str, now: datetime, tell_node: bool = 
         update_fields=["status", "ended_at", "charged", "refunded", "total", "payg_minutes_charged", "updated_at"]
     )
     if tell_node:
-        queue_command(rental, NodeCommandAction.END)
+        end_commands(rental, stop_first=status == RentalStatus.ENDED_INSUFFICIENT_FUNDS)
     return rental
 
 
@@ -87,7 +89,7 @@ def payg_close(rental: Rental, *, status: str, now: datetime, tell_node: bool = 
 def rental_payg_charge(*, rental_id: int, now: datetime | None = None) -> Rental | None:
     """Charge a pay-as-you-go rental's started minutes from its hold and top the hold back up to full; when it
     cannot be topped up in full, end it (`ended_insufficient_funds`), charge the minutes used, release the rest and
-    tell the node to end. Safe to run twice at once: the rental's row lock and per-minute ledger keys."""
+    tell the node to stop, then end. Safe to run twice at once: the rental's row lock and per-minute ledger keys."""
     now = now or timezone.now()
     rental = lock_active(rental_id)
     if rental is None or not rental.is_payg:

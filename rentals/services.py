@@ -128,7 +128,8 @@ def _node_lock_rentable(*, client: Client, node_id: int) -> tuple[Node, Gpu]:
 
 
 def _snapshot_for_node(*, client: Client, node: Node, snapshot_id: int) -> Snapshot:
-    """The renter's snapshot to start from: 404 if it is not theirs, 409 if it is kept on another node."""
+    """The renter's snapshot to start from: 404 if it is not theirs, 400 `snapshot_on_other_node` (naming
+    `snapshot_id`) if it is kept on another node."""
     snapshot = snapshot_get_own(client=client, snapshot_id=snapshot_id)
     if snapshot.node_id != node.pk:
         raise SnapshotOnOtherNode(

@@ -14,3 +14,8 @@ except ArithmeticError:
     RENTAL_PAYG_HOLD_HOURS = Decimal("NaN")
 if not RENTAL_PAYG_HOLD_HOURS.is_finite() or RENTAL_PAYG_HOLD_HOURS * 60 < 2:
     raise ImproperlyConfigured("RENTAL_PAYG_HOLD_HOURS must be a number of hours of at least 2 minutes (0.034).")
+
+# How often beat runs the pay-as-you-go charge (`rentals_payg_charge`). Each run charges the minutes started since
+# the last one (per-minute ledger keys: never twice), so a shorter interval only charges a started minute sooner;
+# more than 60 lets a started minute go uncharged (and the hold unrenewed) for longer.
+RENTAL_PAYG_CHARGE_INTERVAL_S = env.float("RENTAL_PAYG_CHARGE_INTERVAL_S", default=60)

@@ -12,6 +12,7 @@ from config.settings.inference import (
 from config.settings.nodes import NODE_SWEEP_INTERVAL_S
 from config.settings.operations import LEDGER_RECONCILE_INTERVAL_S
 from config.settings.plans import PLANS_RENEW_INTERVAL_S
+from config.settings.rentals import RENTAL_PAYG_CHARGE_INTERVAL_S
 from config.settings.training import TRAINING_SWEEP_INTERVAL_S
 
 
@@ -40,5 +41,7 @@ if INFERENCE_LEAN_PATH and USAGE_JOURNAL_URL and DATABASES["default"]["ENGINE"] 
     )
 
 CELERY_BEAT_SCHEDULE["plans-renew-due"] = _every("plans.tasks.plans_renew_due", seconds=PLANS_RENEW_INTERVAL_S)
-CELERY_BEAT_SCHEDULE["rentals-payg-charge"] = _every("rentals.tasks.rentals_payg_charge", seconds=60)
+CELERY_BEAT_SCHEDULE["rentals-payg-charge"] = _every(
+    "rentals.tasks.rentals_payg_charge", seconds=RENTAL_PAYG_CHARGE_INTERVAL_S
+)
 CELERY_BEAT_SCHEDULE["training-sweep"] = _every("training.tasks.training_sweep", seconds=TRAINING_SWEEP_INTERVAL_S)

@@ -20,19 +20,42 @@ pytestmark = pytest.mark.default_path
 
 
 def test_the_walkthrough_runs_and_its_money_adds_up(world: World) -> None:
+    """Every ledger line of the walkthrough's two clients, by kind: each balance is the sum of its lines, nothing is
+    left held, and each charge is exactly what its object says it cost."""
     api = world.api
     spent = sum(Decimal(r["cost"]) for r in world.results["completed"])
     assert spent > 0
-    # Alice paid for her inference and earned the operator's share of Bob's rental of her node.
+    # Alice: a 25.00 credit, her inference (chat, completions, embeddings), the plan's 3.00, and the operator's
+    # share of every charge on her nodes (Bob's three rentals and her own requests).
     alice = api.get(f"/client/list/{world.alice['id']}/", key=world.alice["key"])
-    alice_ledger = api.get("/client/ledger/?page_size=100", key=world.alice["key"])["results"]
-    assert sum(Decimal(e["amount"]) for e in alice_ledger) == Decimal(alice["balance"])
-    assert Decimal(alice["balance"]) > Decimal("25") - spent
+    alice_lines = api.get("/client/ledger/?page_size=100", key=world.alice["key"])["results"]
+    alice_by_kind = _by_kind(alice_lines)
+    assert sum(alice_by_kind.values()) == Decimal(alice["balance"])
+    assert Decimal(alice["held"]) == 0
+    assert alice_by_kind["credit"] == Decimal("25")
+    charges = [e for e in alice_lines if e["kind"] == "inference" and Decimal(e["amount"]) < 0]
+    assert sum(Decimal(e["amount"]) for e in charges) == -spent
+    assert alice_by_kind["subscription"] == -world.results["plan_price"]
+    assert Decimal(alice["balance"]) > Decimal("25") - spent - world.results["plan_price"]  # she earned some
 
+    # Bob: 50 + 200 credited, less exactly what each of his three rentals was charged (4 hours, a day, payg).
+    rentals = [world.results[k] for k in ("cancelled_rental", "daily_rental", "payg_rental")]
+    charged = sum(Decimal(r["charged"]) for r in rentals)
     bob = api.get(f"/client/list/{world.bob['id']}/", key=world.bob["key"])
-    assert Decimal(bob["balance"]) == Decimal("50") - Decimal(world.results["cancelled_rental"]["charged"])
+    assert Decimal(bob["balance"]) == Decimal("250") - charged
+    assert Decimal(bob["held"]) == 0
     ledger = api.get("/client/ledger/?page_size=100", key=world.bob["key"])["results"]
     assert sum(Decimal(e["amount"]) for e in ledger) == Decimal(bob["balance"])
+    for rental in rentals:
+        lines = [e for e in ledger if e["ref"] == f"rental:{rental['id']}"]
+        assert sum(Decimal(e["amount"]) for e in lines) == -Decimal(rental["charged"]), rental
+
+
+def _by_kind(entries: list[dict]) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for entry in entries:
+        totals[entry["kind"]] = totals.get(entry["kind"], Decimal(0)) + Decimal(entry["amount"])
+    return totals
 
 
 def _a_pending_payout(world: World) -> tuple[str, int]:
@@ -79,7 +102,8 @@ def test_the_market_shows_measured_figures(world: World) -> None:
     """Medians and uptime are computed on SQLite as on PostgreSQL: the model's and node's p50 latency is the
     median of their completed requests' latencies."""
     api = world.api
-    latencies = [r["latency_ms"] for r in world.results["completed"] if r["latency_ms"] is not None]
+    mine = [r for r in world.results["completed"] if r["desired_model"] == MODEL]  # not the embedding node's
+    latencies = [r["latency_ms"] for r in mine if r["latency_ms"] is not None]
     expected = statistics.median(latencies)
 
     models = api.get("/models/?ordering=input_price_per_million")["results"]

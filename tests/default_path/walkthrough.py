@@ -163,27 +163,36 @@ def walk(w: World, heartbeats: Heartbeats) -> None:
     assert rental["access"]["ssh_host"] == "gpu-8.example.net"
     w.ids["rental"] = rental["id"]
 
-    # 15. Stop: a job; the node gets the command in its next heartbeat reply and reports the outcome.
-    # (With a snapshot: the node reports the saved image, which becomes Bob's snapshot.)
-    job = api.post(f"/rentals/{rental['id']}/stop/", key=w.bob["key"], json={"snapshot": True}, expect=202)
+    # 13. Bob finds his id as the README does: his own client list.
+    assert api.get("/client/list/", key=w.bob["key"])["results"][0]["id"] == w.bob["id"]
+
+    # 15. Stop and start: a job; the node gets the command in its next heartbeat reply and reports the outcome.
+    job = api.post(f"/rentals/{rental['id']}/stop/", key=w.bob["key"], expect=202)
     w.ids["job"] = job["id"]
     commands = api.post("/llm_models/heartbeat/", key=rentable_token, json={})["commands"]
     by_action = {c["action"]: c for c in commands}
     assert by_action["start"]["params"]["ssh_public_key"] == key  # a rental's first command is `start`
     assert by_action["stop"]["id"] == job["id"]
-    results = [{"id": c["id"], "status": "succeeded", "output": c["action"]} for c in commands]
-    snapshot_ref = f"gpu-node-snapshots:rental-{rental['id']}-1"
-    results = [{**r, "snapshot_ref": snapshot_ref} if r["id"] == job["id"] else r for r in results]
+    results = [{"id": job["id"], "status": "succeeded", "output": "stopped"}]
     api.post("/llm_models/heartbeat/", key=rentable_token, json={"results": results})
-    assert api.get(f"/jobs/{job['id']}/", key=w.bob["key"])["status"] == "succeeded"
-    [snapshot] = api.get("/snapshots/", key=w.bob["key"])["results"]
-    w.ids["snapshot"] = snapshot["id"]
+    polled = api.get(f"/jobs/{job['id']}/", key=w.bob["key"])
+    assert (polled["kind"], polled["status"], polled["result"]) == ("stop", "succeeded", "stopped")
+    started = api.post(f"/rentals/{rental['id']}/start/", key=w.bob["key"], expect=202)
+    assert (started["kind"], started["status"]) == ("start", "pending")
 
-    # 16. Cancel: the unused time comes back.
+    # 16. Cancel: the unused time comes back; the commands not reported on are withdrawn; the ledger shows both.
     cancelled = api.call("DELETE", f"/rentals/{rental['id']}/", key=w.bob["key"])
     assert cancelled["status"] == "cancelled"
     assert Decimal(cancelled["charged"]) + Decimal(cancelled["refunded"]) == Decimal("10")
+    assert api.get(f"/jobs/{started['id']}/", key=w.bob["key"])["status"] == "cancelled"
+    lines = api.get(f"/client/ledger/?ref=rental:{rental['id']}", key=w.bob["key"])["results"]
+    assert sorted((e["kind"], Decimal(e["amount"])) for e in lines) == [
+        ("refund", Decimal(cancelled["refunded"])),
+        ("rental", Decimal("-10")),
+    ]
     w.results["cancelled_rental"] = cancelled
+    w.results["rentable_token"] = rentable_token
+    w.results["ssh_key"] = key
 
     # 17. Inference through the seed resource: queued for the Celery worker, the call waits for the answer.
     question = {"question_text": "Name three prime numbers.", "desired_model": MODEL, "max_tokens": 64}
@@ -255,11 +264,27 @@ def walk(w: World, heartbeats: Heartbeats) -> None:
     assert usage is not None and usage.completion_tokens > 0
     w.results["sdk_requests"] = 2
 
-    # The requests above are all recorded (the /v1 ones too), each with a measured latency.
+    # 19. The money of a request: its charge line, and the balance beside what is held.
+    lines = api.get(f"/client/ledger/?kind=inference&ref=inference:{queued['id']}", key=w.alice["key"])["results"]
+    # Alice's own node answered: beside her charge she has the operator's line of it (70%).
+    assert sorted(Decimal(e["amount"]) for e in lines)[0] == -Decimal(polled["cost"]), (lines, polled)
+    assert set(api.get(f"/client/list/{w.alice['id']}/", key=w.alice["key"])) >= {"balance", "held"}
+
+    # 20. The public market: models (searched), who serves one, the totals.
+    model_id = api.get("/models/?search=Llama-3.1-8B")["results"][0]["id"]
+    assert api.get(f"/models/{model_id}/providers/?ordering=latency_p50_ms")["results"]
+    assert api.get("/stats/")["nodes"]["live"] >= 1
+
+    from tests.default_path.walkthrough_more import walk_instances, walk_keys_and_plans
+
+    walk_instances(w)  # 21-27
+    walk_keys_and_plans(w, heartbeats)  # 28-30
+
+    # Every request above is recorded (the /v1 ones too), each with a measured latency.
     def all_recorded() -> list[dict] | None:
         rows = api.get("/inference/?page_size=100", key=w.alice["key"])["results"]
         done = [r for r in rows if r["status"] == "completed"]
-        return done if len(done) >= 8 else None
+        return done if len(done) >= 11 else None
 
     w.results["completed"] = wait_for(all_recorded, timeout=30, what="every inference recorded")
     # The uptime test waits from here for a whole metrics slot (NODE_METRICS_SAMPLE_EVERY_S) to have passed.

@@ -390,3 +390,29 @@ def test_a_body_that_is_not_an_object_is_400(api_client, provider):
 
     assert r.status_code == 400
     assert not Node.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "price"),
+    [
+        ("input_price_per_million", "100000"),
+        ("output_price_per_million", "100000.000000"),
+        ("input_price_per_million", "123456789.5"),
+    ],
+)
+def test_a_price_above_the_documented_cap_is_a_400_naming_the_field(register, provider, field, price):
+    """docs/API.md §3: prices per 1M tokens go up to 99999.999999; above it, a 400 naming the model's field."""
+    model = {"name": "org/dear", field: price}
+
+    r = register(provider[1], models=[model])
+
+    assert r.status_code == 400, r.json()
+    assert [attr for _code, attr in errors_of(r)] == [f"models.0.{field}"]
+    assert not Node.objects.exists() and not NodeModel.objects.exists()
+
+
+def test_a_price_at_the_documented_cap_is_accepted(register, provider):
+    r = register(provider[1], models=[{"name": "org/dearest", "input_price_per_million": "99999.999999"}])
+
+    assert r.status_code == 201, r.json()
+    assert r.json()["models"][0]["input_price_per_million"] == "99999.999999"

@@ -3,20 +3,28 @@ against the real service, for every action the server sends (API.md §3, §6). A
 hook gets the action back by restarting the agent, without registering again."""
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from gpu_node import docker_hooks
+from gpu_node.config import NodeConfig
 from rest_framework.test import APIClient
 
 from clients.choices import ClientRole
-from llm_models.choices import NodeStatus
+from llm_models.choices import NodeCommandAction, NodeStatus
 from llm_models.models import Node, NodeCommand
 from rentals import services
 from rentals.commands import rental_command
 from tests.conftest import bearer
 from tests.factories import make_client
 from tests.llm_models.conftest import wait_until
+from tests.node_agent import fake_docker
 from tests.node_agent.test_agent_rentals import finished
 from tests.rentals.conftest import SSH_KEY, fund
 
@@ -49,11 +57,71 @@ def install_readme_hook(folder: Path) -> dict:
 
 
 def test_the_readmes_config_names_a_hook_for_every_action_the_server_sends():
-    from llm_models.choices import NodeCommandAction
-
     # Training's `train` and (built-in) `train_cancel` have their own README section, "Serving training jobs".
     training = {NodeCommandAction.TRAIN.value, NodeCommandAction.TRAIN_CANCEL.value}
     assert set(readme_config_hooks()) == set(NodeCommandAction.values) - training
+
+
+def readme_docker_hooks() -> dict:
+    """The Docker hooks section's `"hooks": {...}` fragment, as an agent config would hold it."""
+    (fragment,) = [block for block in readme_blocks("json") if block.lstrip().startswith('"hooks"')]
+    return json.loads("{" + fragment + "}")["hooks"]
+
+
+def test_the_readmes_docker_hooks_config_parses_and_names_an_installed_command_for_every_action(tmp_path):
+    """Copied into an agent's config, the Docker hooks block loads (gpu_node.config), has a hook for every action
+    the server sends a rental, and each runs a command the agent installs (`gpu-node-docker`, a console script of
+    node_agent/pyproject.toml, beside this Python) with an action that command knows: run as written (with a fake
+    `docker` on PATH), each answers its action, not a usage error."""
+    raw = readme_docker_hooks()
+    config = NodeConfig.from_json(
+        {
+            "server_url": "https://market.example.com",
+            "node_id": 1,
+            "node_token": "gmn_x",
+            "backend_url": "http://127.0.0.1:8001/v1",
+            "hooks": raw,
+        }
+    )
+    rental_actions = {NodeCommandAction.START, NodeCommandAction.STOP, NodeCommandAction.RESET, NodeCommandAction.END}
+    assert set(config.hooks) == {a.value for a in rental_actions} == set(docker_hooks.ACTIONS)
+    scripts = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    bin_dir = Path(sys.executable).parent
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    fake_docker.install(fake_bin)
+    env = {
+        **os.environ,
+        "PATH": f"{fake_bin}:{bin_dir}:/usr/bin:/bin",
+        "FAKE_DOCKER_LOG": str(tmp_path / "docker.log"),
+        "FAKE_DOCKER_STATE": str(tmp_path / "docker-state"),
+        "GPU_NODE_PUBLIC_HOST": "203.0.113.7",
+    }
+    params = {
+        "rental_id": 7,
+        "image": "",
+        "env": {},
+        "ports": [],
+        "volumes": [],
+        "jupyter": False,
+        "snapshot_id": None,
+        "ssh_public_key": SSH_KEY,
+        "ssh_user": None,
+    }
+    for action in ("start", "stop", "reset", "end"):  # a rental's life, in order
+        hook = config.hooks[action]
+        command, *args = hook.argv
+        assert command in scripts, f"{action}: {command!r} is not a command the agent installs"
+        assert shutil.which(command, path=env["PATH"]), f"{action}: {command!r} not found beside the agent"
+        assert args == [action] and args[0] in docker_hooks.ACTIONS, hook.argv
+        done = subprocess.run(
+            hook.argv, input=json.dumps(params), env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, (action, done.stdout, done.stderr)
+        assert "usage:" not in done.stderr
+    assert config.hooks["start"].timeout_s == config.hooks["stop"].timeout_s == 1800
+    calls = (tmp_path / "docker.log").read_text()
+    assert "run" in calls and "rm" in calls, calls
 
 
 def start_agent_with_readme_hooks(service, backend, agent, tmp_path, *, unsupported: list[str]):  # type: ignore[no-untyped-def]

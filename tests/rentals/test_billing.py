@@ -18,7 +18,7 @@ from clients import ledger
 from clients.choices import HoldStatus, LedgerAccountKind, LedgerTransactionKind
 from clients.models import Client, Hold, LedgerEntry, LedgerTransaction
 from gpus.models import Gpu
-from llm_models.models import NodeCommand
+from llm_models.models import Node, NodeCommand
 from rentals import payg, services
 from rentals.billing import payg_cost
 from rentals.choices import RentalStatus
@@ -216,29 +216,66 @@ def test_cancelling_payg_charges_the_started_minutes_and_releases_the_hold(api_c
 
 
 def test_payg_ends_for_insufficient_funds_when_the_hold_cannot_be_renewed(node):
+    """The beat task itself (as beat calls it: no arguments) under a moved clock, a minute at a time."""
     client, _ = make_client()
     fund(client, "3")  # 2.50 held at start, 0.50 left: twelve minutes of renewals
     start = timezone.now().replace(microsecond=0)
     rental = start_payg(node, client, start)
+    first_start = NodeCommand.objects.get(rental=rental, action="start")
 
     for minute in range(1, 13):
-        payg.rentals_payg_charge(now=start + timedelta(minutes=minute - 1, seconds=1))
+        with time_machine.travel(start + timedelta(minutes=minute - 1, seconds=1), tick=False):
+            assert rentals_payg_charge_task() == 1
         assert Rental.objects.get(pk=rental.pk).status == RentalStatus.ACTIVE, minute
     client.refresh_from_db()
     assert client.balance == 0  # twelve minutes cost exactly 0.50, all taken to renew the hold
 
-    payg.rentals_payg_charge(now=start + timedelta(minutes=12, seconds=1))  # minute 13: no renewal possible
+    with time_machine.travel(start + timedelta(minutes=12, seconds=1), tick=False):
+        rentals_payg_charge_task()  # minute 13: no renewal possible
 
     rental.refresh_from_db()
     assert rental.status == RentalStatus.ENDED_INSUFFICIENT_FUNDS
+    assert rental.ended_at == start + timedelta(minutes=12, seconds=1)
     assert (rental.payg_minutes_charged, rental.charged) == (13, payg_cost(PRICE, 13)) == (13, Decimal("0.541667"))
     assert rental.refunded == PRICE - MINUTE  # the hold less minute 13 comes back
     client.refresh_from_db()
     assert client.balance == Decimal("3") - Decimal("0.541667")
     assert Hold.objects.get(key=rental.ledger_key).status == HoldStatus.RELEASED
-    assert list(NodeCommand.objects.filter(rental=rental).values_list("action", flat=True)) == ["start", "end"]
-    assert payg.rentals_payg_charge(now=start + timedelta(minutes=20)) == 0  # ended: nothing more
+    # The start the node never reported on is withdrawn; the node is told to stop, then to end (API.md §9).
+    commands = list(NodeCommand.objects.filter(rental=rental).order_by("id").values_list("action", "status"))
+    assert commands == [("start", "cancelled"), ("stop", "pending"), ("end", "pending")]
+    first_start.refresh_from_db()
+    assert "Withdrawn: rental" in first_start.result
+    with time_machine.travel(start + timedelta(minutes=20), tick=False):
+        assert rentals_payg_charge_task() == 0  # ended: nothing more
     assert ledger.reconcile() == []
+
+
+def test_payg_out_of_money_on_a_node_that_cannot_stop_gets_end_alone(node):
+    """A node whose agent answered `unsupported` for stop is not sent one it cannot run: `end` alone."""
+    Node.objects.filter(pk=node.pk).update(unsupported_actions=["stop"])
+    client, _ = make_client()
+    fund(client, "2.50")  # the hold at start and nothing more: minute 1 cannot renew it
+    start = timezone.now().replace(microsecond=0)
+    rental = start_payg(node, client, start)
+
+    with time_machine.travel(start + timedelta(seconds=1), tick=False):
+        rentals_payg_charge_task()
+
+    rental.refresh_from_db()
+    assert rental.status == RentalStatus.ENDED_INSUFFICIENT_FUNDS
+    actions = list(NodeCommand.objects.filter(rental=rental).order_by("id").values_list("action", "status"))
+    assert actions == [("start", "cancelled"), ("end", "pending")]
+
+
+def test_a_cancelled_payg_rental_gets_end_without_stop(api_client, node, renter):
+    """Only running out of money sends `stop` first; a renter's cancel ends as a fixed-term rental's does."""
+    rental = start_payg(node, renter[0], timezone.now())
+
+    assert api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(renter[1])).status_code == 200
+
+    actions = list(NodeCommand.objects.filter(rental=rental).order_by("id").values_list("action", "status"))
+    assert actions == [("start", "cancelled"), ("end", "pending")]
 
 
 def test_a_payg_rental_of_a_node_that_leaves_is_charged_its_minutes_and_released(node, renter):

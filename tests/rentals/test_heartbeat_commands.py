@@ -5,7 +5,7 @@ from datetime import timedelta
 from clients.choices import ClientRole
 from llm_models.choices import NodeCommandStatus
 from llm_models.models import Node, NodeCommand
-from rentals import services
+from rentals import payg, services
 from rentals.commands import rental_command
 from tests.conftest import bearer
 from tests.factories import make_client, make_node
@@ -121,6 +121,46 @@ def test_a_cancelled_rentals_unreported_commands_are_withdrawn_and_only_end_is_d
         polled = api_client.get(f"/api/v1/jobs/{job}/", **bearer(renter[1]))
         assert (polled.status_code, polled.json()["status"]) == (200, "cancelled")
         assert "ended (cancelled)" in polled.json()["result"]
+
+
+def test_a_cancelled_payg_rentals_unreported_commands_are_withdrawn_and_only_end_is_delivered(
+    api_client, operator, renter
+):
+    """Pay as you go ends the same way (rentals/payg.py `payg_close`): the first `start`, sent but not reported,
+    and a queued `reset` are withdrawn; the node gets `end` alone."""
+    node, token = make_rentable_node(operator)
+    rental = services.rental_start(client=renter[0], node_id=node.pk, billing="payg", ssh_public_key=SSH_KEY)
+    sent = beat(api_client, token).json()["commands"]
+    reset = rental_command(rental=rental, action="reset")
+    assert [c["action"] for c in sent] == ["start"]
+
+    assert api_client.delete(f"{RENTALS_URL}{rental.pk}/", **bearer(renter[1])).status_code == 200
+    after = beat(api_client, token).json()["commands"]
+
+    assert [c["action"] for c in after] == ["end"]
+    for job in (sent[0]["id"], reset.pk):
+        polled = api_client.get(f"/api/v1/jobs/{job}/", **bearer(renter[1])).json()
+        assert polled["status"] == "cancelled" and "ended (cancelled)" in polled["result"], polled
+
+
+def test_a_payg_rental_out_of_money_withdraws_its_commands_and_the_node_gets_stop_then_end(api_client, operator):
+    """API.md §14 "the node is told to stop": `stop`, then `end`, in that order in one reply (the agent runs them
+    in order); the unreported `start` is withdrawn."""
+    node, token = make_rentable_node(operator)
+    client, _ = make_client()
+    fund(client, "2.50")  # exactly the hold: the first renewal fails
+    rental = services.rental_start(client=client, node_id=node.pk, billing="payg")
+    start = NodeCommand.objects.get(rental=rental, action="start")
+
+    payg.rental_payg_charge(rental_id=rental.pk, now=rental.starts_at + timedelta(seconds=5))
+    commands = beat(api_client, token).json()["commands"]
+
+    assert [(c["action"], c["params"]) for c in commands] == [
+        ("stop", {"rental_id": rental.pk}),
+        ("end", {"rental_id": rental.pk}),
+    ]
+    assert NodeCommand.objects.get(pk=start.pk).status == NodeCommandStatus.CANCELLED
+    assert "ended (ended_insufficient_funds)" in NodeCommand.objects.get(pk=start.pk).result
 
 
 def test_a_completed_rentals_unreported_commands_are_withdrawn(api_client, operator, renter):
