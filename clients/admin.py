@@ -26,6 +26,20 @@ class _LedgerBalance(TypedDict):
     ledger_balance: Decimal  # LedgerAccountAdmin.get_queryset's annotation
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewable by staff; nothing can be added, changed or deleted from the admin (its actions, where it has
+    any, call services). The base of every admin that only shows (docs/API.md §16)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 class PendingProviderFilter(admin.SimpleListFilter):
     title = "provider application"
     parameter_name = "provider_application"
@@ -116,7 +130,9 @@ class ClientAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ReadOnlyAdmin):
+    """Revoked (the action), never edited or deleted: what a key did stays attributable."""
+
     list_display = ["id", "client", "name", "masked", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["client__user__username", "name", "last4"]
@@ -125,12 +141,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     fields = readonly_fields
     actions = ["revoke_keys"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # revoked, never deleted: what a key did stays attributable
-
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -138,19 +148,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 # --- The ledger: read-only -------------------------------------------------------------------------------------
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Viewable by staff; nothing can be added, changed or deleted from the admin."""
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class LedgerEntryInline(admin.TabularInline):

@@ -10,10 +10,12 @@ from core import request_id
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamp every record with the id of the request being served (`-` outside a request)."""
+    """Stamp every record with the id of the request being served (`-` outside a request). Django's own line for a
+    4xx/5xx answer is written once the middleware has let the id go: it names its request, which has the id."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.current.get() or "-"
+        served = getattr(getattr(record, "request", None), "request_id", None)
+        record.request_id = request_id.current.get() or served or "-"
         return True
 
 

@@ -3,6 +3,7 @@ request id every request gets."""
 
 import json
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -121,7 +122,11 @@ class RequestBodyLimitMiddleware:
 
 
 class RequestIdMiddleware:
-    """Take or make the request's id, keep it for its log lines, and return it in `X-Request-Id`."""
+    """Take or make the request's id, keep it for its log lines, and return it in `X-Request-Id`.
+
+    The id is the request's only: it is reset when the response leaves (the next request on this thread or task
+    starts without one), and set again around each part a streamed response makes, whose node call and log lines
+    run after that (core/request_id.py's `streaming_with_id`)."""
 
     sync_capable = True
     async_capable = True
@@ -132,22 +137,31 @@ class RequestIdMiddleware:
         if self.is_async:
             markcoroutinefunction(self)
 
-    def _begin(self, request: HttpRequest) -> str:
+    @staticmethod
+    def _begin(request: HttpRequest) -> tuple[str, Token[str | None]]:
         rid = request_id.accept(request.headers.get(request_id.HEADER))
         request.request_id = rid  # type: ignore[attr-defined]
-        request_id.current.set(rid)
-        return rid
+        return rid, request_id.current.set(rid)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+    @staticmethod
+    def _end(response: HttpResponseBase, rid: str) -> HttpResponseBase:
+        response[request_id.HEADER] = rid
+        return request_id.streaming_with_id(response, rid)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self.__acall__(request)
-        rid = self._begin(request)
-        response = self.get_response(request)
-        response[request_id.HEADER] = rid
-        return response
+        rid, token = self._begin(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id.current.reset(token)
+        return self._end(response, rid)
 
-    async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        rid = self._begin(request)
-        response = await self.get_response(request)
-        response[request_id.HEADER] = rid
-        return response
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        rid, token = self._begin(request)
+        try:
+            response = await self.get_response(request)
+        finally:
+            request_id.current.reset(token)
+        return self._end(response, rid)

@@ -6,7 +6,11 @@ Both doors set it: core.middleware.RequestIdMiddleware, and the lean ASGI paths 
 
 import re
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
+
+from django.http import FileResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 HEADER = "X-Request-Id"
 MAX_LENGTH = 128
@@ -23,3 +27,49 @@ def accept(raw: str | bytes | None) -> str:
     if raw and _SAFE.fullmatch(raw):
         return raw
     return uuid.uuid4().hex
+
+
+def streaming_with_id(response: HttpResponseBase, rid: str) -> HttpResponseBase:
+    """A streamed response's parts are made after its request's middleware returned (a stream's node call, its log
+    lines): each is made with the request's id set again. Files are left as they are (served by the file itself)."""
+    if not isinstance(response, StreamingHttpResponse) or isinstance(response, FileResponse):
+        return response
+    content = response.streaming_content
+    if isinstance(content, AsyncIterator):
+        response.streaming_content = _async_parts_with_id(content, rid)
+    else:
+        response.streaming_content = _parts_with_id(iter(content), rid)
+    return response
+
+
+def _parts_with_id(parts: Iterator[bytes], rid: str) -> Iterator[bytes]:
+    while True:
+        token = current.set(rid)
+        try:
+            part = next(parts)
+        except StopIteration:
+            return
+        finally:
+            current.reset(token)
+        yield part
+
+
+async def _async_parts_with_id(parts: AsyncIterator[bytes], rid: str) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            token = current.set(rid)
+            try:
+                part = await anext(parts)
+            except StopAsyncIteration:
+                return
+            finally:
+                current.reset(token)
+            yield part
+    finally:  # closed early (the client left): the stream's own clean-up runs now, with the id
+        aclose = getattr(parts, "aclose", None)
+        if aclose is not None:
+            token = current.set(rid)
+            try:
+                await aclose()
+            finally:
+                current.reset(token)

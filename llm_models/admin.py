@@ -137,8 +137,9 @@ class NodeAdmin(admin.ModelAdmin):
         "registered_at",
         "deregistered_at",
         "token_hint",
+        "unsupported",
     ]
-    fields = ["name", "region", "gpu", "ssh_host", "ssh_port", "ssh_user", *readonly_fields, "unsupported_actions"]
+    fields = ["name", "region", "gpu", "ssh_host", "ssh_port", "ssh_user", *readonly_fields]
     raw_id_fields = ["gpu"]
     inlines = [NodeModelInline]
     change_form_template = "admin/llm_models/node/change_form_with_chart.html"
@@ -216,6 +217,12 @@ class NodeAdmin(admin.ModelAdmin):
     @admin.display(description="latency (smoothed, to first byte)")
     def latency(self, obj: Node) -> str:
         return "-" if obj.latency_ewma_ms is None else f"{obj.latency_ewma_ms:,.0f} ms"
+
+    @admin.display(description="unsupported actions")
+    def unsupported(self, obj: Node) -> str:
+        """Actions the node's agent answered `unsupported` to: set by its command reports, cleared when it says it
+        has their hooks (llm_models/services.py), never by hand: rentals refuse these actions on this node."""
+        return ", ".join(obj.unsupported_actions or []) or "none"
 
     @admin.display(description="node token")
     def token_hint(self, obj: Node) -> str:

@@ -7,29 +7,24 @@ from django.contrib.admin.helpers import ActionForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from clients.admin import ReadOnlyAdmin
 from clients.permissions import request_client
 from core.errors import DomainError
+from core.formatting import money_html
 from payments import services
 from payments.models import Payout, TopUp, X402Payer, X402Payment
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-
 @admin.register(TopUp)
-class TopUpAdmin(_ReadOnly):
-    list_display = ["id", "client", "amount", "status", "stripe_session_id", "created_at", "completed_at"]
+class TopUpAdmin(ReadOnlyAdmin):
+    list_display = ["id", "client", "amount_usd", "status", "stripe_session_id", "created_at", "completed_at"]
     list_filter = ["status"]
     search_fields = ["client__user__username", "stripe_session_id"]
     list_select_related = ["client__user"]
+
+    @admin.display(description="amount (USD)", ordering="amount")
+    def amount_usd(self, obj: TopUp) -> str:
+        return money_html(obj.amount)  # whole cents: Stripe charges cards by the cent
 
 
 class PayoutActionForm(ActionForm):
@@ -37,13 +32,17 @@ class PayoutActionForm(ActionForm):
 
 
 @admin.register(Payout)
-class PayoutAdmin(_ReadOnly):
-    list_display = ["id", "client", "amount", "status", "reference", "decided_by", "created_at", "decided_at"]
+class PayoutAdmin(ReadOnlyAdmin):
+    list_display = ["id", "client", "amount_usd", "status", "reference", "decided_by", "created_at", "decided_at"]
     list_filter = ["status"]
     search_fields = ["client__user__username", "reference"]
     list_select_related = ["client__user", "decided_by"]
     action_form = PayoutActionForm
     actions = ["approve_payouts", "reject_payouts"]
+
+    @admin.display(description="amount (USD)", ordering="amount")
+    def amount_usd(self, obj: Payout) -> str:
+        return money_html(obj.amount, 6)  # what is transferred, to the micro-dollar
 
     def _decide(self, request: HttpRequest, queryset: QuerySet[Payout], decide, verb: str, *, need_ref: bool) -> None:
         reference = request.POST.get("reference", "").strip()
@@ -70,15 +69,19 @@ class PayoutAdmin(_ReadOnly):
 
 
 @admin.register(X402Payer)
-class X402PayerAdmin(_ReadOnly):
+class X402PayerAdmin(ReadOnlyAdmin):
     list_display = ["id", "address", "client", "created_at"]
     search_fields = ["address"]
     list_select_related = ["client__user"]
 
 
 @admin.register(X402Payment)
-class X402PaymentAdmin(_ReadOnly):
-    list_display = ["id", "payer", "network", "amount", "status", "transaction", "created_at", "settled_at"]
+class X402PaymentAdmin(ReadOnlyAdmin):
+    list_display = ["id", "payer", "network", "amount_usd", "status", "transaction", "created_at", "settled_at"]
     list_filter = ["status", "network"]
     search_fields = ["payer__address", "transaction", "nonce"]
     list_select_related = ["payer"]
+
+    @admin.display(description="amount (USD)", ordering="amount")
+    def amount_usd(self, obj: X402Payment) -> str:
+        return money_html(obj.amount, 6)  # USDC has 6 decimals

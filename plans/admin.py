@@ -1,35 +1,31 @@
 """Operators manage plans here; subscriptions are read-only (their money moved through the ledger)."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
+from clients.admin import ReadOnlyAdmin
+from core.formatting import money_html
 from plans.models import Plan, PlanDailyUsage, Subscription
 
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["name", "price_per_month", "daily_requests", "overage", "is_active"]
+    list_display = ["name", "price", "daily_requests", "overage", "is_active"]
     list_filter = ["overage", "is_active"]
     search_fields = ["name"]
 
+    @admin.display(description="price per month (USD)", ordering="price_per_month")
+    def price(self, obj: Plan) -> str:
+        return money_html(obj.price_per_month)
+
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ReadOnlyAdmin):
     list_display = ["client", "plan", "status", "started_at", "renews_at", "renew"]
     list_filter = ["status", "plan"]
-    readonly_fields = [f.name for f in Subscription._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(PlanDailyUsage)
-class PlanDailyUsageAdmin(admin.ModelAdmin):
-    list_display = ["subscription", "day", "requests"]
-    readonly_fields = ["subscription", "day", "requests"]
+class PlanDailyUsageAdmin(ReadOnlyAdmin):
+    """What a subscription's day used: counted by the chat path, never edited (it decides what is covered)."""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    list_display = ["subscription", "day", "requests"]

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
 
+from clients.admin import ReadOnlyAdmin
 from core.formatting import money_html
 from rentals.choices import RentalStatus
 from rentals.models import Rental, Snapshot
@@ -52,16 +53,9 @@ class RentalAdmin(admin.ModelAdmin):
 
 
 @admin.register(Snapshot)
-class SnapshotAdmin(admin.ModelAdmin):
+class SnapshotAdmin(ReadOnlyAdmin):
     """Saved instances (read-only: renters delete their own through the API)."""
 
     list_display = ["id", "client", "rental", "node", "image_ref", "created_at"]
     search_fields = ["image_ref", "client__user__username"]
     list_select_related = ["client__user", "node"]
-    readonly_fields = [f.name for f in Snapshot._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

@@ -1,35 +1,31 @@
-"""Read-mostly admin of fine-tuning: money is never edited here (STYLE.md §1)."""
+"""Fine-tuning, shown to operators: nothing here adds, edits or deletes a job, a dataset or an event (deleting a
+running job would leave its hold open; its money moves only through training/billing.py)."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 
+from clients.admin import ReadOnlyAdmin
+from core.formatting import money_html
 from training.models import TrainingEvent, TrainingFile, TrainingJob
 
 
 @admin.register(TrainingJob)
-class TrainingJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "client", "base_model", "node", "status", "progress", "charged", "created_at"]
+class TrainingJobAdmin(ReadOnlyAdmin):
+    list_display = ["id", "client", "base_model", "node", "status", "progress", "charged_usd", "created_at"]
     list_filter = ["status"]
     search_fields = ["base_model", "fine_tuned_model"]
-    readonly_fields = [f.name for f in TrainingJob._meta.fields]
+    list_select_related = ["client__user", "node"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    @admin.display(description="charged (USD)", ordering="charged")
+    def charged_usd(self, obj: TrainingJob) -> str:
+        return money_html(obj.charged, 6)
 
 
 @admin.register(TrainingFile)
-class TrainingFileAdmin(admin.ModelAdmin):
+class TrainingFileAdmin(ReadOnlyAdmin):
     list_display = ["id", "client", "filename", "bytes", "lines", "created_at"]
-    readonly_fields = [f.name for f in TrainingFile._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    list_select_related = ["client__user"]
 
 
 @admin.register(TrainingEvent)
-class TrainingEventAdmin(admin.ModelAdmin):
+class TrainingEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "job", "step", "epoch", "loss", "message", "created_at"]
-    readonly_fields = [f.name for f in TrainingEvent._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False

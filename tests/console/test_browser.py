@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from clients import ledger
-from llm_models.models import Node
+from inference.models import InferenceRequest
+from llm_models.models import Node, NodeModel
 from tests.console.helpers import metric_samples, nodes_in_every_state, paid_request
-from tests.factories import PASSWORD, make_client
+from tests.factories import PASSWORD, LlmModelFactory, make_client
 from tests.inference.conftest import fund
 from tests.llm_models.conftest import REPO_ROOT
 
@@ -139,3 +140,36 @@ def test_money_is_money_and_view_only_pages_offer_no_add_or_delete(browser_page,
         assert page.locator('select[name="action"] option[value="delete_selected"]').count() == 0, url
     assert page.locator(".money", has_text="0.000123").count() == 1  # a request's cost keeps its 6 places
     page.screenshot(path=ARTIFACTS / "inference-requests.png", full_page=True)
+
+
+# The changelist tables that grew columns (market/admin.py's figures, a request's cost): all of each table is
+# on screen at 1280 px, none of it behind the results box's horizontal scrollbar.
+WIDE_LISTS = ["/admin/llm_models/node/", "/admin/inference/inferencerequest/"]
+REAL_MODEL = "meta-llama/Llama-3.1-70B-Instruct"
+
+
+@pytest.mark.parametrize("url", WIDE_LISTS)
+def test_list_columns_fit_at_1280_px(browser_page, provider, user_client, url):
+    page = browser_page
+    nodes = nodes_in_every_state(provider[0])
+    Node.objects.filter(pk=nodes["live"].pk).update(
+        latest_metrics={"gpu_utilization": 90.0, "gpu_memory_used_mb": 40960, "gpu_memory_total_mb": 81920},
+    )
+    NodeModel.objects.create(node=nodes["live"], model=LlmModelFactory(name=REAL_MODEL))
+    fund(user_client[0], "10.00")
+    for i, node in enumerate(nodes.values()):
+        paid_request(payer=user_client[0], node=node, cost="1.234567", key=f"w{i}", tokens=(123456, 7890))
+    InferenceRequest.objects.update(desired_model=REAL_MODEL, latency_ms=12345, error_code="node_timeout")
+
+    page.goto(f"{page.base}{url}")
+    page.screenshot(path=ARTIFACTS / f"fit-{url.strip('/').replace('/', '-')}.png", full_page=True)
+    table, room, window = page.evaluate(
+        """() => {
+            const table = document.querySelector('#result_list');
+            return [table.scrollWidth, table.closest('.results').clientWidth, document.documentElement.scrollWidth];
+        }"""
+    )
+
+    assert page.locator("#result_list tbody tr").count() == 4
+    assert table <= room, f"{url}: the table is {table} px wide in {room} px"
+    assert window <= 1280, f"{url}: the page scrolls sideways ({window} px)"

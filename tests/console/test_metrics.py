@@ -1,5 +1,6 @@
 """GET /metrics (docs/API.md §16): guarded, Prometheus' format, and exact across several web processes."""
 
+import time
 from decimal import Decimal
 
 import httpx
@@ -179,6 +180,57 @@ def test_n_requests_raise_each_counter_by_exactly_n_across_two_web_processes(tmp
         s=Sum("amount")
     )
     assert shares["operator"] == pytest.approx(float(earned["s"])) and earned["s"] > 0
+
+
+@pytest.mark.worker
+@pytest.mark.live_server
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_workers_counters_reach_a_scrape_of_a_web_process(tmp_path, user_client, node_on, start_worker):
+    """The worker serves a seed /api/v1/inference/ request (the web process only queues it) and writes its counters
+    to the shared PROMETHEUS_MULTIPROC_DIR, as `make run` sets it for web and worker alike."""
+    from inference.models import InferenceRequest
+
+    client, key = user_client
+    fund(client, "1.00")
+    _node, stub = node_on()
+    stub.behaviour.answer = "one two three"  # 3 completion tokens
+    stub.behaviour.prompt_tokens = 5
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    worker = start_worker(PROMETHEUS_MULTIPROC_DIR=str(shared))
+    web = start_service(tmp_path / "web.log", PROMETHEUS_MULTIPROC_DIR=str(shared))
+    served = {"model": MODEL, "outcome": "completed"}
+    try:
+        before = parse(httpx.get(f"{web.base_url}/metrics").text)
+        r = httpx.post(
+            f"{web.base_url}/api/v1/inference/",
+            json={"question_text": "hi", "desired_model": MODEL},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        deadline = time.monotonic() + 30
+        while True:
+            after = parse(httpx.get(f"{web.base_url}/metrics").text)
+            counted = value(after, "gpumarket_inference_requests_total", **served)
+            if counted > value(before, "gpumarket_inference_requests_total", **served):
+                break
+            assert time.monotonic() < deadline, f"not counted:\n{worker.log_path.read_text()[-3000:]}"
+            time.sleep(0.2)
+        time.sleep(0.5)  # anything counted twice would show by now
+        after = parse(httpx.get(f"{web.base_url}/metrics").text)
+    finally:
+        _stop(web)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    row = InferenceRequest.objects.get(pk=r.json()["id"])
+    assert (row.status, row.channel) == ("completed", "worker")
+    assert delta("gpumarket_inference_requests_total", **served) == 1
+    assert delta("gpumarket_inference_tokens_total", model=MODEL, kind="prompt") == 5
+    assert delta("gpumarket_inference_tokens_total", model=MODEL, kind="completion") == 3
+    assert (shared / f"counter_{worker.pid}.db").exists()  # the worker's own file: it counted them
 
 
 def _scrape_here() -> str:

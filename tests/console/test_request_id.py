@@ -4,13 +4,15 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from core import request_id
 from core.logging import JsonFormatter, RequestIdFilter
-from tests.inference.conftest import MODEL, fund, settle_usage, start_service
+from tests.inference.conftest import MODEL, fund, settle_usage, start_service, streamed
 from tests.llm_models.conftest import _stop
 
 MADE = re.compile(r"[0-9a-f]{32}")
@@ -41,24 +43,57 @@ def test_errors_carry_the_request_id_too(client):
     assert r["X-Request-Id"] == "lost-1"
 
 
-def test_the_json_format_writes_one_object_per_line_with_the_request_id():
+@contextmanager
+def json_log(name: str) -> Iterator[io.StringIO]:
+    """What logger `name` writes while inside, as LOG_FORMAT=json writes it (the id filter included)."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RequestIdFilter())
-    log = logging.getLogger("tests.console.json")
+    log = logging.getLogger(name)
     log.addHandler(handler)
+    propagate, level = log.propagate, log.level
     log.propagate = False
-    token = request_id.current.set("rid-7")
+    log.setLevel(logging.INFO)
     try:
-        log.warning("node %s slow\nsecond line", "n1", extra={"node_id": 3})
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            log.exception("failed")
+        yield stream
     finally:
-        request_id.current.reset(token)
         log.removeHandler(handler)
+        log.propagate, log.level = propagate, level
+
+
+def test_a_log_line_after_the_request_on_the_same_thread_carries_no_id(client):
+    with json_log("tests.console.after") as stream:
+        r = client.get("/healthz", HTTP_X_REQUEST_ID="done-1")
+        logging.getLogger("tests.console.after").warning("the next thing on this thread")
+
+    assert r["X-Request-Id"] == "done-1"
+    assert request_id.current.get() is None
+    assert json.loads(stream.getvalue())["request_id"] == "-"
+
+
+def test_djangos_own_line_for_an_error_answer_still_names_its_request(client):
+    """Django writes it once the middleware has let the id go; the record carries the request, which has it."""
+    with json_log("django.request") as stream:
+        r = client.get("/api/v1/gpu/list/1/", HTTP_X_REQUEST_ID="refused-1")
+
+    assert r.status_code == 401
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines and all(line["request_id"] == "refused-1" for line in lines)
+
+
+def test_the_json_format_writes_one_object_per_line_with_the_request_id():
+    log = logging.getLogger("tests.console.json")
+    with json_log("tests.console.json") as stream:
+        token = request_id.current.set("rid-7")
+        try:
+            log.warning("node %s slow\nsecond line", "n1", extra={"node_id": 3})
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                log.exception("failed")
+        finally:
+            request_id.current.reset(token)
 
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
@@ -126,6 +161,29 @@ def test_the_django_path_forwards_the_request_id_to_the_node(client, user_client
     assert r.status_code == 200, r.content
     assert r["X-Request-Id"] == "django-door-1"
     assert stub.chat_requests[0].headers["X-Request-Id"] == "django-door-1"
+
+
+@pytest.mark.live_server
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_through_django_forwards_the_request_id_to_the_node(api_client, user_client, node_on):
+    """A stream's node call is made while its parts are sent, after the middleware let the id go: it is set again
+    around each part."""
+    fund(user_client[0], "1.00")
+    _node, stub = node_on()
+
+    r = api_client.post(
+        "/api/v1/inference/stream/",
+        {"question_text": "hi", "desired_model": MODEL},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {user_client[1]}",
+        HTTP_X_REQUEST_ID="streamed-3",
+    )
+    body = streamed(r)
+
+    assert r.status_code == 200 and "[DONE]" in body
+    assert r["X-Request-Id"] == "streamed-3"
+    assert stub.chat_requests[0].headers["X-Request-Id"] == "streamed-3"
+    assert request_id.current.get() is None
 
 
 @pytest.mark.worker
