@@ -32,6 +32,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -49,6 +50,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_PATTERN = r"^[!-~]{1,255}$"  # 1 to 255 visible ASCII characters (a UUID is typical)
 KEY_TTL = timedelta(hours=24)
 IN_PROGRESS_TIMEOUT = timedelta(minutes=5)  # longer than any request may run
+_REF_PREFIX = "idem:"
 
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
@@ -75,7 +77,7 @@ def with_idempotency(request: Request, handler: Callable[[str], Response]) -> Re
     if isinstance(claimed, Response):
         return claimed
     try:
-        response = handler(f"idem:{claimed.pk}")
+        response = handler(f"{_REF_PREFIX}{claimed.pk}")
     except BaseException:
         _forget(claimed)
         raise
@@ -86,6 +88,17 @@ def with_idempotency(request: Request, handler: Callable[[str], Response]) -> Re
         response_status=response.status_code, response_body=response.data, completed_at=timezone.now()
     )
     return response
+
+
+def idempotency_answer_replace(*, ref: str, status_code: int, body: Any) -> None:
+    """Store a later, final answer for the request run under `ref`, replacing the 2xx its handler gave (the seed
+    resource's 202, then 201 once its wait in front of Django ends: inference/seed_asgi.py). Replays get it from
+    now on. A `ref` without a key (`once:...`) has nothing stored."""
+    if not ref.startswith(_REF_PREFIX):
+        return
+    IdempotencyRecord.objects.filter(pk=int(ref.removeprefix(_REF_PREFIX)), response_status__isnull=False).update(
+        response_status=status_code, response_body=body, completed_at=timezone.now()
+    )
 
 
 def _fingerprint(request: Request) -> str:

@@ -1,7 +1,5 @@
 """Reads of inference requests: each caller sees only its own (admins see all); others' rows are 404."""
 
-import time
-
 from django.db.models import Prefetch, QuerySet
 
 from clients.models import Client
@@ -23,19 +21,6 @@ def inference_batch_get_visible(*, viewer: Client, batch_id: int) -> InferenceBa
     if batch is None:
         raise NotFound("No batch with this id.")
     return batch
-
-
-_POLL_S = 0.1
-
-
-def inference_wait_finished(*, req: InferenceRequest, timeout: float) -> InferenceRequest:
-    """The row once a worker has finished it, or as it is when `timeout` passes (polled every 0.1 s; the request
-    thread waits meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while not req.is_finished and time.monotonic() < deadline:
-        time.sleep(_POLL_S)
-        req.refresh_from_db()
-    return req
 
 
 def inference_get_by_generation_id(*, client: Client, generation_id: str) -> InferenceRequest:

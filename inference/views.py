@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -29,7 +30,7 @@ from core.idempotency import (
     with_idempotency,
 )
 from core.openapi import error_response
-from inference import door_limits, selectors, services
+from inference import door_limits, selectors, services, waits
 from inference.choices import InferenceChannel
 from inference.filters import InferenceFilter
 from inference.models import InferenceRequest
@@ -88,6 +89,17 @@ def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened
     return opened
 
 
+def _wait_or_hand_over(request: Request, *, req: InferenceRequest, ref: str) -> InferenceRequest:
+    """Hand the wait to the ASGI layer in front of Django when there is one (inference/seed_asgi.py: it answers 201
+    once the row is finished, this 202 meanwhile, with no thread held); else wait here (test client, WSGI). The
+    layer renders JSON only: a caller that negotiated another format is waited for here."""
+    slot = waits.wait_in_front(request._request)
+    if slot is not None and isinstance(request.accepted_renderer, JSONRenderer):
+        slot.request_id, slot.ref = req.pk, ref
+        return req
+    return waits.inference_wait_finished(req=req, timeout=settings.INFERENCE_SYNC_WAIT_S)
+
+
 async def _seed_stream(call: ChatCall) -> AsyncIterator[bytes]:
     """Chunk events, then `event: inference` with the saved record, then `[DONE]` (no `[DONE]` after an error).
     Relayed and recorded by the web door's /v1 pipeline (inference/v1/web.py)."""
@@ -140,10 +152,9 @@ class InferenceViewSet(
     )
     def create(self, request: Request) -> Response:
         def ask(ref: str) -> Response:
-            opened = _open_question(request, ref=ref, channel=InferenceChannel.WORKER)
-            req = opened.request
-            if not _wants_async(request):
-                req = selectors.inference_wait_finished(req=req, timeout=settings.INFERENCE_SYNC_WAIT_S)
+            req = _open_question(request, ref=ref, channel=InferenceChannel.WORKER).request
+            if not (req.is_finished or _wants_async(request)):
+                req = _wait_or_hand_over(request, req=req, ref=ref)
             code = status.HTTP_201_CREATED if req.is_finished else status.HTTP_202_ACCEPTED
             return Response(InferenceOut(req).data, status=code)
 
