@@ -39,6 +39,7 @@ Q6 = Decimal("0.000001")
 # Tokens a chat template may add around each message, and around the whole prompt.
 _TEMPLATE_TOKENS_PER_MESSAGE = 16
 _TEMPLATE_TOKENS = 64
+_UNKEPT_TEXT = frozenset({"reasoning_content", "reasoning", "refusal"})  # relayed text that is not the answer
 
 
 class Assembler(Protocol):
@@ -113,24 +114,17 @@ class Delivery:
                 self.finish_reason = str(choice.get("finish_reason") or "") or None
 
     def _observe_message(self, message: dict) -> None:
-        """A message or a delta: its content is the answer; reasoning, refusals and tool calls are relayed text too
-        (billed, not kept). One pass over the keys present (a delta has one or two)."""
+        # The content is the answer; reasoning, refusals and tool calls are relayed (billed) but not kept.
         for key, value in message.items():
-            if key == "content":
+            if key == "content" or key in _UNKEPT_TEXT:
                 if isinstance(value, str):
-                    self._relayed(value, answer=True)
-            elif key in _UNKEPT_TEXT:
-                if isinstance(value, str):
-                    self._relayed(value, answer=False)
+                    self._relayed(value, answer=key == "content")
             elif key == "tool_calls" and isinstance(value, list):
                 for call in value:
                     function = call.get("function") if isinstance(call, dict) else None
                     if isinstance(function, dict):
                         self._relayed(str(function.get("name") or ""), answer=False)
                         self._relayed(str(function.get("arguments") or ""), answer=False)
-
-
-_UNKEPT_TEXT = frozenset({"reasoning_content", "reasoning", "refusal"})
 
 
 @dataclass(frozen=True)
