@@ -11,17 +11,18 @@ request); a budget's period by `key_periods.period_bounds`. Here:
 
 Counters (rpm, tpm) are per key per UTC minute (a fixed window: at most `rpm` requests are admitted in each
 calendar minute, whatever the number of processes). They live in Redis where KEY_LIMITS_REDIS_URL is set (one
-pipelined round trip: INCR + EXPIRE + GET), else in the database (`KeyRateWindow`, a conditional UPDATE). A key
+script, one command: INCR + EXPIRE + GET), else in the database (`KeyRateWindow`, a conditional UPDATE). A key
 without rpm/tpm touches no counter. The budget is checked against the key's spend since the start of its period,
 added to as each request finishes: a request already running can take it past the budget by its own cost, and the
 next one is refused.
 
 The spend lives in `ApiKey.spent` (the record of truth) and, where Redis is configured, in a counter per key and
-period (integer micro-USD) read in the same pipelined round trip as the rpm counter: no database query. A missing
+period (integer micro-USD) read by the same script as the rpm counter: no database query. A missing
 counter is seeded from the row (SET NX); recording raises the counter to the row's new total under the row's lock,
 never adds, so concurrent recordings and journal retries stay exact (docs/API.md §9 "Keys, plans and usage").
 """
 
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -89,7 +90,7 @@ def _usd(micros: Any) -> Decimal:
 
 
 def _spent_in_redis(limits: KeyLimits, now: datetime, counted: Any) -> Decimal:
-    """The spend from the admission pipeline's GET, seeded from the database when the counter was missing."""
+    """The spend from the admission script's GET, seeded from the database when the counter was missing."""
     return _seed_spend(limits, now) if counted is None else _usd(counted)
 
 
@@ -160,23 +161,50 @@ def _redis_async() -> redis.asyncio.Redis:
     return redis_client_async(settings.KEY_LIMITS_REDIS_URL, timeout_s=2)
 
 
-def _count_pipeline(pipe: Any, limits: KeyLimits, now: datetime) -> None:
-    """The admission's one Redis round trip: the rpm/tpm counters (a key with either), the spend (a key with a
-    budget)."""
-    if limits.rpm is not None or limits.tpm is not None:
-        requests_name, tokens_name = _names(limits.key_id, _window(now)[0])
-        pipe.incr(requests_name)
-        pipe.expire(requests_name, 120)
-        pipe.get(tokens_name)
-    if limits.budget is not None:
-        pipe.get(_spend_name(limits, now)[0])
+# The admission's one Redis command (atomic, one reply to parse: a MULTI/EXEC pipeline of the same commands costs
+# redis-py several times the CPU): the minute's request counter bumped and its tokens read (a key with rpm or tpm),
+# the period's spend read (a key with a budget). A counter or spend not there is nil (None).
+_ADMIT = """
+local out = {false, false, false}
+if ARGV[1] == '1' then
+  out[1] = redis.call('INCR', KEYS[1])
+  redis.call('EXPIRE', KEYS[1], 120)
+  out[2] = redis.call('GET', KEYS[2])
+end
+if ARGV[2] == '1' then out[3] = redis.call('GET', KEYS[3]) end
+return out
+"""
+_ADMIT_SHA = hashlib.sha1(_ADMIT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by their SHA-1
 
 
-def _counted(limits: KeyLimits, result: list[Any]) -> tuple[int, int, Any]:
-    """(requests, tokens, the spend counter's raw value) from the pipeline's replies."""
-    if limits.rpm is None and limits.tpm is None:
-        return 0, 0, result[0] if limits.budget is not None else None
-    return int(result[0]), int(result[2] or 0), result[3] if limits.budget is not None else None
+def _admit_args(limits: KeyLimits, now: datetime) -> list[Any]:
+    """The admission script's 3 keys and 2 flags."""
+    counts = limits.rpm is not None or limits.tpm is not None
+    requests_name, tokens_name = _names(limits.key_id, _window(now)[0])
+    spend_name = _spend_name(limits, now)[0] if limits.budget is not None else f"{_PREFIX}:{limits.key_id}:s"
+    return [3, requests_name, tokens_name, spend_name, int(counts), int(limits.budget is not None)]
+
+
+def _counted(result: list[Any]) -> tuple[int, int, Any]:
+    """(requests, tokens, the spend counter's raw value or None) from the script's reply."""
+    requests, tokens, spend = result
+    return int(requests or 0), int(tokens or 0), spend
+
+
+def _admit_in_redis(limits: KeyLimits, now: datetime) -> tuple[int, int, Any]:
+    client, args = _redis(), _admit_args(limits, now)
+    try:
+        return _counted(client.evalsha(_ADMIT_SHA, *args))
+    except redis.exceptions.NoScriptError:  # a Redis that has not seen it yet (or was flushed of scripts)
+        return _counted(client.eval(_ADMIT, *args))
+
+
+async def _admit_in_redis_async(limits: KeyLimits, now: datetime) -> tuple[int, int, Any]:
+    client, args = _redis_async(), _admit_args(limits, now)
+    try:
+        return _counted(await client.evalsha(_ADMIT_SHA, *args))
+    except redis.exceptions.NoScriptError:
+        return _counted(await client.eval(_ADMIT, *args))
 
 
 _RAISE_IF_SEEDED = """
@@ -243,9 +271,7 @@ def key_admit(
     if not redis_enabled():
         return _admit_in_database(limits, now)
     try:
-        pipe = _redis().pipeline(transaction=True)
-        _count_pipeline(pipe, limits, now)
-        requests, tokens, counted = _counted(limits, pipe.execute())
+        requests, tokens, counted = _admit_in_redis(limits, now)
         spent = None if limits.budget is None else _spent_in_redis(limits, now, counted)
     except redis.RedisError:
         log.warning("key limits: Redis unreachable, key %s admitted on the database's figures", limits.key_id)
@@ -268,9 +294,7 @@ async def key_admit_async(
     if not redis_enabled():
         return await _admit_in_database_async(limits, now)
     try:
-        pipe = _redis_async().pipeline(transaction=True)
-        _count_pipeline(pipe, limits, now)
-        requests, tokens, counted = _counted(limits, await pipe.execute())
+        requests, tokens, counted = await _admit_in_redis_async(limits, now)
         spent = None
         if limits.budget is not None:
             spent = _usd(counted) if counted is not None else await _seed_spend_async(limits, now)
