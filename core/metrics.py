@@ -74,6 +74,17 @@ def route_of(request: HttpRequest) -> str:
     return "/" + match.route.replace("^", "").replace("$", "")
 
 
+_DEFERRED = "_metrics_observed_later"  # a request attribute: the route of an answer observed in front of Django
+
+
+def defer_http_observation(request: HttpRequest) -> str:
+    """This request's answer is sent later by an ASGI layer in front of Django (inference/seed_asgi.py), which
+    observes it then with the status it sends (observe_http): the middleware does not. Returns its route label."""
+    route = route_of(request)
+    setattr(request, _DEFERRED, route)
+    return route
+
+
 class HttpMetricsMiddleware:
     """Count and time every request Django answers (the lean paths count their own: core/asgi.py)."""
 
@@ -102,5 +113,7 @@ class HttpMetricsMiddleware:
 
     @staticmethod
     def _observe(request: HttpRequest, response: Any, started: float) -> None:
+        if hasattr(request, _DEFERRED):
+            return
         method = request.method or "GET"
         observe_http(route=route_of(request), method=method, status=response.status_code, started=started)

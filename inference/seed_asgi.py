@@ -11,12 +11,14 @@ Every other request, and every other answer, passes through untouched.
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
 from rest_framework.renderers import JSONRenderer
 
+from core import metrics
 from core.asgi import ASGIApp, Receive, Scope, Send, database_call
 from core.idempotency import idempotency_answer_replace
 from inference.models import InferenceRequest
@@ -26,6 +28,7 @@ from inference.waits import SCOPE_KEY, FinishWatch, WaitInFront
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/inference/"
+CLIENT_GONE = 499  # the status counted for a caller that left before its answer (nginx's "client closed request")
 Message = Mapping[str, Any]
 
 
@@ -53,18 +56,27 @@ class SeedAnswerWait:
             return
         slot = WaitInFront()
         held: list[Message] = []
+        sent = 0  # the status Django's answer went out with, when it was not held
+        started = time.perf_counter()
 
         async def holding(message: Message) -> None:
+            nonlocal sent
             if held or (message["type"] == "http.response.start" and message["status"] == 202 and slot.request_id):
                 held.append(message)  # the 202 of a request to wait for: sent, or replaced, after the wait
             else:
+                if message["type"] == "http.response.start":
+                    sent = message["status"]
                 await send(message)
 
         await self.app({**scope, SCOPE_KEY: slot}, receive, holding)
         if held and slot.request_id is not None:
-            await self._wait_then_answer(slot, held, receive, send)
+            sent = await self._wait_then_answer(slot, held, receive, send)
+        if slot.route is not None:  # the view left counting this answer to us (core/metrics.py)
+            metrics.observe_http(route=slot.route, method="POST", status=sent or CLIENT_GONE, started=started)
 
-    async def _wait_then_answer(self, slot: WaitInFront, held: list[Message], receive: Receive, send: Send) -> None:
+    async def _wait_then_answer(self, slot: WaitInFront, held: list[Message], receive: Receive, send: Send) -> int:
+        """Send the answer once the row is finished (201) or the wait is over (the held 202); its status, 0 when
+        the client went away first."""
         assert slot.request_id is not None
         waiting = asyncio.create_task(self.watch.wait(slot.request_id, timeout=settings.INFERENCE_SYNC_WAIT_S))
         gone = asyncio.create_task(_disconnected(receive))
@@ -74,7 +86,7 @@ class SeedAnswerWait:
             gone.cancel()
         if not waiting.done():
             waiting.cancel()
-            return  # the client went away: its Idempotency-Key keeps the 202
+            return 0  # the client went away: its Idempotency-Key keeps the 202
         if waiting.result():
             try:
                 body = await answer_finished(slot.request_id, slot.ref)
@@ -85,6 +97,7 @@ class SeedAnswerWait:
         with contextlib.suppress(OSError):  # the client is gone (uvicorn raises ClientDisconnected, an OSError)
             for message in held:
                 await send(message)
+        return int(held[0]["status"])
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from clients.key_limit_types import key_limits_of
 from clients.key_limits import key_admit
 from clients.permissions import request_client
+from core import metrics
 from core.error_render import openai_sse_error
 from core.idempotency import (
     HEADER,
@@ -96,6 +97,7 @@ def _wait_or_hand_over(request: Request, *, req: InferenceRequest, ref: str) -> 
     slot = waits.wait_in_front(request._request)
     if slot is not None and isinstance(request.accepted_renderer, JSONRenderer):
         slot.request_id, slot.ref = req.pk, ref
+        slot.route = metrics.defer_http_observation(request._request)  # counted as the layer answers
         return req
     return waits.inference_wait_finished(req=req, timeout=settings.INFERENCE_SYNC_WAIT_S)
 

@@ -34,6 +34,7 @@ class WaitInFront:
 
     request_id: int | None = None
     ref: str | None = None
+    route: str | None = None  # the metrics' route label: the layer counts the answer it sends (core/metrics.py)
 
 
 def wait_in_front(request: HttpRequest) -> WaitInFront | None:

@@ -13,6 +13,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from prometheus_client.parser import text_string_to_metric_families
 
 from inference import services
 from inference.models import InferenceRequest
@@ -47,6 +48,18 @@ def _ask(base_url: str, key: str, **headers: str) -> httpx.Response:
     )
 
 
+def _answered(base_url: str) -> dict[str, float]:
+    """`POST /api/v1/inference/` answers counted by the server's /metrics (gpumarket_http_requests_total), by status."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "gpumarket_http_requests_total" and labels.get("route") == URL:
+                counts[labels["status"]] = counts.get(labels["status"], 0) + sample.value
+    return counts
+
+
 def _run_queued(expected: int) -> list[int]:
     """Wait until `expected` rows are queued, then answer each as the worker would; their ids."""
     wait_until(lambda: InferenceRequest.objects.filter(status="queued").count() == expected, timeout=30)
@@ -71,6 +84,7 @@ def test_waiting_requests_hold_no_thread_and_get_201_once_their_rows_finish(
         _run_queued(1)
         assert first.result().status_code == 201
     before = _threads(live_service.pid)
+    counted_before = _answered(live_service.base_url)
 
     with ThreadPoolExecutor(WAITING) as pool:
         replies = [pool.submit(_ask, live_service.base_url, key) for _ in range(WAITING)]
@@ -89,6 +103,9 @@ def test_waiting_requests_hold_no_thread_and_get_201_once_their_rows_finish(
     assert {(a.json()["status"], a.json()["answer_text"]) for a in answers} == {("completed", "answered")}
     assert took < 15  # as the rows finished, not when INFERENCE_SYNC_WAIT_S (30 s) ran out
     assert all(a.headers["x-request-id"] for a in answers)
+    counted = _answered(live_service.base_url)  # the metrics count the 201 each caller got, not the view's 202
+    assert counted.get("201", 0) - counted_before.get("201", 0) == WAITING
+    assert counted.get("202", 0) == counted_before.get("202", 0)
 
 
 @pytest.mark.live_server
