@@ -11,7 +11,7 @@ from inference.choices import InferenceEndpoint
 from inference.errors import BadChatRequest
 from inference.relay import PromptSize
 from inference.v1.params import node_body
-from inference.v1.protocol import ChatRequest, Endpoint, int_field, model_field
+from inference.v1.protocol import ChatRequest, Endpoint, int_field, model_field, stream_and_sampling
 
 # Request keys passed through to the node as they are (after the checks below).
 MAX_PROMPT_TOKENS = 1_000_000  # a token-array prompt's length
@@ -106,16 +106,7 @@ def parse_completion_request(data: object) -> ChatRequest:
         if data.get(key, 1) not in (1, None):
             raise BadChatRequest(f"Only `{key}` = 1 is supported.", attr=key)
     int_field(data, "logprobs", low=0, high=20)
-    stream = data.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadChatRequest("`stream` must be a boolean.", attr="stream")
-    options = data.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise BadChatRequest("`stream_options` must be an object.", attr="stream_options")
-    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        value = data.get(key)
-        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-            raise BadChatRequest(f"`{key}` must be a number.", attr=key)
+    stream, include_usage = stream_and_sampling(data)
     suffix = data.get("suffix")
     if suffix is not None and not isinstance(suffix, str):
         raise BadChatRequest("`suffix` must be a string.", attr="suffix")
@@ -126,7 +117,7 @@ def parse_completion_request(data: object) -> ChatRequest:
     return ChatRequest(
         body=body,
         stream=stream,
-        include_usage=bool(options.get("include_usage")),
+        include_usage=include_usage,
         requested_max_tokens=max_tokens,
         endpoint=COMPLETIONS,
     )

@@ -224,6 +224,22 @@ def model_field(data: dict) -> str:
     return model
 
 
+def stream_and_sampling(data: dict) -> tuple[bool, bool]:
+    """`stream` and `stream_options.include_usage`, and the sampling numbers (`temperature`, `top_p`, the
+    penalties), checked as chat and text completions share them (400 naming the field otherwise)."""
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadChatRequest("`stream` must be a boolean.", attr="stream")
+    options = data.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise BadChatRequest("`stream_options` must be an object.", attr="stream_options")
+    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+            raise BadChatRequest(f"`{key}` must be a number.", attr=key)
+    return stream, bool(options.get("include_usage"))
+
+
 def parse_chat_request(data: object) -> ChatRequest:
     """Check an OpenAI chat request (BadChatRequest, a 400 naming the parameter, if it is not one)."""
     if not isinstance(data, dict):
@@ -244,23 +260,14 @@ def parse_chat_request(data: object) -> ChatRequest:
     )
     if data.get("n", 1) != 1:
         raise BadChatRequest("Only `n` = 1 is supported.", attr="n")
-    stream = data.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadChatRequest("`stream` must be a boolean.", attr="stream")
-    options = data.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise BadChatRequest("`stream_options` must be an object.", attr="stream_options")
-    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        value = data.get(key)
-        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-            raise BadChatRequest(f"`{key}` must be a number.", attr=key)
+    stream, include_usage = stream_and_sampling(data)
     controls = parse_provider(data)
     models = model_order(data) if "models" in data else [model]
     session = session_of(data)
     return ChatRequest(
         body=node_body(data),
         stream=stream,
-        include_usage=bool(options.get("include_usage")),
+        include_usage=include_usage,
         requested_max_tokens=max_tokens,
         fallbacks=tuple(models[1:]),
         controls=controls,
