@@ -3,6 +3,7 @@ request (`ChatRequest`), our response ids, SSE framing, the closing usage chunk,
 and the answer to a request nothing relayed. Error bodies themselves are core/error_render.py's."""
 
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -235,8 +236,10 @@ def stream_and_sampling(data: dict) -> tuple[bool, bool]:
         raise BadChatRequest("`stream_options` must be an object.", attr="stream_options")
     for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         value = data.get(key)
-        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-            raise BadChatRequest(f"`{key}` must be a number.", attr=key)
+        if value is not None and (
+            not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
+        ):
+            raise BadChatRequest(f"`{key}` must be a number.", attr=key)  # 1e400 parses as infinity: not one
     return stream, bool(options.get("include_usage"))
 
 
