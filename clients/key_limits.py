@@ -29,7 +29,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import redis
-import redis.asyncio
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Value, When
@@ -41,7 +40,8 @@ from clients.key_limit_types import Admission, KeyLimits
 from clients.key_periods import period_bounds
 from clients.models import ApiKey, KeyRateWindow
 from core.asgi import database_call
-from core.redis_clients import redis_client, redis_client_async
+from core.redis_clients import redis_client
+from core.redis_mux import RedisMux, redis_mux
 
 log = logging.getLogger(__name__)
 _PREFIX = "gm:keylim"
@@ -157,8 +157,8 @@ def _redis() -> redis.Redis:
     return redis_client(settings.KEY_LIMITS_REDIS_URL, timeout_s=2)
 
 
-def _redis_async() -> redis.asyncio.Redis:
-    return redis_client_async(settings.KEY_LIMITS_REDIS_URL, timeout_s=2)
+def _redis_async() -> RedisMux:
+    return redis_mux(settings.KEY_LIMITS_REDIS_URL, timeout_s=2)
 
 
 # The admission's one Redis command (atomic, one reply to parse: a MULTI/EXEC pipeline of the same commands costs
@@ -202,9 +202,9 @@ def _admit_in_redis(limits: KeyLimits, now: datetime) -> tuple[int, int, Any]:
 async def _admit_in_redis_async(limits: KeyLimits, now: datetime) -> tuple[int, int, Any]:
     client, args = _redis_async(), _admit_args(limits, now)
     try:
-        return _counted(await client.evalsha(_ADMIT_SHA, *args))
+        return _counted(await client.execute("EVALSHA", _ADMIT_SHA, *args))
     except redis.exceptions.NoScriptError:
-        return _counted(await client.eval(_ADMIT, *args))
+        return _counted(await client.execute("EVAL", _ADMIT, *args))
 
 
 _RAISE_IF_SEEDED = """
@@ -371,9 +371,8 @@ async def key_record_spend_async(
     if limits.tpm is not None and tokens > 0:
         if redis_enabled():
             _, tokens_name = _names(limits.key_id, _window(now)[0])
-            pipe = _redis_async().pipeline(transaction=True)
-            pipe.incrby(tokens_name, tokens)
-            pipe.expire(tokens_name, 120)
-            await pipe.execute()
+            await _redis_async().execute_many(
+                [("MULTI",), ("INCRBY", tokens_name, tokens), ("EXPIRE", tokens_name, 120), ("EXEC",)]
+            )
         else:
             await _add_tokens_in_database_async(limits, tokens, now)

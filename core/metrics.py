@@ -39,12 +39,25 @@ access_log = logging.getLogger("gpumarket.access")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Counter | Histogram, *labels: str) -> Any:
+    """`metric.labels(*labels)`, remembered: prometheus-client looks a child up under a lock on every call, and the
+    hot paths count several per request. Label values are bounded (routes, methods, statuses, served models)."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def observe_http(*, route: str, method: str, status: int, started: float) -> None:
     """One answered HTTP request; also its access-log line when LOG_REQUESTS is on."""
     elapsed = time.perf_counter() - started
     method = method if method in _METHODS else "other"
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_DURATION.labels(route, method).observe(elapsed)
+    _child(HTTP_REQUESTS, route, method, str(status)).inc()
+    _child(HTTP_DURATION, route, method).observe(elapsed)
     if settings.LOG_REQUESTS:
         access_log.info(
             "%s %s %s %.1f ms",
@@ -58,11 +71,11 @@ def observe_http(*, route: str, method: str, status: int, started: float) -> Non
 
 def observe_inference(*, model: str, outcome: str, prompt_tokens: int, completion_tokens: int) -> None:
     """One finished inference request, whichever door served it (counted where its outcome is recorded)."""
-    INFERENCE_REQUESTS.labels(model, outcome).inc()
+    _child(INFERENCE_REQUESTS, model, outcome).inc()
     if prompt_tokens:
-        INFERENCE_TOKENS.labels(model, "prompt").inc(prompt_tokens)
+        _child(INFERENCE_TOKENS, model, "prompt").inc(prompt_tokens)
     if completion_tokens:
-        INFERENCE_TOKENS.labels(model, "completion").inc(completion_tokens)
+        _child(INFERENCE_TOKENS, model, "completion").inc(completion_tokens)
 
 
 def route_of(request: HttpRequest) -> str:

@@ -12,20 +12,18 @@ Durability is Redis's: in production give it an append-only file (`appendonly ye
 `always`), or entries written in the last second before a Redis crash are lost.
 """
 
-import asyncio
 import json
 import logging
 import os
 import socket
-import weakref
 from typing import Any
 
 import redis
-import redis.asyncio
 from django.conf import settings
 
 from core import json_codec
 from core.asgi import database_call
+from core.redis_mux import redis_mux
 from inference.journal import entries
 
 log = logging.getLogger(__name__)
@@ -33,49 +31,6 @@ log = logging.getLogger(__name__)
 STREAM = "gm:inference:usage"
 DEAD = "gm:inference:usage:dead"  # entries that could not be applied even alone: kept for an operator
 GROUP = "usage-drain"
-
-
-class _Appender:
-    """Appends of one event loop, written in batches: one pipeline of XADDs per round trip, on one connection.
-
-    Each caller still waits until its own entry is in Redis; what arrives while a batch is on the wire goes in the
-    next one, so a thousand streams ending at once cost a few round trips, not a thousand connections.
-    """
-
-    def __init__(self) -> None:
-        self.client = redis.asyncio.Redis.from_url(
-            settings.USAGE_JOURNAL_URL, socket_timeout=2, socket_connect_timeout=2
-        )
-        self.waiting: list[tuple[bytes, asyncio.Future[None]]] = []
-        self.writer: asyncio.Task[None] | None = None
-
-    async def append(self, data: bytes) -> None:
-        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiting.append((data, written))
-        if self.writer is None or self.writer.done():
-            self.writer = asyncio.create_task(self._write())
-        await asyncio.shield(written)  # a caller that is cancelled does not cancel the others' write
-
-    async def _write(self) -> None:
-        while self.waiting:
-            batch, self.waiting = self.waiting, []
-            try:
-                pipe = self.client.pipeline(transaction=False)
-                for data, _ in batch:
-                    pipe.xadd(STREAM, {"e": data})
-                await pipe.execute()
-            except Exception as exc:  # noqa: BLE001 - every caller of the batch must learn it failed
-                for _, written in batch:
-                    if not written.done():
-                        written.set_exception(exc)
-                        written.exception()  # retrieved: no warning if its caller is gone
-            else:
-                for _, written in batch:
-                    if not written.done():
-                        written.set_result(None)
-
-
-_appenders: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Appender]" = weakref.WeakKeyDictionary()
 
 
 def enabled() -> bool:
@@ -88,12 +43,9 @@ def _encode(entry: dict[str, Any]) -> bytes:
 
 async def append(entry: dict[str, Any]) -> None:
     """Add one entry (entries.use_entry / entries.close_entry) and wait until Redis has it; raises redis.RedisError
-    (or OSError) when Redis cannot take it."""
-    loop = asyncio.get_running_loop()
-    appender = _appenders.get(loop)
-    if appender is None:
-        appender = _appenders[loop] = _Appender()
-    await appender.append(_encode(entry))
+    when Redis cannot take it. The loop's appends share one pipelined connection (core/redis_mux.py): those made
+    while one is on the wire go out together, so a thousand streams ending at once cost a few round trips."""
+    await redis_mux(settings.USAGE_JOURNAL_URL, timeout_s=2).execute("XADD", STREAM, "*", "e", _encode(entry))
 
 
 _apply_now_async = database_call(entries.apply)

@@ -19,11 +19,11 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import redis
-import redis.asyncio
 from django.conf import settings
 from django.core.cache import cache
 
-from core.redis_clients import redis_client, redis_client_async
+from core.redis_clients import redis_client
+from core.redis_mux import RedisMux, redis_mux
 from inference.errors import BadChatRequest
 from inference.routing import Candidate
 
@@ -71,8 +71,8 @@ def _redis() -> redis.Redis:
     return redis_client(settings.INFERENCE_SESSION_REDIS_URL, timeout_s=1)
 
 
-def _redis_async() -> redis.asyncio.Redis:
-    return redis_client_async(settings.INFERENCE_SESSION_REDIS_URL, timeout_s=1)
+def _redis_async() -> RedisMux:
+    return redis_mux(settings.INFERENCE_SESSION_REDIS_URL, timeout_s=1)
 
 
 def _node_id(raw: object) -> int | None:
@@ -102,7 +102,7 @@ async def session_node_async(*, client_id: int, session: str) -> int | None:
     if not _redis_enabled():
         return _node_id(await cache.aget(key))
     try:
-        return _node_id(await _redis_async().get(key))
+        return _node_id(await _redis_async().execute("GET", key))
     except (redis.RedisError, OSError):
         logger.warning("session store unreachable: request routed without its session", exc_info=True)
         return None
@@ -127,6 +127,6 @@ async def session_remember_async(*, client_id: int, session: str, node_id: int) 
         await cache.aset(key, node_id, timeout=ttl)
         return
     try:
-        await _redis_async().set(key, node_id, ex=ttl)
+        await _redis_async().execute("SET", key, node_id, "EX", ttl)
     except (redis.RedisError, OSError):
         logger.warning("session store unreachable: session not remembered", exc_info=True)
