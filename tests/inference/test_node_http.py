@@ -3,10 +3,13 @@ what goes over the wire (connections, framing, closes) is exactly what the test 
 a stream left early closing its connection, every body framing, decoding, and the errors of a broken node."""
 
 import asyncio
+import datetime
 import gzip
+import ipaddress
 import json
 import re
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +21,7 @@ from core.crypto import encrypt
 from inference import node_client
 from inference.node_client import NodeCallError
 from inference.routing import Candidate
+from llm_models import endpoint_guard
 
 pytestmark = pytest.mark.usefixtures("private_endpoints")
 
@@ -41,6 +45,13 @@ def _head(status: int = 200, **headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def _candidate(base_url: str) -> Candidate:
+    return Candidate(
+        node_id=1, owner_id=1, base_url=base_url, api_key_encrypted=encrypt("k"),
+        input_price_per_million=Decimal(1), output_price_per_million=Decimal(1),
+    )  # fmt: skip
+
+
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
 
 
@@ -48,15 +59,16 @@ class RawNode:
     """An HTTP server in the test's event loop: `reply(reader, writer, n)` answers the n-th request (from 1) and
     says whether to keep the connection; counts connections, requests and the closes it saw from the client."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, tls: ssl.SSLContext | None = None) -> None:
         self.reply = reply
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self.client_closed = asyncio.Event()
         self._handlers: set[asyncio.Task] = set()
 
     async def __aenter__(self) -> "RawNode":
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -67,10 +79,7 @@ class RawNode:
         await asyncio.gather(*self._handlers)
 
     def candidate(self) -> Candidate:
-        return Candidate(
-            node_id=1, owner_id=1, base_url=f"http://127.0.0.1:{self.port}/v1", api_key_encrypted=encrypt("k"),
-            input_price_per_million=Decimal(1), output_price_per_million=Decimal(1),
-        )  # fmt: skip
+        return _candidate(f"http://127.0.0.1:{self.port}/v1")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -287,3 +296,50 @@ def test_a_json_answer_is_read_and_its_connection_reused():
     assert answers == [{"object": "list", "data": []}] * 2
     assert node.connections == 1
     assert b"accept-encoding" not in node.requests[0].lower()
+
+
+def _self_signed(tmp_path, name: str) -> ssl.SSLContext:  # type: ignore[no-untyped-def]
+    """A server context with a certificate for `name` that no trust store holds."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+def test_an_https_node_gets_its_host_name_as_tls_server_name_and_its_certificate_is_verified(tmp_path, monkeypatch):
+    monkeypatch.setattr(endpoint_guard, "resolve_host", lambda host, port: [ipaddress.ip_address("127.0.0.1")])
+    context = _self_signed(tmp_path, "node.example.test")
+    server_names: list[str | None] = []
+    context.sni_callback = lambda _sock, name, _context: server_names.append(name)  # type: ignore[assignment,misc]
+
+    async def scenario() -> NodeCallError:
+        async with RawNode(_chunked_sse, context) as node:  # it would answer, over TLS
+            candidate = _candidate(f"https://node.example.test:{node.port}/v1")
+            with pytest.raises(NodeCallError) as exc:
+                async with node_client.new_http_client() as http, node_client.stream(http, candidate, BODY):
+                    pass
+            return exc.value
+
+    error = asyncio.run(scenario())
+
+    assert server_names == ["node.example.test"]
+    assert error.code == "node_unreachable"
+    assert isinstance(error.__cause__, ssl.SSLCertVerificationError)  # no trusted authority signed it
