@@ -117,16 +117,15 @@ class _Connection(asyncio.Protocol):
             self.close()  # bytes nobody asked for: the connection is out of step
             return
         self._got_byte = True
-        if not self.headers_done:
-            self._head_bytes += len(data)
-            if self._head_bytes > _MAX_HEAD_BYTES:
-                self._fail(BadResponse("The node's response headers are too large."))
-                return
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             cause = exc.__context__
             self._fail(cause if isinstance(cause, BadResponse | TooLarge) else BadResponse("Not valid HTTP."))
+        if not self.headers_done:
+            self._head_bytes += len(data)
+            if self._head_bytes > _MAX_HEAD_BYTES:
+                self._fail(BadResponse("The node's response headers are too large."))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

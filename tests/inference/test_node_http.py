@@ -18,7 +18,7 @@ from decimal import Decimal
 import pytest
 
 from core.crypto import encrypt
-from inference import node_client
+from inference import node_client, node_http
 from inference.node_client import NodeCallError
 from inference.routing import Candidate
 from llm_models import endpoint_guard
@@ -343,3 +343,42 @@ def test_an_https_node_gets_its_host_name_as_tls_server_name_and_its_certificate
     assert server_names == ["node.example.test"]
     assert error.code == "node_unreachable"
     assert isinstance(error.__cause__, ssl.SSLCertVerificationError)  # no trusted authority signed it
+
+
+def test_reading_pauses_while_a_large_body_waits_unread():
+    body = b"x" * (4 << 20)
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(_head(**{"Content-Length": str(len(body))}) + body)
+        await writer.drain()
+        return True
+
+    async def scenario() -> tuple[int, int]:
+        async with RawNode(reply) as node, node_http.NodeHttpClient() as http:
+            limits = node_http.Limits(connect_s=5, idle_s=5, max_bytes=len(body))
+            deadline = asyncio.get_running_loop().time() + 10
+            response = await http.post(
+                node_http.Origin("http", "127.0.0.1", node.port, None), "/", {}, b"", deadline=deadline, limits=limits
+            )
+            await asyncio.sleep(0.5)  # the node sends all it can meanwhile
+            first = len(await response.read())
+            total = first
+            while data := await response.read():
+                total += len(data)
+            response.release()
+            return first, total
+
+    first, total = asyncio.run(scenario())
+
+    assert first < 1 << 20  # buffered up to ~256 KiB, then reading paused: the rest waited in the kernel
+    assert total == len(body)
+
+
+def test_endless_response_headers_are_a_bad_response():
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\n" + b"X-Padding: " + b"x" * 200_000 + b"\r\n")
+        await writer.drain()
+        await reader.read()
+        return False
+
+    assert _error_of(reply).code == "node_bad_response"
