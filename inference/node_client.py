@@ -1,15 +1,18 @@
-"""HTTP calls to a node's OpenAI-compatible server (aiohttp: the cheapest Python HTTP client per request).
+"""HTTP calls to a node's OpenAI-compatible server, over inference/node_http.py (a small HTTP/1.1 client on
+httptools with pooled keep-alive connections, doing only what node calls need).
 
 Every call re-resolves the node's host, checks every address with the SSRF guard and connects to the checked
 address (so DNS that changes after registration, "rebinding", cannot point us at an internal service), sending the
-original host name as `Host` and as the TLS server name. Redirects are not followed. The node's backend key is
-decrypted only into the `Authorization` header of the request and never appears in errors or logs.
+original host name as `Host` and as the TLS server name (an IP-literal node's certificate must name its address).
+Redirects are not followed (a 3xx is an error status) and no proxy is used. The node's backend key is decrypted only
+into the `Authorization` header of the request and never appears in errors or logs. Requests ask for no encoding;
+a gzip or deflate answer is decoded all the same.
 
 Timeouts (docs/API.md §9): connecting is bounded by INFERENCE_CONNECT_TIMEOUT_S; everything up to the node's first
 event (its response headers and first chunk) by INFERENCE_FIRST_TOKEN_TIMEOUT_S, counted from the start of the
 call, so a node that accepts a request and sends nothing is given up while another node may still be tried; after
-that each gap between two reads by INFERENCE_STREAM_IDLE_TIMEOUT_S (aiohttp's `sock_read`, which costs nothing per
-chunk), so a slow but steady stream is never cut; the whole answer by INFERENCE_MAX_DURATION_S and its size by
+that each gap between two reads by INFERENCE_STREAM_IDLE_TIMEOUT_S (one timer per connection, nothing per chunk),
+so a slow but steady stream is never cut; the whole answer by INFERENCE_MAX_DURATION_S and its size by
 INFERENCE_MAX_RESPONSE_BYTES. Answers are always streamed from the node, also for non-stream requests (the relay
 assembles those, inference/relay.py), so "first token" means the same on every path.
 
@@ -21,21 +24,18 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp import ClientResponse
 from django.conf import settings
-from yarl import URL
 
 from core import json_codec, request_id
 from core.crypto import decrypt
+from inference import node_http
+from inference.node_http import NodeHttpClient
 from inference.routing import Candidate
 from llm_models import endpoint_guard
 
@@ -62,13 +62,20 @@ class NodeCallError(Exception):
 
 @dataclass(frozen=True)
 class Pinned:
-    url: str
+    origin: node_http.Origin  # the checked address to connect to, and the TLS server name
+    target: str  # the request's path
     host_header: str
     sni_hostname: str | None
 
+    @property
+    def url(self) -> str:
+        host = f"[{self.origin.address}]" if ":" in self.origin.address else self.origin.address
+        return f"{self.origin.scheme}://{host}:{self.origin.port}{self.target}"
 
-async def pin(base_url: str, path: str) -> Pinned:
-    """The URL of `path` under `base_url` with its host replaced by a checked IP address."""
+
+async def pin(base_url: str, path: str, *, deadline: float | None = None) -> Pinned:
+    """`path` under `base_url` with its host replaced by a checked IP address; resolving a host name must end by
+    `deadline` (the loop's clock), when given."""
     parts = urlsplit(base_url)
     host = (parts.hostname or "").rstrip(".")
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -79,7 +86,10 @@ async def pin(base_url: str, path: str) -> Pinned:
         literal = False
         try:
             # Looked up on the module, so tests can stand in for DNS (endpoint_guard.resolve_host).
-            addresses = await asyncio.to_thread(endpoint_guard.resolve_host, host, port)
+            async with asyncio.timeout_at(deadline):
+                addresses = await asyncio.to_thread(endpoint_guard.resolve_host, host, port)
+        except TimeoutError as exc:
+            raise NodeCallError("node_timeout", "The node's host did not resolve in time.") from exc
         except (OSError, UnicodeError) as exc:
             raise NodeCallError("node_unresolvable", "The node's host does not resolve.") from exc
     if not addresses:
@@ -87,40 +97,30 @@ async def pin(base_url: str, path: str) -> Pinned:
     for ip in addresses:
         if endpoint_guard.address_problem(ip, allow_private=settings.ALLOW_PRIVATE_NODE_ENDPOINTS):
             raise NodeCallError("node_unsafe_endpoint", "The node's host resolves to an address nodes may not use.")
-    ip = addresses[0]
-    netloc = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-    url = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}{path}"
+    sni = None if literal else host
+    origin = node_http.Origin(parts.scheme, str(addresses[0]), port, sni)
     host_header = host if parts.port is None else f"{host}:{parts.port}"
-    return Pinned(url=url, host_header=host_header, sni_hostname=None if literal else host)
+    return Pinned(origin=origin, target=f"{parts.path.rstrip('/')}{path}", host_header=host_header, sni_hostname=sni)
 
 
-def new_http_client() -> aiohttp.ClientSession:
-    """A pooled HTTP client for node calls (keep-alive; no redirects, no proxies from the environment)."""
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=settings.INFERENCE_CONNECT_TIMEOUT_S,
-        sock_connect=settings.INFERENCE_CONNECT_TIMEOUT_S,
-        sock_read=settings.INFERENCE_STREAM_IDLE_TIMEOUT_S,
-    )
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, use_dns_cache=False)
-    return aiohttp.ClientSession(
-        connector=connector, timeout=timeout, trust_env=False, auto_decompress=True, skip_auto_headers=("User-Agent",)
-    )
+def new_http_client() -> NodeHttpClient:
+    """A pooled HTTP client for node calls (keep-alive; no redirects, no proxies: inference/node_http.py)."""
+    return NodeHttpClient()
 
 
-_shared: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, AsyncIterator[None]]]" = (
+_shared: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[NodeHttpClient, AsyncIterator[None]]]" = (
     weakref.WeakKeyDictionary()
 )
 
 
-async def _closed_with_the_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+async def _closed_with_the_loop(client: NodeHttpClient) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
-        await session.close()
+        await client.close()
 
 
-def shared_http_client() -> aiohttp.ClientSession:
+def shared_http_client() -> NodeHttpClient:
     """One pooled client per event loop (the web process has one loop; a worker makes a client per task).
 
     The client is closed when its loop shuts down (`asyncio.run` and uvicorn finalize a loop's async generators
@@ -130,36 +130,27 @@ def shared_http_client() -> aiohttp.ClientSession:
     entry = _shared.get(loop)
     if entry is not None and not entry[0].closed:
         return entry[0]
-    session = new_http_client()
-    closer = _closed_with_the_loop(session)
+    client = new_http_client()
+    closer = _closed_with_the_loop(client)
     step = closer.__anext__()  # registers the generator with this loop's shutdown hook
     with contextlib.suppress(StopIteration):
         step.send(None)  # run it to its `yield` (nothing there awaits), so closing it runs the `finally`
-    _shared[loop] = (session, closer)
-    return session
+    _shared[loop] = (client, closer)
+    return client
 
 
 async def _send(
-    http: aiohttp.ClientSession,
+    http: NodeHttpClient,
     candidate: Candidate,
     body: dict,
     *,
     accept: str,
     deadline: float,
     path: str = CHAT_PATH,
-) -> ClientResponse:
-    """Send the request; the response once its headers arrived (before `deadline`, the loop's clock) with 200."""
-    try:
-        async with asyncio.timeout_at(deadline):
-            return await _post(http, candidate, body, accept=accept, path=path)
-    except TimeoutError as exc:
-        raise NodeCallError("node_timeout", "The node did not answer in time.") from exc
-
-
-async def _post(
-    http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, accept: str, path: str = CHAT_PATH
-) -> ClientResponse:
-    pinned = await pin(candidate.base_url, path)
+) -> node_http.Response:
+    """Send the request; the response once its headers arrived (before `deadline`, the loop's clock) with 200.
+    Its reads stay bounded by `deadline` until the caller moves it."""
+    pinned = await pin(candidate.base_url, path, deadline=deadline)
     headers = {"Host": pinned.host_header, "Accept": accept, "Content-Type": "application/json"}
     rid = request_id.current.get()
     if rid is not None:
@@ -167,24 +158,30 @@ async def _post(
     key = decrypt(candidate.api_key_encrypted)
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    extra: dict[str, Any] = {"server_hostname": pinned.sni_hostname} if pinned.sni_hostname else {}
     try:
         response = await http.post(
-            URL(pinned.url, encoded=True),
-            data=json_codec.dumps(body),
-            headers=headers,
-            allow_redirects=False,
-            **extra,
+            pinned.origin,
+            pinned.target,
+            headers,
+            json_codec.dumps(body),
+            deadline=deadline,
+            limits=node_http.Limits(
+                settings.INFERENCE_CONNECT_TIMEOUT_S,
+                settings.INFERENCE_STREAM_IDLE_TIMEOUT_S,
+                settings.INFERENCE_MAX_RESPONSE_BYTES,
+            ),
         )
     except TimeoutError as exc:
         raise NodeCallError("node_timeout", "The node did not answer in time.") from exc
-    except (aiohttp.ClientError, OSError) as exc:
+    except node_http.BadResponse as exc:
+        raise NodeCallError("node_bad_response", "The node's answer is not valid HTTP.") from exc
+    except (node_http.ConnectError, OSError, ValueError) as exc:  # ValueError: a header that cannot be sent
         raise NodeCallError("node_unreachable", "The node could not be reached.") from exc
     if response.status != 200:
         snippet = b""
         try:
-            snippet = await response.content.read(_ERROR_SNIPPET_BYTES)
-        except (aiohttp.ClientError, OSError, TimeoutError):
+            snippet = await response.read()
+        except (node_http.BrokenResponse, node_http.BadResponse, node_http.TooLarge, TimeoutError):
             pass
         finally:
             response.release()
@@ -208,52 +205,34 @@ def _status_error(status: int, snippet: bytes) -> NodeCallError:
 
 @asynccontextmanager
 async def stream(
-    http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, path: str = CHAT_PATH
+    http: NodeHttpClient, candidate: Candidate, body: dict, *, path: str = CHAT_PATH
 ) -> AsyncIterator[AsyncIterator[tuple[dict, bytes]]]:
     """Open a streamed chat completion; yields an iterator of the node's chunks, ending at `[DONE]`: each the parsed
     object and its JSON as sent (one line, checked to parse as an object, so it may be relayed as it is).
 
     Raises NodeCallError when opening fails (nothing received yet) or from the iterator when the stream breaks,
     `node_timeout` when the first event has not arrived INFERENCE_FIRST_TOKEN_TIMEOUT_S after the call began.
-    Leaving the `async with` closes the upstream connection, which stops the node's generation.
+    Leaving the `async with` before `[DONE]` closes the upstream connection, which stops the node's generation.
     """
-    deadline = asyncio.get_running_loop().time() + settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S
     upstream = {**body, "stream": True}
     if candidate.model is not None:  # a fallback model of the request's `models`
         upstream["model"] = candidate.model
     response = await _send(http, candidate, upstream, accept="text/event-stream", deadline=deadline, path=path)
     try:
-        yield _events(response, first_by=deadline)
+        yield _events(response, end_by=loop.time() + settings.INFERENCE_MAX_DURATION_S)
     finally:
-        if response.content.at_eof():
-            response.release()  # the whole stream was read: the connection goes back to the pool
-        else:
-            response.close()  # stopped early: drop the connection, which ends the node's generation
+        response.close()  # a no-op after `[DONE]` (released); else the node's generation is stopped
 
 
-async def _events(response: ClientResponse, *, first_by: float) -> AsyncIterator[tuple[dict, bytes]]:
-    limit = settings.INFERENCE_MAX_RESPONSE_BYTES
-    deadline = time.monotonic() + settings.INFERENCE_MAX_DURATION_S
-    total = 0
+async def _events(response: node_http.Response, *, end_by: float) -> AsyncIterator[tuple[dict, bytes]]:
+    """The stream's events. Until the first, reads are bounded by the first-token deadline (set by `_send`); then
+    by `end_by`, and each gap between two reads by INFERENCE_STREAM_IDLE_TIMEOUT_S (node_http's timer)."""
     buffer = b""
-    waiting = True  # no event yet: reads are bounded by the first-token deadline, later only by sock_read
+    waiting = True
     try:
-        while True:
-            if waiting:
-                try:
-                    async with asyncio.timeout_at(first_by):
-                        data = await response.content.readany()
-                except TimeoutError as exc:
-                    raise NodeCallError("node_timeout", "The node sent no first token in time.") from exc
-            else:
-                data = await response.content.readany()
-            if not data:
-                break
-            total += len(data)
-            if total > limit:
-                raise NodeCallError("node_response_too_large", "The node's stream is too large.")
-            if time.monotonic() > deadline:
-                raise NodeCallError("node_timeout", "The node's stream took too long.")
+        while data := await response.read():
             buffer += data
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
@@ -262,48 +241,54 @@ async def _events(response: ClientResponse, *, first_by: float) -> AsyncIterator
                     continue  # comments, event names, blank separators
                 payload = line[5:].strip()
                 if payload == b"[DONE]":
+                    response.release()  # the connection goes back to the pool once the body's end arrives
                     return
                 try:
                     chunk = json_codec.loads(payload)
                 except ValueError as exc:
                     raise NodeCallError("node_bad_response", "The node sent a malformed event.") from exc
                 if isinstance(chunk, dict):
-                    waiting = False
+                    if waiting:
+                        waiting = False
+                        response.set_deadline(end_by)
                     yield chunk, payload
-    except TimeoutError as exc:
-        raise NodeCallError("node_timeout", "The node stopped streaming.") from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise NodeCallError("node_broken_stream", "The node's stream was cut off.") from exc
+    except _READ_ERRORS as exc:
+        detail = "The node sent no first token in time." if waiting else "The node stopped streaming, or took too long."
+        raise _read_error(exc, timeout_detail=detail) from exc
     raise NodeCallError("node_broken_stream", "The node's stream ended without [DONE].")
 
 
-async def post_json(http: aiohttp.ClientSession, candidate: Candidate, body: dict, *, path: str) -> dict:
+_READ_ERRORS = (TimeoutError, node_http.BrokenResponse, node_http.BadResponse, node_http.TooLarge)
+
+
+def _read_error(exc: BaseException, *, timeout_detail: str) -> NodeCallError:
+    if isinstance(exc, TimeoutError):
+        return NodeCallError("node_timeout", timeout_detail)
+    if isinstance(exc, node_http.TooLarge):
+        return NodeCallError("node_response_too_large", "The node's answer is too large.")
+    if isinstance(exc, node_http.BadResponse):
+        return NodeCallError("node_bad_response", "The node sent a malformed answer.")
+    return NodeCallError("node_broken_stream", "The node's answer was cut off.")
+
+
+async def post_json(http: NodeHttpClient, candidate: Candidate, body: dict, *, path: str) -> dict:
     """One request answered by one JSON object (embeddings: nothing to stream): its status and headers within
     INFERENCE_FIRST_TOKEN_TIMEOUT_S, as a stream's first event, the whole answer within INFERENCE_MAX_DURATION_S and
     INFERENCE_MAX_RESPONSE_BYTES."""
-    loop = asyncio.get_running_loop()
-    began = loop.time()
+    began = asyncio.get_running_loop().time()
     deadline = began + settings.INFERENCE_FIRST_TOKEN_TIMEOUT_S
     response = await _send(http, candidate, body, accept="application/json", deadline=deadline, path=path)
-    limit = settings.INFERENCE_MAX_RESPONSE_BYTES
-    raw = b""
+    response.set_deadline(began + settings.INFERENCE_MAX_DURATION_S)
+    parts = []
     try:
-        async with asyncio.timeout_at(began + settings.INFERENCE_MAX_DURATION_S):
-            while data := await response.content.readany():
-                raw += data
-                if len(raw) > limit:
-                    raise NodeCallError("node_response_too_large", "The node's answer is too large.")
-    except TimeoutError as exc:
-        raise NodeCallError("node_timeout", "The node did not answer in time.") from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise NodeCallError("node_broken_stream", "The node's answer was cut off.") from exc
+        while data := await response.read():
+            parts.append(data)
+    except _READ_ERRORS as exc:
+        raise _read_error(exc, timeout_detail="The node did not answer in time.") from exc
     finally:
-        if len(raw) > limit:
-            response.close()
-        else:
-            response.release()
+        response.close()  # back to the pool when read to the end
     try:
-        payload = json_codec.loads(raw)
+        payload = json_codec.loads(b"".join(parts))
     except ValueError as exc:
         raise NodeCallError("node_bad_response", "The node sent a malformed answer.") from exc
     if not isinstance(payload, dict):

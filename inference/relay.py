@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal, Protocol, overload
 
-import aiohttp
 from django.conf import settings
 
 from inference import node_client
 from inference.completion import Completion
 from inference.node_client import NodeCallError
+from inference.node_http import NodeHttpClient
 from inference.routing import Candidate
 
 MILLION = Decimal(1_000_000)
@@ -256,7 +256,7 @@ def relay_stream(
     candidates: list[Candidate],
     body: dict,
     delivery: Delivery,
-    http: aiohttp.ClientSession | None = None,
+    http: NodeHttpClient | None = None,
     max_attempts: int | None = None,
     raw: Literal[False] = False,
     path: str = node_client.CHAT_PATH,
@@ -269,7 +269,7 @@ def relay_stream(
     candidates: list[Candidate],
     body: dict,
     delivery: Delivery,
-    http: aiohttp.ClientSession | None = None,
+    http: NodeHttpClient | None = None,
     max_attempts: int | None = None,
     raw: Literal[True],
     path: str = node_client.CHAT_PATH,
@@ -281,7 +281,7 @@ async def relay_stream(
     candidates: list[Candidate],
     body: dict,
     delivery: Delivery,
-    http: aiohttp.ClientSession | None = None,
+    http: NodeHttpClient | None = None,
     max_attempts: int | None = None,
     raw: bool = False,
     path: str = node_client.CHAT_PATH,
@@ -324,7 +324,7 @@ async def relay_complete(
     candidates: list[Candidate],
     body: dict,
     delivery: Delivery,
-    http: aiohttp.ClientSession | None = None,
+    http: NodeHttpClient | None = None,
     max_attempts: int | None = None,
     path: str = node_client.CHAT_PATH,
     assemble: Callable[[], Assembler] = Completion,
@@ -361,7 +361,7 @@ async def relay_once(
     body: dict,
     delivery: Delivery,
     path: str,
-    http: aiohttp.ClientSession | None = None,
+    http: NodeHttpClient | None = None,
     max_attempts: int | None = None,
 ) -> dict | None:
     """An operation the node answers with one JSON object (embeddings) from the first node that answers it, failed
