@@ -22,6 +22,7 @@ depends on whether anything was relayed yet, which only the caller knows (infere
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import weakref
@@ -75,32 +76,56 @@ class Pinned:
 
 async def pin(base_url: str, path: str, *, deadline: float | None = None) -> Pinned:
     """`path` under `base_url` with its host replaced by a checked IP address; resolving a host name must end by
-    `deadline` (the loop's clock), when given."""
-    parts = urlsplit(base_url)
-    host = (parts.hostname or "").rstrip(".")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    `deadline` (the loop's clock), when given. A node registered by its address needs no look-up: its pin is
+    worked out once per process (and setting) and kept; a host name is resolved and checked on every call."""
+    allow_private = settings.ALLOW_PRIVATE_NODE_ENDPOINTS
+    pinned = _pin_address(base_url, path, allow_private)
+    if pinned is not None:
+        return pinned
+    scheme, host, port, explicit_port, prefix = _split(base_url)
     try:
-        addresses: list[endpoint_guard.IPAddress] = [ipaddress.ip_address(host)]
-        literal = True
+        # Looked up on the module, so tests can stand in for DNS (endpoint_guard.resolve_host).
+        async with asyncio.timeout_at(deadline):
+            addresses = await asyncio.to_thread(endpoint_guard.resolve_host, host, port)
+    except TimeoutError as exc:
+        raise NodeCallError("node_timeout", "The node's host did not resolve in time.") from exc
+    except (OSError, UnicodeError) as exc:
+        raise NodeCallError("node_unresolvable", "The node's host does not resolve.") from exc
+    _check(addresses, allow_private)
+    origin = node_http.Origin(scheme, str(addresses[0]), port, host)
+    host_header = host if explicit_port is None else f"{host}:{explicit_port}"
+    return Pinned(origin=origin, target=f"{prefix}{path}", host_header=host_header, sni_hostname=host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _split(base_url: str) -> tuple[str, str, int, int | None, str]:
+    """(scheme, host, port, the port as written or None, the path prefix) of a node's base URL."""
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, (parts.hostname or "").rstrip("."), port, parts.port, parts.path.rstrip("/")
+
+
+@functools.lru_cache(maxsize=4096)
+def _pin_address(base_url: str, path: str, allow_private: bool) -> Pinned | None:
+    """The pin of a base URL whose host is an IP address (None: a host name); raises NodeCallError for an address
+    nodes may not use (not kept)."""
+    scheme, host, port, explicit_port, prefix = _split(base_url)
+    try:
+        address = ipaddress.ip_address(host)
     except ValueError:
-        literal = False
-        try:
-            # Looked up on the module, so tests can stand in for DNS (endpoint_guard.resolve_host).
-            async with asyncio.timeout_at(deadline):
-                addresses = await asyncio.to_thread(endpoint_guard.resolve_host, host, port)
-        except TimeoutError as exc:
-            raise NodeCallError("node_timeout", "The node's host did not resolve in time.") from exc
-        except (OSError, UnicodeError) as exc:
-            raise NodeCallError("node_unresolvable", "The node's host does not resolve.") from exc
+        return None
+    _check([address], allow_private)
+    origin = node_http.Origin(scheme, str(address), port, None)
+    host_header = host if explicit_port is None else f"{host}:{explicit_port}"
+    return Pinned(origin=origin, target=f"{prefix}{path}", host_header=host_header, sni_hostname=None)
+
+
+def _check(addresses: list[endpoint_guard.IPAddress], allow_private: bool) -> None:
     if not addresses:
         raise NodeCallError("node_unresolvable", "The node's host does not resolve.")
     for ip in addresses:
-        if endpoint_guard.address_problem(ip, allow_private=settings.ALLOW_PRIVATE_NODE_ENDPOINTS):
+        if endpoint_guard.address_problem(ip, allow_private=allow_private):
             raise NodeCallError("node_unsafe_endpoint", "The node's host resolves to an address nodes may not use.")
-    sni = None if literal else host
-    origin = node_http.Origin(parts.scheme, str(addresses[0]), port, sni)
-    host_header = host if parts.port is None else f"{host}:{parts.port}"
-    return Pinned(origin=origin, target=f"{parts.path.rstrip('/')}{path}", host_header=host_header, sni_hostname=sni)
 
 
 def new_http_client() -> NodeHttpClient:
@@ -206,9 +231,11 @@ def _status_error(status: int, snippet: bytes) -> NodeCallError:
 @asynccontextmanager
 async def stream(
     http: NodeHttpClient, candidate: Candidate, body: dict, *, path: str = CHAT_PATH
-) -> AsyncIterator[AsyncIterator[tuple[dict, bytes]]]:
-    """Open a streamed chat completion; yields an iterator of the node's chunks, ending at `[DONE]`: each the parsed
-    object and its JSON as sent (one line, checked to parse as an object, so it may be relayed as it is).
+) -> AsyncIterator[AsyncIterator[list[tuple[dict, bytes]]]]:
+    """Open a streamed chat completion; yields an iterator of the node's chunks, ending at `[DONE]`, in batches (the
+    chunks of one read, never none): each chunk the parsed object and its JSON as sent (one line, checked to parse
+    as an object, so it may be relayed as it is). A batch is what arrived together: a caller assembling a whole
+    answer handles it in one loop, without a step of the event loop per chunk.
 
     Raises NodeCallError when opening fails (nothing received yet) or from the iterator when the stream breaks,
     `node_timeout` when the first event has not arrived INFERENCE_FIRST_TOKEN_TIMEOUT_S after the call began.
@@ -226,15 +253,17 @@ async def stream(
         response.close()  # a no-op after `[DONE]` (released); else the node's generation is stopped
 
 
-async def _events(response: node_http.Response, *, end_by: float) -> AsyncIterator[tuple[dict, bytes]]:
-    """The stream's events. Until the first, reads are bounded by the first-token deadline (set by `_send`); then
-    by `end_by`, and each gap between two reads by INFERENCE_STREAM_IDLE_TIMEOUT_S (node_http's timer)."""
+async def _events(response: node_http.Response, *, end_by: float) -> AsyncIterator[list[tuple[dict, bytes]]]:
+    """The stream's events, a batch per read. Until the first, reads are bounded by the first-token deadline (set by
+    `_send`); then by `end_by`, and each gap between two reads by INFERENCE_STREAM_IDLE_TIMEOUT_S (node_http's
+    timer). A malformed event fails the stream after the good ones before it were yielded."""
     buffer = b""
     waiting = True
     try:
         while data := await response.read():
             buffer += data
             *lines, buffer = buffer.split(b"\n")
+            batch: list[tuple[dict, bytes]] = []
             for line in lines:
                 line = line.rstrip(b"\r")
                 if not line.startswith(b"data:"):
@@ -242,16 +271,22 @@ async def _events(response: node_http.Response, *, end_by: float) -> AsyncIterat
                 payload = line[5:].strip()
                 if payload == b"[DONE]":
                     response.release()  # the connection goes back to the pool once the body's end arrives
+                    if batch:
+                        yield batch
                     return
                 try:
                     chunk = json_codec.loads(payload)
                 except ValueError as exc:
+                    if batch:
+                        yield batch
                     raise NodeCallError("node_bad_response", "The node sent a malformed event.") from exc
                 if isinstance(chunk, dict):
                     if waiting:
                         waiting = False
                         response.set_deadline(end_by)
-                    yield chunk, payload
+                    batch.append((chunk, payload))
+            if batch:
+                yield batch
     except _READ_ERRORS as exc:
         detail = "The node sent no first token in time." if waiting else "The node stopped streaming, or took too long."
         raise _read_error(exc, timeout_detail=detail) from exc

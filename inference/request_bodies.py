@@ -3,7 +3,7 @@
 from django.conf import settings
 
 from inference.choices import InferenceEndpoint
-from inference.relay import PromptSize
+from inference.metering import PromptSize
 
 
 def chat_body(*, model: str, question_text: str, max_tokens: int) -> dict:

@@ -6,7 +6,7 @@ path its failures at once and its latencies when its usage journal is applied (`
 from collections import defaultdict
 from dataclasses import dataclass
 
-from inference.relay import Delivery
+from inference.metering import Delivery
 from llm_models import services as node_services
 
 

@@ -24,11 +24,11 @@ from clients.choices import LedgerEntryKind
 from clients.models import Client
 from core import metrics
 from core.errors import NotFound
-from inference import relay, routing, routing_lessons
+from inference import metering, relay, routing, routing_lessons
 from inference.choices import InferenceChannel, InferenceEndpoint, InferenceStatus
 from inference.errors import InferenceNotEditable, InferenceRunning, ModelNotFound, NoCapacity, StreamNotReplayable
+from inference.metering import Delivery, PromptSize
 from inference.models import InferenceBatch, InferenceRequest
-from inference.relay import Delivery, PromptSize
 from inference.request_bodies import chat_body, sized_body
 from inference.routing import Candidate
 from plans.covered import plan_usage_pay
@@ -137,7 +137,7 @@ def inference_open(
         status=InferenceStatus.RUNNING if by_web else InferenceStatus.QUEUED,
         attempts=1 if by_web else 0,
         claimed_at=now if by_web else None,
-        held_amount=relay.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates),
+        held_amount=metering.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates),
         request_key=request_key,
         deadline_at=_deadline(now),
         plan_covered=plan_covered,
@@ -191,7 +191,9 @@ def inference_update(*, req: InferenceRequest, **changes: object) -> InferenceRe
     candidates = routing.route(model=locked.desired_model, client_id=locked.client_id)
     body = chat_body(model=locked.desired_model, question_text=locked.question_text, max_tokens=locked.max_tokens)
     _release(locked)
-    locked.held_amount = relay.max_cost(prompt=PromptSize.of(body), max_tokens=locked.max_tokens, candidates=candidates)
+    locked.held_amount = metering.max_cost(
+        prompt=PromptSize.of(body), max_tokens=locked.max_tokens, candidates=candidates
+    )
     locked.request_key = new_request_key()
     locked.save()
     _hold(locked)
@@ -211,7 +213,7 @@ def inference_delete(*, req: InferenceRequest) -> None:
     locked.delete()
 
 
-def _billable(delivery: Delivery, usage: relay.Usage) -> tuple[int, int]:
+def _billable(delivery: Delivery, usage: metering.Usage) -> tuple[int, int]:
     """Tokens to charge: a node that died mid-stream is paid only for the output it delivered, not the prompt."""
     if delivery.error is not None and delivery.error.node_fault:
         return 0, usage.completion_tokens
@@ -224,9 +226,9 @@ def outcome(*, delivery: Delivery, prompt: PromptSize, max_tokens: int, held_amo
     fields: dict = {"finished_at": now, "updated_at": now}
     cost = Decimal("0")
     if delivery.started and candidate is not None:
-        usage = relay.meter(delivery, prompt=prompt, max_tokens=max_tokens)
+        usage = metering.meter(delivery, prompt=prompt, max_tokens=max_tokens)
         billed_prompt, billed_completion = _billable(delivery, usage)
-        cost = relay.price(
+        cost = metering.price(
             prompt_tokens=billed_prompt,
             completion_tokens=billed_completion,
             input_per_million=candidate.input_price_per_million,

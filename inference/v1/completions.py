@@ -9,7 +9,7 @@ from django.conf import settings
 
 from inference.choices import InferenceEndpoint
 from inference.errors import BadChatRequest
-from inference.relay import PromptSize
+from inference.metering import PromptSize
 from inference.v1.params import node_body
 from inference.v1.protocol import ChatRequest, Endpoint, int_field, model_field, stream_and_sampling
 

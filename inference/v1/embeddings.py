@@ -6,7 +6,7 @@ from typing import Any
 
 from inference.choices import InferenceEndpoint
 from inference.errors import BadChatRequest
-from inference.relay import PromptSize
+from inference.metering import PromptSize
 from inference.v1.protocol import ChatRequest, Endpoint, model_field
 
 MAX_INPUTS = 2048  # OpenAI's limit of inputs in one request

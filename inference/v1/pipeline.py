@@ -26,9 +26,9 @@ from typing import Any, Protocol
 from django.utils import timezone
 
 from clients.key_limit_types import KeyLimits
-from inference import relay, services
+from inference import metering, relay, services
 from inference.choices import InferenceEndpoint
-from inference.relay import Delivery, PromptSize, Usage
+from inference.metering import Delivery, PromptSize, Usage
 from inference.routing import Candidate
 from inference.v1 import keep_alive
 from inference.v1.params import hold_max_tokens
@@ -90,7 +90,7 @@ class ChatCall:
 
     def usage(self) -> Usage:
         """The usage to show the caller (what was billed)."""
-        return relay.meter(self.delivery, prompt=self.prompt, max_tokens=self.max_tokens)
+        return metering.meter(self.delivery, prompt=self.prompt, max_tokens=self.max_tokens)
 
     @property
     def charge(self) -> Decimal:
@@ -218,7 +218,6 @@ class Pipeline:
                 candidates=call.candidates,
                 body=call.request.body,
                 delivery=call.delivery,
-                raw=True,
                 path=call.request.endpoint.path,
             )
             frames = OurIdFrames(call.id)
@@ -259,12 +258,12 @@ def sized(request: ChatRequest, candidates: list[Candidate], window: int | None)
     the request can cost on any candidate."""
     if request.endpoint.name != InferenceEndpoint.CHAT:
         prompt, max_tokens = request.endpoint.prompt_of(request.body), request.requested_max_tokens or 0
-        return prompt, max_tokens, relay.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates)
+        return prompt, max_tokens, metering.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates)
     prompt = prompt_size(request.body, context_window=window)
     max_tokens = hold_max_tokens(
         requested=request.requested_max_tokens, context_window=window, prompt_tokens=prompt.estimate
     )
-    return prompt, max_tokens, relay.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates)
+    return prompt, max_tokens, metering.max_cost(prompt=prompt, max_tokens=max_tokens, candidates=candidates)
 
 
 def stream_end(call: ChatCall, finished: Finished) -> bytes:

@@ -1,7 +1,7 @@
 """How many tokens a prompt with image and audio parts may take (API.md §11 "Multimodal prompts"), for the hold
 and the billing caps.
 
-Text is sized as `relay.PromptSize` sizes it (characters / 4 to estimate, bytes to cap). Each other part adds
+Text is sized as `metering.PromptSize` sizes it (characters / 4 to estimate, bytes to cap). Each other part adds
 tokens to both:
 
 - an image (`image_url`): OpenAI's tile rule. `detail: low` is 85 tokens; `high` / `auto` (the default): the
@@ -24,7 +24,7 @@ import math
 import struct
 from dataclasses import dataclass
 
-from inference.relay import PromptSize
+from inference.metering import PromptSize
 
 LOW_DETAIL_TOKENS = 85
 TILE_TOKENS = 170

@@ -14,11 +14,12 @@ from django.conf import settings
 
 from core.error_render import openai_body, openai_retry_headers, openai_type
 from core.errors import DomainError
-from inference import relay
+from inference import metering, relay
 from inference.choices import InferenceEndpoint
 from inference.completion import Completion
 from inference.errors import BadChatRequest, EndpointNotServed, NoCapacity, UpstreamRejected
-from inference.relay import Assembler, Delivery, PromptSize
+from inference.metering import Delivery, PromptSize
+from inference.relay import Assembler
 from inference.routing import Candidate
 from inference.v1.params import node_body
 from inference.v1.routing_controls import NO_CONTROLS, ProviderControls, model_order, parse_provider
@@ -79,7 +80,7 @@ class Endpoint:
             candidates=candidates, body=body, delivery=delivery, path=self.path, assemble=self.assemble
         )
 
-    def usage(self, usage: relay.Usage, *, cost: Decimal | None = None) -> dict:
+    def usage(self, usage: metering.Usage, *, cost: Decimal | None = None) -> dict:
         shown = usage.as_openai(cost=cost)
         return shown if self.usage_keys is None else {k: v for k, v in shown.items() if k in self.usage_keys}
 
@@ -190,7 +191,7 @@ def usage_chunk(
     last: dict,
     *,
     model: str,
-    usage: relay.Usage,
+    usage: metering.Usage,
     response_id: str,
     cost: Decimal | None = None,
     object_name: str = "chat.completion.chunk",

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from clients import ledger
-from inference import relay
+from inference import metering
 from inference.models import InferenceRequest
 from tests.inference.conftest import MODEL, balance, fund, settle_usage, start_service
 from tests.llm_models.conftest import _stop
@@ -39,7 +39,7 @@ def chat(base_url: str, key: str) -> httpx.Response:
 def charge_of(response: httpx.Response) -> Decimal:
     """What the request costs, from the usage its answer reports and the node's prices."""
     used = response.json()["usage"]
-    return relay.price(
+    return metering.price(
         prompt_tokens=used["prompt_tokens"],
         completion_tokens=used["completion_tokens"],
         input_per_million=PRICE,

@@ -17,11 +17,11 @@ BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_to
 
 
 def _complete(candidate):  # type: ignore[no-untyped-def]
-    """The node's answer, streamed (the relay asks every node to stream): its chunks."""
+    """The node's answer, streamed (the relay asks every node to stream): its chunks, out of their batches."""
 
     async def run():  # type: ignore[no-untyped-def]
         async with node_client.new_http_client() as http, node_client.stream(http, candidate, BODY) as events:
-            return [chunk async for chunk, _payload in events]
+            return [chunk async for batch in events for chunk, _payload in batch]
 
     return asyncio.run(run())
 

@@ -111,7 +111,7 @@ async def _texts(node: RawNode, calls: int = 1) -> list[str]:
     async with node_client.new_http_client() as http:
         for _ in range(calls):
             async with node_client.stream(http, node.candidate(), BODY) as events:
-                chunks = [chunk async for chunk, _payload in events]
+                chunks = [chunk async for batch in events for chunk, _payload in batch]
             await asyncio.sleep(0.05)  # the body's end arrives a moment after [DONE]
             texts.append("".join(c["choices"][0]["delta"].get("content") or "" for c in chunks))
     return texts
@@ -184,7 +184,7 @@ def test_a_stream_left_early_closes_its_connection():
     async def scenario() -> RawNode:
         async with RawNode(reply) as node, node_client.new_http_client() as http:
             async with node_client.stream(http, node.candidate(), BODY) as events:
-                async for _chunk in events:
+                async for _batch in events:
                     break  # the client went away after the first chunk
             await asyncio.wait_for(node.client_closed.wait(), 2)
             return node

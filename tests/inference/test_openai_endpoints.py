@@ -185,7 +185,7 @@ def test_a_node_over_reporting_embedding_tokens_is_billed_at_most_the_input_cap(
 
     reply = sdk(live_service, key).embeddings.create(model=MODEL, input="abcd")
 
-    # 4 bytes + 16 for the one input + 64: the most prompt tokens believed (relay.PromptSize.cap)
+    # 4 bytes + 16 for the one input + 64: the most prompt tokens believed (metering.PromptSize.cap)
     assert reply.usage.prompt_tokens == 84
     settle_usage()
     record = InferenceRequest.objects.get()

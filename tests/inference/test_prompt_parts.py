@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from inference import relay
-from inference.relay import Delivery, PromptSize
+from inference import metering
+from inference.metering import Delivery, PromptSize
 from inference.routing import Candidate
 from inference.v1.prompt_parts import (
     UNSIZED_PART_TOKENS,
@@ -164,9 +164,9 @@ def test_an_image_raises_the_hold_and_the_billable_prompt_tokens():
     delivery = Delivery(
         started=True, relayed_bytes=10, relayed_chars=10, usage={"prompt_tokens": 800, "completion_tokens": 2}
     )
-    assert relay.meter(delivery, prompt=text, max_tokens=50).prompt_tokens == text.cap < 800
-    assert relay.meter(delivery, prompt=size, max_tokens=50).prompt_tokens == 800
+    assert metering.meter(delivery, prompt=text, max_tokens=50).prompt_tokens == text.cap < 800
+    assert metering.meter(delivery, prompt=size, max_tokens=50).prompt_tokens == 800
     node = Candidate(1, 1, "http://x/v1", "", Decimal(1000), Decimal(1000))
-    assert relay.max_cost(prompt=size, max_tokens=50, candidates=[node]) > relay.max_cost(
+    assert metering.max_cost(prompt=size, max_tokens=50, candidates=[node]) > metering.max_cost(
         prompt=text, max_tokens=50, candidates=[node]
     )

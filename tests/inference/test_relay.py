@@ -3,9 +3,9 @@
 import asyncio
 from decimal import Decimal
 
-from inference import relay
+from inference import metering, relay
 from inference.completion import MAX_TOOL_CALLS, Completion
-from inference.relay import Delivery, PromptSize
+from inference.metering import Delivery, PromptSize
 from inference.routing import route
 from tests.inference.conftest import MODEL
 
@@ -16,7 +16,7 @@ def _stream(candidates, body=BODY):  # type: ignore[no-untyped-def]
     delivery = Delivery()
 
     async def run():  # type: ignore[no-untyped-def]
-        return [c async for c in relay.relay_stream(candidates=candidates, body=body, delivery=delivery)]
+        return [c async for c, _ in relay.relay_stream(candidates=candidates, body=body, delivery=delivery)]
 
     return asyncio.run(run()), delivery
 
@@ -30,7 +30,7 @@ def test_a_stream_relays_the_answer_and_the_nodes_usage(node_on):
 
     assert delivery.ok and delivery.answer_text == "one two three"
     assert delivery.candidate.node_id == node.pk
-    usage = relay.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64)
+    usage = metering.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64)
     assert (usage.prompt_tokens, usage.completion_tokens, usage.estimated) == (5, 3, False)
     assert stub.chat_requests[0].body["stream_options"] == {"include_usage": True}
 
@@ -71,7 +71,7 @@ def test_a_node_dying_mid_stream_is_not_retried_and_only_what_was_relayed_is_met
     assert delivery.started and delivery.error.code == "node_broken_stream"
     assert delivery.answer_text == "alpha beta "
     assert second_stub.chat_requests == []
-    usage = relay.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64)
+    usage = metering.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64)
     assert usage.completion_tokens == 3  # ceil(11 chars / 4)
     assert usage.estimated
 
@@ -81,7 +81,7 @@ def test_usage_beyond_what_was_relayed_is_capped():
         started=True, relayed_bytes=10, relayed_chars=10, usage={"prompt_tokens": 10**6, "completion_tokens": 500}
     )
 
-    usage = relay.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64)
+    usage = metering.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64)
 
     assert usage.completion_tokens == 10
     assert usage.prompt_tokens == PromptSize.of(BODY).cap
@@ -91,7 +91,7 @@ def test_usage_beyond_what_was_relayed_is_capped():
 def test_missing_usage_is_estimated_from_text():
     delivery = Delivery(started=True, relayed_bytes=41, relayed_chars=41, usage=None)
 
-    usage = relay.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64)
+    usage = metering.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64)
 
     assert usage.completion_tokens == 11
     assert usage.prompt_tokens == PromptSize.of(BODY).estimate
@@ -99,7 +99,7 @@ def test_missing_usage_is_estimated_from_text():
 
 
 def test_price_is_per_million_tokens_in_decimal():
-    cost = relay.price(
+    cost = metering.price(
         prompt_tokens=1000, completion_tokens=500, input_per_million=Decimal("1.00"), output_per_million=Decimal("2.00")
     )
 
@@ -133,7 +133,7 @@ def test_a_non_stream_completion_fails_over_from_a_node_that_breaks_mid_answer(n
     assert payload["choices"][0]["message"]["content"] == "whole answer"
     assert delivery.ok and delivery.candidate.node_id == good.pk and delivery.answer_text == "whole answer"
     assert [(node_id, error.code) for node_id, error in delivery.failures] == [(broken.pk, "node_broken_stream")]
-    assert relay.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64).completion_tokens == 2
+    assert metering.meter(delivery, prompt=PromptSize.of(BODY), max_tokens=64).completion_tokens == 2
 
 
 def test_a_non_stream_completion_is_assembled_from_the_nodes_stream():

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import async_to_sync
 
-from inference import relay, routing
+from inference import metering, relay, routing
 from inference.errors import BadChatRequest, NoCapacity, NoNodeWithinPrice
 from inference.routing import Candidate
 from inference.v1.routing_controls import (
@@ -204,8 +204,8 @@ def test_node_facts_reads_names_and_latency(node_on):
 # --- With the router and real nodes ---------------------------------------------------------------------------
 
 
-def _relay(candidates: list[Candidate]) -> tuple[dict | None, relay.Delivery]:
-    delivery = relay.Delivery()
+def _relay(candidates: list[Candidate]) -> tuple[dict | None, metering.Delivery]:
+    delivery = metering.Delivery()
     payload = async_to_sync(relay.relay_complete)(candidates=candidates, body=BODY, delivery=delivery)
     return payload, delivery
 

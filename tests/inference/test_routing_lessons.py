@@ -2,8 +2,8 @@
 
 from decimal import Decimal
 
+from inference.metering import Delivery
 from inference.node_client import NodeCallError
-from inference.relay import Delivery
 from inference.routing import Candidate
 from inference.routing_lessons import lessons
 

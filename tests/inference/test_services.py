@@ -78,7 +78,7 @@ def test_a_stuck_direct_request_is_failed_and_refunded_at_once(user_client, node
 
 
 def test_a_late_finish_after_the_sweeper_took_the_row_back_charges_nothing(user_client, node_on, settings):
-    from inference.relay import Delivery, PromptSize
+    from inference.metering import Delivery, PromptSize
     from inference.routing import route
 
     client, _ = user_client
@@ -114,7 +114,7 @@ def test_the_hold_covers_the_most_the_request_can_cost(user_client, node_on, max
     req = _open(client, max_tokens=max_tokens)
 
     # The dearer node's prices: the prompt's billable cap at 4/1M, max_tokens at 9/1M.
-    from inference.relay import PromptSize
+    from inference.metering import PromptSize
 
     cap = PromptSize.of(services.chat_body(model=MODEL, question_text="hi", max_tokens=max_tokens)).cap
     expected = ((Decimal(cap) * 4 + Decimal(max_tokens) * 9) / Decimal(1_000_000)).quantize(Decimal("0.000001"))
