@@ -14,6 +14,7 @@ applied twice (a drainer killed before acknowledging it) finds its row and moves
 once (ledger.hold_release).
 """
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -122,26 +124,55 @@ def _row(entry: dict[str, Any]) -> InferenceRequest:
     )
 
 
+# Field types whose values psycopg takes as the ORM leaves them (int, bool, str, Decimal, an aware datetime): on
+# PostgreSQL Django's get_db_prep_save returns these unchanged (or an int as an int subclass), so it is skipped
+# for them; any other field is prepared by the ORM (tests/inference/test_journal_rows.py holds the two equal).
+_AS_IS = frozenset(
+    {
+        "ForeignKey",
+        "BooleanField",
+        "CharField",
+        "TextField",
+        "IntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "BigIntegerField",
+        "DecimalField",
+        "DateTimeField",
+    }
+)
+
+
+@functools.cache
+def _insert_plan() -> tuple[str, tuple[Field, ...], tuple[bool, ...]]:
+    """The INSERT of a batch of rows (one array per column, unnested: a short statement whatever the batch's size,
+    which psycopg parses once) and the columns' fields, with whether each value goes as it is."""
+    fields = tuple(f for f in InferenceRequest._meta.concrete_fields if not f.primary_key)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in fields)
+    sql = (
+        f"INSERT INTO {InferenceRequest._meta.db_table} ({columns}) "  # noqa: S608 - the model's own names
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT (request_key) DO NOTHING RETURNING request_key, id"
+    )
+    return sql, fields, tuple(f.get_internal_type() in _AS_IS for f in fields)
+
+
 def _insert_rows(uses: list[dict[str, Any]]) -> dict[str, int]:
     """Insert the rows not inserted before; the ids of those inserted now, by entry key. The columns are the
     model's own (every concrete field but the id), so a new field reaches these rows as it reaches the ORM's."""
     if not uses:
         return {}
-    fields = [f for f in InferenceRequest._meta.concrete_fields if not f.primary_key]
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    sql = (
-        f"INSERT INTO {InferenceRequest._meta.db_table} ({columns}) "  # noqa: S608 - the model's own names
-        f"VALUES {', '.join([one] * len(uses))} ON CONFLICT (request_key) DO NOTHING RETURNING request_key, id"
-    )
-    params = []
+    sql, fields, as_is = _insert_plan()
+    columns: list[list[Any]] = [[] for _ in fields]
     keys: dict[str, str] = {}  # request_key -> entry key
     for entry in uses:
         row = _row(entry)
         keys[row.request_key] = entry["key"]
-        params += [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
+        for column, field, plain in zip(columns, fields, as_is, strict=True):
+            value = getattr(row, field.attname)
+            column.append(value if plain else field.get_db_prep_save(value, connection))
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, columns)
         return {keys[request_key]: row_id for request_key, row_id in cursor.fetchall()}
 
 
