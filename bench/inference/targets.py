@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -63,7 +62,7 @@ def celery_commands(schedule: Path) -> dict[str, list[str]]:
     """Procfile's worker and beat lines (log level from the bench's LOG_LEVEL; beat's files in the run's folder)."""
     celery = str(BIN / "celery")
     return {
-        "worker": [celery, "-A", "config", "worker", "--loglevel=WARNING", "--concurrency=2"],
+        "worker": [celery, "-A", "config", "worker", "--loglevel=WARNING", "--pool=threads", "--concurrency=2"],
         "beat": [
             celery,
             "-A",
@@ -74,13 +73,6 @@ def celery_commands(schedule: Path) -> dict[str, list[str]]:
             f"--pidfile={schedule.with_suffix('.pid')}",
         ],
     }
-
-
-def _wait_pool(pid: int, *, children: int, timeout_s: float) -> None:
-    """Until the Celery worker has forked its pool."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and len(server.worker_pids(pid)) < 1 + children:
-        time.sleep(0.3)
 
 
 @dataclass
@@ -105,7 +97,6 @@ def service(*, env: dict[str, str], logs: Path) -> Iterator[Service]:
         server.child(commands["beat"], env=env, log=logs / "celery-beat.log"),
         server.serve(config, env, log=logs / "web.log") as web,
     ):
-        _wait_pool(worker.pid, children=2, timeout_s=30)
         yield Service(web=web, worker=worker)
 
 
