@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.http_protocol import UVICORN_ARGS
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -33,6 +35,7 @@ def uvicorn(workers: int, label: str = "", environment: tuple[tuple[str, str], .
     argv = (
         "{bin}/uvicorn",
         app,
+        *UVICORN_ARGS,
         "--host=127.0.0.1",
         "--port={port}",
         f"--workers={workers}",

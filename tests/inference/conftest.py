@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from core.crypto import encrypt
+from core.http_protocol import UVICORN_ARGS
 from llm_models.choices import NodeStatus
 from llm_models.models import LlmModel, Node, NodeModel
 from tests.factories import make_node
@@ -132,7 +133,7 @@ def start_service(log_path, **extra_env: str):  # type: ignore[no-untyped-def]
         **extra_env,
     }
     process = subprocess.Popen(
-        [str(REPO_ROOT / ".venv" / "bin" / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1",
+        [str(REPO_ROOT / ".venv" / "bin" / "uvicorn"), "config.asgi:application", *UVICORN_ARGS, "--host", "127.0.0.1",
          "--port", str(port), "--no-access-log", "--log-level", "warning"],
         cwd=REPO_ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip

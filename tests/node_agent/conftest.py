@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.http_protocol import UVICORN_ARGS
 from tests.llm_models.conftest import _stop, _test_database_url
 from tests.node_agent.backend_stub import BackendStub
 
@@ -73,8 +74,8 @@ class Service:
     def start(self) -> None:
         log = self.log_path.open("a")
         self.process = subprocess.Popen(
-            [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
-             "--lifespan", "off", "--no-access-log"],
+            [str(BIN / "uvicorn"), "config.asgi:application", *UVICORN_ARGS, "--host", "127.0.0.1",
+             "--port", str(self.port), "--lifespan", "off", "--no-access-log"],
             cwd=REPO_ROOT,
             env=self.env,
             stdout=log,
