@@ -5,7 +5,7 @@ Both doors set it: core.middleware.RequestIdMiddleware, and the lean ASGI paths 
 """
 
 import re
-import uuid
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 
@@ -21,12 +21,12 @@ current: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def accept(raw: str | bytes | None) -> str:
-    """The caller's id if it is 1..128 safe characters, else a new one (32 hex digits)."""
+    """The caller's id if it is 1..128 safe characters, else a new one (32 random hex digits)."""
     if isinstance(raw, bytes):
         raw = raw.decode("latin-1")
     if raw and _SAFE.fullmatch(raw):
         return raw
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def streaming_with_id(response: HttpResponseBase, rid: str) -> HttpResponseBase:

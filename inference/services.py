@@ -8,6 +8,7 @@ twice, and only the dispatch that still owns the row (`attempts` unchanged since
 
 import asyncio
 import hashlib
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,7 +68,7 @@ def new_request_key(ref: str | None = None) -> str:
     has one (an Idempotency-Key), so the same logical request cannot be opened twice; random otherwise."""
     if ref:
         return hashlib.sha256(ref.encode()).hexdigest()[:32]
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)  # 32 hex digits, as a uuid4's, at a fraction of its cost
 
 
 def _hold(req: InferenceRequest) -> None:
