@@ -93,8 +93,9 @@ async def pin(base_url: str, path: str, *, deadline: float | None = None) -> Pin
         raise NodeCallError("node_unresolvable", "The node's host does not resolve.") from exc
     _check(addresses, allow_private)
     origin = node_http.Origin(scheme, str(addresses[0]), port, host)
-    host_header = host if explicit_port is None else f"{host}:{explicit_port}"
-    return Pinned(origin=origin, target=f"{prefix}{path}", host_header=host_header, sni_hostname=host)
+    return Pinned(
+        origin=origin, target=f"{prefix}{path}", host_header=_host_header(host, explicit_port), sni_hostname=host
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -116,8 +117,15 @@ def _pin_address(base_url: str, path: str, allow_private: bool) -> Pinned | None
         return None
     _check([address], allow_private)
     origin = node_http.Origin(scheme, str(address), port, None)
-    host_header = host if explicit_port is None else f"{host}:{explicit_port}"
-    return Pinned(origin=origin, target=f"{prefix}{path}", host_header=host_header, sni_hostname=None)
+    return Pinned(
+        origin=origin, target=f"{prefix}{path}", host_header=_host_header(host, explicit_port), sni_hostname=None
+    )
+
+
+def _host_header(host: str, explicit_port: int | None) -> str:
+    """The `Host` header for a base URL's host: an IPv6 address in brackets (RFC 9110), the port where written."""
+    name = f"[{host}]" if ":" in host else host
+    return name if explicit_port is None else f"{name}:{explicit_port}"
 
 
 def _check(addresses: list[endpoint_guard.IPAddress], allow_private: bool) -> None:

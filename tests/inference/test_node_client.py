@@ -173,3 +173,22 @@ def test_an_oversized_answer_is_cut_off(node_on, settings):
         _complete(route(model=MODEL)[0])
 
     assert exc.value.code == "node_response_too_large"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "host", "address"),
+    [
+        ("http://[::1]:8000/v1", "[::1]:8000", "::1"),
+        ("http://[::1]/v1", "[::1]", "::1"),
+        ("http://127.0.0.1:8000/v1", "127.0.0.1:8000", "127.0.0.1"),
+    ],
+)
+def test_an_address_node_gets_a_host_header_it_can_parse(settings, base_url, host, address):  # type: ignore[no-untyped-def]
+    """An IPv6 address goes in brackets in `Host` (a bare `::1:8000` is not a host and port)."""
+    settings.ALLOW_PRIVATE_NODE_ENDPOINTS = True
+
+    pinned = asyncio.run(node_client.pin(base_url, "/chat/completions"))
+
+    assert pinned.host_header == host
+    assert pinned.origin.address == address
+    assert pinned.target == "/v1/chat/completions"
