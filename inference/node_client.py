@@ -26,7 +26,7 @@ import functools
 import ipaddress
 import json
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -35,6 +35,7 @@ from django.conf import settings
 
 from core import json_codec, request_id
 from core.crypto import decrypt
+from core.loop_resources import close_with_loop
 from inference import node_http
 from inference.node_http import NodeHttpClient
 from inference.routing import Candidate
@@ -141,34 +142,18 @@ def new_http_client() -> NodeHttpClient:
     return NodeHttpClient()
 
 
-_shared: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[NodeHttpClient, AsyncIterator[None]]]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def _closed_with_the_loop(client: NodeHttpClient) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    finally:
-        await client.close()
+_shared: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, NodeHttpClient]" = weakref.WeakKeyDictionary()
 
 
 def shared_http_client() -> NodeHttpClient:
-    """One pooled client per event loop (the web process has one loop; a worker makes a client per task).
-
-    The client is closed when its loop shuts down (`asyncio.run` and uvicorn finalize a loop's async generators
-    then; a started generator registered with the loop does the closing), so short-lived loops leak nothing.
-    """
+    """One pooled client per event loop (the web process has one loop; a worker makes a client per task), closed
+    when its loop shuts down (core/loop_resources.py), so short-lived loops leak nothing."""
     loop = asyncio.get_running_loop()
-    entry = _shared.get(loop)
-    if entry is not None and not entry[0].closed:
-        return entry[0]
-    client = new_http_client()
-    closer = _closed_with_the_loop(client)
-    step = closer.__anext__()  # registers the generator with this loop's shutdown hook
-    with contextlib.suppress(StopIteration):
-        step.send(None)  # run it to its `yield` (nothing there awaits), so closing it runs the `finally`
-    _shared[loop] = (client, closer)
+    client = _shared.get(loop)
+    if client is not None and not client.closed:
+        return client
+    client = _shared[loop] = new_http_client()
+    close_with_loop(client.close)
     return client
 
 
