@@ -3,7 +3,7 @@ from django.db.models import QuerySet
 
 from clients.choices import ClientRole, LedgerAccountKind, LedgerEntryKind
 from clients.models import Client, LedgerEntry
-from core.filters import FilterSet, IntegerFilter, StrictBooleanFilter
+from core.filters import FilterSet, IntegerFilter, StrictBooleanFilter, TextFilter
 
 
 class ClientFilter(FilterSet):
@@ -21,7 +21,7 @@ class ClientFilter(FilterSet):
 
 class LedgerEntryFilter(FilterSet):
     kind = django_filters.ChoiceFilter(choices=LedgerEntryKind.choices)
-    ref = django_filters.CharFilter(max_length=64, label="The object an entry is for, e.g. `inference:12`")
+    ref = TextFilter(label="The object an entry is for, e.g. `inference:12`")
     account = django_filters.ChoiceFilter(field_name="account__kind", choices=LedgerAccountKind.choices)
     client = IntegerFilter(field_name="account__client", label="Client id (admins; others see only their own)")
     date_from = django_filters.DateFilter(

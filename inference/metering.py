@@ -55,6 +55,12 @@ class Delivery:
         self.candidate = candidate
         self.began_at = time.monotonic()
 
+    def _started(self) -> None:
+        """Something arrived from the node: no failover any more, and the first byte's time is kept."""
+        if not self.started:
+            self.started = True
+            self.first_byte_ms = self._elapsed_ms()
+
     def _elapsed_ms(self) -> int:
         return int((time.monotonic() - self.began_at) * 1000)
 

@@ -35,6 +35,11 @@ class Assembler(Protocol):
     def payload(self, *, usage: dict | None) -> dict: ...
 
 
+def _streamed(body: dict) -> dict:
+    """The body nodes get: always streamed, usage always asked for."""
+    return {**body, "stream": True, "stream_options": {"include_usage": True}}
+
+
 def _attempts(candidates: list[Candidate], max_attempts: int | None) -> list[Candidate]:
     return candidates[: max_attempts or settings.INFERENCE_MAX_ATTEMPTS]
 
@@ -57,16 +62,14 @@ async def relay_stream(
     (`/completions` streams text completions the same way).
     """
     http = http or node_client.shared_http_client()
-    upstream = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    upstream = _streamed(body)
     last: NodeCallError | None = None
     for candidate in _attempts(candidates, max_attempts):
         delivery._begin(candidate)
         try:
             async with node_client.stream(http, candidate, upstream, path=path) as batches:
                 async for batch in batches:
-                    if not delivery.started:
-                        delivery.started = True
-                        delivery.first_byte_ms = delivery._elapsed_ms()
+                    delivery._started()
                     for chunk, payload in batch:
                         delivery.observe_chunk(chunk)
                         yield chunk, payload
@@ -101,7 +104,7 @@ async def relay_complete(
     The node's chunks are read a batch at a time (what arrived together) and assembled as they come, without
     relay_stream's step per chunk: a short answer arrives in a read or two."""
     http = http or node_client.shared_http_client()
-    upstream = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    upstream = _streamed(body)
     last: NodeCallError | None = None
     for candidate in _attempts(candidates, max_attempts):
         attempt = Delivery(failures=delivery.failures)
@@ -134,9 +137,7 @@ async def _assemble_from(
     it is whole: Delivery.observe_completion); raises its NodeCallError."""
     async with node_client.stream(http, candidate, upstream, path=path) as batches:
         async for batch in batches:
-            if not attempt.started:
-                attempt.started = True
-                attempt.first_byte_ms = attempt._elapsed_ms()
+            attempt._started()
             for chunk, _ in batch:
                 answer.add(chunk)
                 usage = chunk.get("usage")

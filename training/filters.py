@@ -1,13 +1,13 @@
 import django_filters
 
-from core.filters import FilterSet
+from core.filters import FilterSet, TextFilter
 from training.choices import TrainingStatus
 from training.models import TrainingJob
 
 
 class TrainingJobFilter(FilterSet):
     status = django_filters.ChoiceFilter(choices=TrainingStatus.choices)
-    model = django_filters.CharFilter(field_name="base_model")
+    model = TextFilter(field_name="base_model")
 
     class Meta:
         model = TrainingJob

@@ -38,3 +38,29 @@ def test_a_model_item_the_schema_allows_is_accepted(api_client, user_client, key
     assert re.search(pattern, item) is not None
     assert r.status_code == 201, r.content
     assert r.json()["models"] == [item.strip()]
+
+
+def test_every_free_text_query_parameter_documents_that_a_nul_is_refused(api_client):  # type: ignore[no-untyped-def]
+    """Django's form fields refuse NUL in a text filter (400): the schema says so (fuzzing found the ledger's `ref`
+    documented as any string)."""
+    schema = api_client.get("/api/schema/", {"format": "json"}).json()
+    undocumented = [
+        f"{method.upper()} {path} ?{parameter['name']}"
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query"
+        and parameter.get("schema", {}).get("type") == "string"
+        and not {"enum", "format", "pattern"} & set(parameter["schema"])
+    ]
+    # These take any text, a NUL included: an unknown ordering is ignored; the menu's search is a substring match.
+    assert {u for u in undocumented if not u.endswith(" ?ordering")} == {"GET /api/v1/llm_models/all-models/ ?search"}
+
+
+def test_a_ledger_ref_with_a_nul_is_a_400_naming_it(api_client, user_client):  # type: ignore[no-untyped-def]
+    _, raw = user_client
+
+    r = api_client.get("/api/v1/client/ledger/", {"ref": "inference:\x001"}, **bearer(raw))
+
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["attr"] == "ref"
