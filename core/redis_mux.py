@@ -78,7 +78,14 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         pending = self.pending
-        while (reply := self.reader.gets()) is not False:
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:  # not RESP: nothing after it can be trusted
+                self._fail(redis.ConnectionError(f"Redis sent what is not a reply: {exc}"))
+                return
+            if reply is False:
+                return
             if not pending:  # a reply nobody asked for: the stream is out of step, drop the connection
                 self._fail(redis.ConnectionError("Redis sent a reply to no command"))
                 return

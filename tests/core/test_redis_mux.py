@@ -140,3 +140,26 @@ def test_a_redis_that_cannot_be_reached_is_a_connection_error() -> None:
 
     with pytest.raises(redis.ConnectionError):
         asyncio.run(run())
+
+
+def test_a_server_that_does_not_speak_resp_is_a_connection_error_naming_it() -> None:
+    async def run() -> redis.RedisError:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1024)
+            writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")  # something else listens on the port
+            await reader.read(1024)
+            writer.close()
+
+        server, port = await _server(handler)
+        mux = RedisMux(f"redis://127.0.0.1:{port}", timeout_s=5)
+        try:
+            await asyncio.wait_for(mux.execute("PING"), 2)
+        except redis.RedisError as exc:
+            error = exc
+        mux.close()
+        server.close()
+        return error
+
+    error = asyncio.run(run())
+    assert type(error) is redis.ConnectionError
+    assert "not a reply" in str(error)
