@@ -152,9 +152,7 @@ class RedisMux:
         connection = self.connection
         if connection is None or connection.lost:
             connection = await self._connected()
-        futures = connection.send(commands)
-        await asyncio.wait(futures)
-        return [future.result() for future in futures]
+        return await _replies(connection, commands)
 
     async def _connected(self) -> _Connection:
         if self._connecting is None:
@@ -178,7 +176,11 @@ class RedisMux:
                     _, connection = await loop.create_connection(
                         lambda: _Connection(self.timeout_s), options["host"], options.get("port", 6379), ssl=tls
                     )
-                await self._hello(connection)
+                try:
+                    await self._hello(connection)
+                except BaseException:
+                    connection.close()  # refused (a wrong password), timed out or cancelled: not left open
+                    raise
         except TimeoutError as exc:
             raise redis.TimeoutError("Timeout connecting to Redis") from exc
         except OSError as exc:
@@ -196,15 +198,19 @@ class RedisMux:
         if options.get("db"):
             commands.append(("SELECT", options["db"]))
         if commands:
-            futures = connection.send(commands)
-            await asyncio.wait(futures)
-            for future in futures:
-                future.result()
+            await _replies(connection, commands)
 
     def close(self) -> None:
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+
+
+async def _replies(connection: _Connection, commands: Sequence[Command]) -> list[Any]:
+    """Send the commands back to back; their replies in order, the first error raised once all have arrived."""
+    futures = connection.send(commands)
+    await asyncio.wait(futures)
+    return [future.result() for future in futures]
 
 
 _muxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, float], RedisMux]]" = (

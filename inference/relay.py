@@ -113,15 +113,13 @@ async def relay_complete(
         try:
             await _assemble_from(http, candidate, upstream, path=path, attempt=attempt, answer=answer)
         except NodeCallError as exc:
-            attempt.latency_ms = attempt._elapsed_ms()
             if exc.retryable:  # nothing reached the caller: the next node may answer it
                 attempt.failures.append((candidate.node_id, exc))
                 last = exc
                 delivery.candidate = candidate
                 continue
             attempt.error = exc  # refused for the request's own fault: no other node would take it
-        else:
-            attempt.latency_ms = attempt._elapsed_ms()
+        attempt.latency_ms = attempt._elapsed_ms()
         payload = answer.payload(usage=attempt.usage)
         attempt.observe_completion(payload)
         vars(delivery).update(vars(attempt))  # the attempt that answered (or was refused for the request's fault)

@@ -163,3 +163,30 @@ def test_a_server_that_does_not_speak_resp_is_a_connection_error_naming_it() -> 
     error = asyncio.run(run())
     assert type(error) is redis.ConnectionError
     assert "not a reply" in str(error)
+
+
+def test_a_refused_password_is_an_error_and_its_connection_is_closed_not_kept() -> None:
+    async def run() -> tuple[type, bool]:
+        closed = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1024)  # the AUTH
+            writer.write(b"-WRONGPASS invalid username-password pair\r\n")
+            await writer.drain()
+            if await reader.read(1024) == b"":
+                closed.set()
+            writer.close()
+
+        server, port = await _server(handler)
+        mux = RedisMux(f"redis://:wrong@127.0.0.1:{port}/0", timeout_s=2)
+        try:
+            await mux.execute("PING")
+        except redis.RedisError as exc:
+            error = type(exc)
+        await asyncio.wait_for(closed.wait(), 2)
+        server.close()
+        return error, mux.connection is None
+
+    error, forgotten = asyncio.run(run())
+    assert issubclass(error, redis.ResponseError)
+    assert forgotten
