@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Field
@@ -149,7 +150,7 @@ def _insert_plan() -> tuple[str, tuple[Field, ...], tuple[bool, ...]]:
     which psycopg parses once) and the columns' fields, with whether each value goes as it is."""
     fields = tuple(f for f in InferenceRequest._meta.concrete_fields if not f.primary_key)
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in fields)
+    arrays = ", ".join(f"%b::{f.cast_db_type(connection)}[]" for f in fields)
     sql = (
         f"INSERT INTO {InferenceRequest._meta.db_table} ({columns}) "  # noqa: S608 - the model's own names
         f"SELECT * FROM unnest({arrays}) ON CONFLICT (request_key) DO NOTHING RETURNING request_key, id"
@@ -171,7 +172,10 @@ def _insert_rows(uses: list[dict[str, Any]]) -> dict[str, int]:
         for column, field, plain in zip(columns, fields, as_is, strict=True):
             value = getattr(row, field.attname)
             column.append(value if plain else field.get_db_prep_save(value, connection))
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    # Bound on the server, in binary: Django's cursor binds on the client, quoting every element of every array
+    # into the statement as text (a regex or two per value: a third of the drain's CPU per entry).
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, columns)
         return {keys[request_key]: row_id for request_key, row_id in cursor.fetchall()}
 

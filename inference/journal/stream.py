@@ -12,7 +12,6 @@ Durability is Redis's: in production give it an append-only file (`appendonly ye
 `always`), or entries written in the last second before a Redis crash are lost.
 """
 
-import json
 import logging
 import os
 import socket
@@ -77,7 +76,7 @@ def _apply(client: redis.Redis, messages: list[tuple[bytes, dict[Any, Any]]]) ->
     if not messages:
         return 0
     ids = [message_id for message_id, _ in messages]
-    batch = [json.loads(fields[b"e"]) for _, fields in messages]
+    batch = [json_codec.loads(fields[b"e"]) for _, fields in messages]
     try:
         entries.apply(batch)
     except Exception:
@@ -96,7 +95,8 @@ def _apply(client: redis.Redis, messages: list[tuple[bytes, dict[Any, Any]]]) ->
 
 
 def drain(*, batch_size: int = 500, max_batches: int = 200) -> int:
-    """Apply what the journal holds (and what a dead drainer left pending); returns the entries applied."""
+    """Apply what the journal holds (and what a dead drainer left pending), in batches of `batch_size` until one
+    comes back short: everything appended before the run began is applied; returns the entries applied."""
     if not enabled():
         return 0
     client = _sync_client()
@@ -118,6 +118,10 @@ def drain(*, batch_size: int = 500, max_batches: int = 200) -> int:
             if not messages:
                 break
             applied += _apply(client, messages)
+            if len(messages) < batch_size:
+                # The journal's tail: what arrives meanwhile waits for the next drain. Chasing it applied a few
+                # dozen entries a batch, each batch paying the ledger's dozen statements (0.6 ms of CPU a request).
+                break
         return applied
     finally:
         client.close()

@@ -269,3 +269,15 @@ def streamed(response) -> str:  # type: ignore[no-untyped-def]
         return b"".join([part async for part in response.streaming_content])
 
     return async_to_sync(collect)().decode()
+
+
+@pytest.fixture
+def journal_parties() -> dict:
+    """A client, a provider and its node: who a journal entry (tests/inference/journal_helpers.py) names."""
+    from clients.choices import ClientRole
+    from tests.factories import make_client, make_node
+
+    client, _ = make_client()
+    provider, _ = make_client(role=ClientRole.GPU_PROVIDER, approved=True)
+    node, _ = make_node(owner=provider)
+    return {"client_id": client.pk, "owner_id": provider.pk, "node_id": node.pk, "api_key_id": None}
