@@ -98,10 +98,11 @@ def private_endpoints(settings):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):  # type: ignore[no-untyped-def]
     """The test database is built from the models (--no-migrations), so add the ledger's triggers by hand: the
-    exact SQL of their migration (clients/migrations/0003_ledger_triggers.py), which is idempotent."""
-    triggers = importlib.import_module("clients.migrations.0003_ledger_triggers")
+    exact SQL of their migrations (clients/migrations/0003_ledger_triggers.py, then 0008's version of the balance
+    check), which is idempotent."""
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(triggers.FORWARD_SQL)
+        for migration in ("0003_ledger_triggers", "0008_ledger_balance_checked_once"):
+            cursor.execute(importlib.import_module(f"clients.migrations.{migration}").FORWARD_SQL)
 
 
 @pytest.fixture

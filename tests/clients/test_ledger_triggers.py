@@ -1,4 +1,5 @@
-"""The database's own guard of the ledger (clients/migrations/0003_ledger_triggers.py).
+"""The database's own guard of the ledger (clients/migrations/0003_ledger_triggers.py; 0008 checks each ledger
+transaction once per firing statement).
 
 These commit for real (`transaction=True`): the balance trigger is deferred to commit, as Hordak's is.
 """
@@ -124,3 +125,47 @@ def test_the_ledgers_own_postings_pass_the_triggers(posted):
 
     assert ledger.reconcile() == []
     assert LedgerTransaction.objects.count() == 3
+
+
+def test_each_ledger_transaction_of_a_commit_is_checked(accounts):
+    """The check runs once per ledger transaction (0008): a balanced one does not vouch for the next."""
+    platform, treasury = accounts
+
+    with pytest.raises(IntegrityError, match="unbalanced"), transaction.atomic():
+        first, second = new_transaction("first"), new_transaction("second")
+        insert_entry(first.pk, platform.pk, "5")
+        insert_entry(first.pk, treasury.pk, "-5")
+        insert_entry(second.pk, platform.pk, "5")
+        insert_entry(second.pk, treasury.pk, "-4")
+
+    assert not LedgerTransaction.objects.exists()
+
+
+def test_a_line_added_after_a_forced_check_is_checked_at_commit(accounts):
+    """A transaction checked early (SET CONSTRAINTS ... IMMEDIATE) is checked again at commit: the memo of 0008
+    holds for one firing statement only."""
+    platform, treasury = accounts
+
+    with pytest.raises(IntegrityError, match="unbalanced"), transaction.atomic():
+        txn = new_transaction("checked-early")
+        insert_entry(txn.pk, platform.pk, "5")
+        insert_entry(txn.pk, treasury.pk, "-5")
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # balanced so far: passes
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        insert_entry(txn.pk, platform.pk, "7")
+
+    assert not LedgerTransaction.objects.exists()
+
+
+def test_a_transaction_of_many_lines_commits_once_balanced(accounts):
+    platform, treasury = accounts
+
+    with transaction.atomic():
+        txn = new_transaction("many-lines")
+        LedgerEntry.objects.bulk_create(
+            [LedgerEntry(transaction=txn, account=platform, amount=Decimal("500"))]
+            + [LedgerEntry(transaction=txn, account=treasury, amount=Decimal("-1")) for _ in range(500)]
+        )
+
+    assert LedgerEntry.objects.filter(transaction=txn).count() == 501
