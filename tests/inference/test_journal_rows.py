@@ -15,14 +15,18 @@ from tests.inference.journal_helpers import use_entry
 pytestmark = pytest.mark.django_db
 
 
-def test_values_sent_as_they_are_equal_what_the_orm_would_send(journal_parties: dict) -> None:
-    """The fields the INSERT passes without the ORM's preparation are those for which it changes nothing."""
-    row = entries._row(use_entry("k1", **journal_parties))
+def test_the_insert_sends_what_the_orm_would(journal_parties: dict) -> None:
+    """The INSERT's values (row_fields, no model instance, and the model's defaults) equal those of an
+    InferenceRequest built from the same fields, and the fields sent as they are are those whose preparation by
+    the ORM changes nothing."""
+    named = entries.row_fields(use_entry("k1", **journal_parties))
+    row = InferenceRequest(**named)
     _sql, fields, as_is = entries._insert_plan()
-    passed = [f for f, plain in zip(fields, as_is, strict=True) if plain]
-    assert len(passed) == len(fields)  # every column of today's model goes as it is
-    for field in passed:
-        value = getattr(row, field.attname)
+    assert all(as_is)  # every column of today's model goes as it is
+    assert {f.attname for f in fields} - set(named) == {"plan_covered", "endpoint", "batch_id"}  # the defaults
+    for field in fields:
+        value = entries.field_value(named, field)
+        assert value == getattr(row, field.attname), field.name
         assert field.get_db_prep_save(value, connection) == value, field.name
 
 
