@@ -8,11 +8,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from clients.choices import ClientRole
 from core.crypto import encrypt
 from core.http_protocol import UVICORN_ARGS
 from llm_models.choices import NodeStatus
 from llm_models.models import LlmModel, Node, NodeModel
-from tests.factories import make_node
+from tests.factories import make_client, make_node
 
 MODEL = "stub/model"
 NODE_KEY = "sk-node-backend-secret-0123456789"
@@ -274,9 +275,6 @@ def streamed(response) -> str:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def journal_parties() -> dict:
     """A client, a provider and its node: who a journal entry (tests/inference/journal_helpers.py) names."""
-    from clients.choices import ClientRole
-    from tests.factories import make_client, make_node
-
     client, _ = make_client()
     provider, _ = make_client(role=ClientRole.GPU_PROVIDER, approved=True)
     node, _ = make_node(owner=provider)
