@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import (
     Avg,
     BooleanField,
@@ -283,3 +284,15 @@ def market_stats(*, now: datetime | None = None) -> dict:
         "average_latency_ms": avg,
         "revenue": {"operator": revenue.operator, "platform": revenue.platform, "treasury": revenue.treasury},
     }
+
+
+def market_stats_cached() -> dict:
+    """market_stats(), computed at most once per MARKET_STATS_CACHE_S in the shared cache.
+
+    The figures are public and the same for everyone, and the totals read every completed request and every ledger
+    line (they grow with the marketplace's history): a stats page a few seconds old is a fair trade for not paying
+    that on every call, by anyone, as often as they like."""
+    if settings.MARKET_STATS_CACHE_S <= 0:
+        return market_stats()
+    stats = cache.get_or_set("market:stats", market_stats, timeout=settings.MARKET_STATS_CACHE_S)
+    return stats if stats is not None else market_stats()

@@ -221,4 +221,4 @@ class MarketStatsView(APIView):
 
     @extend_schema(summary="Marketplace statistics", responses=MarketStatsOut)
     def get(self, request: Request) -> Response:
-        return Response(MarketStatsOut(selectors.market_stats()).data)
+        return Response(MarketStatsOut(selectors.market_stats_cached()).data)

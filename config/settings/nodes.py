@@ -26,3 +26,6 @@ DEFAULT_OUTPUT_PRICE_PER_MILLION = Decimal(env("DEFAULT_OUTPUT_PRICE_PER_MILLION
 MARKET_TRAFFIC_WINDOW_S = env.int("MARKET_TRAFFIC_WINDOW_S", default=24 * 3600)
 # The public market endpoints, for anonymous callers, per address (DRF rate: "<n>/<second|minute|hour|day>").
 MARKET_ANON_THROTTLE_RATE = env("MARKET_ANON_THROTTLE_RATE", default="120/min")
+# stats/ (all-time totals over every request and ledger line) is served from the cache for this long (0: computed on
+# every request).
+MARKET_STATS_CACHE_S = env.int("MARKET_STATS_CACHE_S", default=10)

@@ -21,6 +21,7 @@ INFERENCE_SESSION_REDIS_URL = env("INFERENCE_SESSION_REDIS_URL", default=KEY_LIM
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
 ALL_MODELS_CACHE_S = 0  # tests see every change at once; test_api_all_models checks the cache on its own
+MARKET_STATS_CACHE_S = 0  # likewise; test_stats_and_secrets checks it
 # Off for the suite's SSRF tests; the node-agent tests turn it on for the service they start as a subprocess.
 ALLOW_PRIVATE_NODE_ENDPOINTS = env.bool("ALLOW_PRIVATE_NODE_ENDPOINTS", default=False)
 GOOGLE_TEST_CLIENT_ID = "test-client-id.apps.googleusercontent.com"

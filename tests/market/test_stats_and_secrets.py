@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from clients import ledger
@@ -51,6 +52,29 @@ def test_stats_count_nodes_gpus_models_inferences_latency_and_revenue(
     assert body["inferences"] == {"today": 2, "total": 3}
     assert body["average_latency_ms"] == 200.0
     assert body["revenue"] == {"operator": "0.770000", "platform": "0.525000", "treasury": "0.105000"}
+
+
+def test_stats_are_served_from_the_cache_for_market_stats_cache_s(
+    api_client, provider, user_client, settings, django_assert_max_num_queries
+):
+    """The totals read every completed request and ledger line: anyone calling stats/ as often as they like costs
+    one computation per MARKET_STATS_CACHE_S."""
+    settings.MARKET_STATS_CACHE_S = 60
+    node = live_node(provider[0])
+    completed(node, latency_ms=100)
+    assert api_client.get("/api/v1/stats/").json()["inferences"]["total"] == 1
+
+    completed(node, latency_ms=100)
+    pay(user_client[0], provider[0], "1.000000", "inference:cached")
+    with django_assert_max_num_queries(0):
+        body = api_client.get("/api/v1/stats/").json()
+    assert body["inferences"]["total"] == 1, "stats up to MARKET_STATS_CACHE_S old are served"
+    assert body["revenue"]["operator"] == "0.000000"
+
+    cache.clear()  # what the timeout does
+    body = api_client.get("/api/v1/stats/").json()
+    assert body["inferences"]["total"] == 2
+    assert body["revenue"]["operator"] == "0.700000"
 
 
 def test_admin_shows_node_uptime_and_latency_and_provider_earnings(client, admin, provider, user_client):
