@@ -2,10 +2,10 @@
 
 Each door admits a request with `admit` before it opens it (the key's limits, then the plan's daily quota; a batch:
 `batch_covered`, in its transaction), opens plan-covered ones as such (`inference_open(plan_covered=...)`: no hold,
-and at the end no charge: the platform pays the node and the treasury, plans/covered.py), ties the rows to the key
-that asked (`request_attach`), and reports each finished request (`request_finished`): its cost (none when the plan
-covered it) and tokens to the key. At once where the web process relays it (/v1, seed stream), from the worker
-task for queued ones (seed sync and batch).
+and at the end no charge: the platform pays the node and the treasury, plans/covered.py) and with the key that asked
+(`inference_open(api_key_id=...)`, in the row's INSERT), and reports each finished request (`request_finished`):
+its cost (none when the plan covered it) and tokens to the key. At once where the web process relays it (/v1, seed
+stream), from the worker task for queued ones (seed sync and batch).
 """
 
 from collections.abc import Mapping
@@ -50,12 +50,6 @@ def batch_covered(*, client: Client, model: str, count: int) -> int:
     """How many of a batch's `count` requests (the first ones) the client's plan covers today; 429 beyond a `block`
     plan's quota. Call it in the transaction that opens the batch, so a refused batch takes no quota."""
     return plan_quota_take_many(client_id=client.pk, model=model, count=count)
-
-
-def request_attach(*, request_ids: list[int], key_id: int | None) -> None:
-    """Record which key asked (in the transaction that opened the rows, before a worker can finish them)."""
-    if request_ids and key_id is not None:
-        InferenceRequest.objects.filter(pk__in=request_ids).update(api_key_id=key_id)
 
 
 def request_finished(*, req: InferenceRequest, limits: KeyLimits | None) -> None:

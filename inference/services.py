@@ -104,6 +104,7 @@ def inference_open(
     plan_covered: bool = False,
     endpoint: str = InferenceEndpoint.CHAT,
     prompt: PromptSize | None = None,
+    api_key_id: int | None = None,
 ) -> Opened:
     """Route, write the row and hold its most possible cost; a worker request is dispatched when this commits.
 
@@ -116,6 +117,7 @@ def inference_open(
     `prompt`: the prompt's size when the caller sized it (image and audio parts: v1/prompt_parts.prompt_size).
     `endpoint`: another /v1 operation (API.md §11 "More endpoints"), whose `body` and `prompt` come parsed whole
     (inference/v1/completions.py, embeddings.py) and whose `max_tokens` is taken as it is (0: no output).
+    `api_key_id`: the key that asked (None: a session or a keyless payer), written with the row.
     """
     now = now or timezone.now()
     if candidates is None:
@@ -142,6 +144,7 @@ def inference_open(
         request_key=request_key,
         deadline_at=_deadline(now),
         plan_covered=plan_covered,
+        api_key_id=api_key_id,
     )
     _hold(req)
     if not by_web:
@@ -158,9 +161,10 @@ def inference_batch_create(
     max_tokens: int | None,
     ref: str | None = None,
     covered: int = 0,
+    api_key_id: int | None = None,
 ) -> InferenceBatch:
     """One request (one hold) per prompt, all or none; workers run them in parallel. The first `covered` are
-    plan-covered (no hold)."""
+    plan-covered (no hold). Each row records `api_key_id`, the key that asked."""
     now = timezone.now()
     candidates = routing.route(model=model, now=now, client_id=client.pk)
     max_tokens = max_tokens or settings.INFERENCE_DEFAULT_MAX_TOKENS
@@ -177,6 +181,7 @@ def inference_batch_create(
             ref=f"{ref}:{i}",
             now=now,
             plan_covered=i < covered,
+            api_key_id=api_key_id,
         )
     return batch
 

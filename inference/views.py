@@ -85,8 +85,8 @@ def _open_question(request: Request, *, ref: str | None, channel: str) -> Opened
             channel=channel,
             ref=ref,
             plan_covered=admitted.covered,  # no hold, no charge (API.md §12)
+            api_key_id=door_limits.calling_key_id(request),
         )
-        door_limits.request_attach(request_ids=[opened.request.pk], key_id=door_limits.calling_key_id(request))
     return opened
 
 
@@ -244,10 +244,7 @@ class InferenceViewSet(
                     max_tokens=v.get("max_tokens"),
                     ref=ref,
                     covered=door_limits.batch_covered(client=client, model=v["model"], count=len(v["prompts"])),
-                )
-                door_limits.request_attach(
-                    request_ids=list(batch.items.values_list("pk", flat=True)),
-                    key_id=door_limits.calling_key_id(request),
+                    api_key_id=door_limits.calling_key_id(request),
                 )
             batch = selectors.inference_batch_get_visible(viewer=request_client(request), batch_id=batch.pk)
             return Response(InferenceBatchOut(batch).data, status=status.HTTP_202_ACCEPTED)

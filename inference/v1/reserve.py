@@ -17,7 +17,7 @@ from django.db import transaction
 
 from clients import ledger
 from core.asgi import database_call
-from inference import door_limits, services
+from inference import services
 from inference.choices import InferenceChannel
 from inference.journal import entries
 from inference.journal.stream import append_or_apply
@@ -104,8 +104,8 @@ def _open_row(call: ChatCall) -> None:
             ref=caller.ref,
             request_key=call.key,
             plan_covered=caller.covered,  # no hold, no charge (API.md §12)
+            api_key_id=caller.key_id,
         )
-        door_limits.request_attach(request_ids=[opened.request.pk], key_id=caller.key_id)
     call.row = opened.request
     call.need = opened.request.held_amount
 
