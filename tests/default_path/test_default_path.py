@@ -126,8 +126,13 @@ def test_the_market_shows_measured_figures(world: World) -> None:
     assert set(node) >= {"uptime_5m", "uptime_30m", "uptime_1d"}
     assert api.get(f"/nodes/{world.ids['node']}/monitoring/")["count"] >= 1
 
-    stats = api.get("/stats/")
-    assert stats["inferences"]["total"] == len(world.results["completed"])
+    # stats/ may be MARKET_STATS_CACHE_S (10 s) old: an earlier call may have cached figures from before the walk.
+    completed = len(world.results["completed"])
+    stats = wait_for(
+        lambda: (body := api.get("/stats/"))["inferences"]["total"] == completed and body,
+        timeout=15,
+        what=f"stats/ counting the walk's {completed} completed requests",
+    )
     assert stats["nodes"]["live"] >= 1
     assert Decimal(stats["revenue"]["operator"]) > 0
 
