@@ -31,7 +31,12 @@ class InferenceBatch(models.Model):
 class InferenceRequest(models.Model):
     """One question to one model (seed 004's `inference`), its answer, and what it cost."""
 
-    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="inference_requests")
+    client = models.ForeignKey(
+        "clients.Client",
+        on_delete=models.PROTECT,
+        related_name="inference_requests",
+        db_index=False,  # the (client, created_at) and (client, finished_at) indexes lead with it
+    )
     api_key = models.ForeignKey(
         "clients.ApiKey",
         on_delete=models.SET_NULL,
@@ -90,6 +95,8 @@ class InferenceRequest(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["client", "created_at"], name="inference_client_created_idx"),
+            # Usage roll-ups (usage_rollup.py): a client's requests finished in a span.
+            models.Index(fields=["client", "finished_at"], name="inference_client_finished_idx"),
             # The stuck-request sweep: unfinished rows by deadline.
             models.Index(
                 fields=["deadline_at"],

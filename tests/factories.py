@@ -1,15 +1,19 @@
 """factory_boy factories for the test suite. Keys and tokens are issued through the real services."""
 
+import itertools
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from clients.choices import ClientRole
 from clients.models import Client
 from clients.services import api_key_create
 from core.tokens import NODE_TOKEN_PREFIX, issue_secret
 from gpus.models import Gpu
+from inference.models import InferenceRequest
 from llm_models.choices import NodeStatus
 from llm_models.models import LlmModel, Node, NodeModel
 
@@ -96,3 +100,44 @@ def make_node(
             context_window=8192,
         )
     return node, secret.raw
+
+
+_request_keys = itertools.count(1)
+
+
+def make_requests(
+    *,
+    client: Client,
+    count: int,
+    status: str,
+    node: Node | None = None,
+    model: str = "stub/model",
+    finished_at: datetime | None = None,
+) -> None:
+    """`count` inference rows of `client` in `status` (on `node`; finished at `finished_at`), in one INSERT: the
+    volume that query-plan tests need."""
+    deadline = timezone.now() + timedelta(minutes=5)
+    InferenceRequest.objects.bulk_create(
+        InferenceRequest(
+            client=client,
+            question_text="q",
+            desired_model=model,
+            status=status,
+            node=node,
+            max_tokens=16,
+            request_key=f"bulk-{next(_request_keys)}",
+            deadline_at=deadline,
+            finished_at=finished_at,
+        )
+        for _ in range(count)
+    )
+
+
+def rows_read(plan: dict, table: str) -> int:
+    """Rows an `EXPLAIN (ANALYZE, FORMAT JSON)` plan's scans of `table` produced or filtered out, over all loops."""
+    rows = 0
+    if plan.get("Relation Name") == table:
+        loops = plan.get("Actual Loops", 1)
+        rows += (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * loops
+        rows += plan.get("Rows Removed by Index Recheck", 0)
+    return rows + sum(rows_read(child, table) for child in plan.get("Plans", []))

@@ -4,13 +4,19 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from clients.choices import LedgerTransactionKind
 from clients.models import LedgerEntry
 from clients.services import api_key_create
+from inference.choices import InferenceStatus
+from inference.models import InferenceRequest
+from inference.usage_rollup import span_end, span_start, usage_list_rollup
 from tests.conftest import bearer
+from tests.factories import make_requests, rows_read
 from tests.inference.conftest import MODEL, fund
 
 URL = "/api/v1/client/usage/"
@@ -92,3 +98,27 @@ def test_usage_bad_query_is_400_naming_it_and_anonymous_401(api_client, user_cli
     # Unknown query parameters are ignored and empty ones mean "not given", as on every list of this API.
     assert api_client.get(URL, {"x": "1", "to": ""}, **bearer(user_client[1])).status_code == 200
     assert api_client.get(URL).status_code == 401
+
+
+def test_a_span_reads_the_requests_finished_in_it_not_the_clients_history(user_client):
+    """A roll-up over `from`..`to` reads that span's rows (the (client, finished_at) index), however many the
+    client has outside it."""
+    client = user_client[0]
+    now = timezone.now()
+    make_requests(client=client, status=InferenceStatus.COMPLETED, count=3000, finished_at=now - timedelta(days=60))
+    make_requests(client=client, status=InferenceStatus.COMPLETED, count=4, finished_at=now - timedelta(minutes=5))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE inference_inferencerequest")
+    today = now.date()
+
+    with CaptureQueriesContext(connection) as queries:
+        rows = usage_list_rollup(
+            client=client, group_by=["day"], start=span_start(today - timedelta(days=1)), end=span_end(today)
+        )
+    assert sum(row["requests"] for row in rows) == 4
+    (query,) = queries.captured_queries
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query["sql"])
+        (plan,) = cursor.fetchone()[0]  # psycopg reads the json column
+
+    assert rows_read(plan["Plan"], InferenceRequest._meta.db_table) <= 4

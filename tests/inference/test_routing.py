@@ -18,7 +18,7 @@ from llm_models import services as node_services
 from llm_models.choices import NodeStatus
 from llm_models.models import Node
 from rentals.services import rental_start
-from tests.factories import GpuFactory, make_client
+from tests.factories import GpuFactory, make_client, make_requests, rows_read
 from tests.inference.conftest import MODEL, live_node, stale
 
 
@@ -113,50 +113,22 @@ def test_latency_is_smoothed(provider, settings):
     assert node.latency_ewma_ms == 200.0
 
 
-def _requests(node: Node, status: str, count: int) -> None:
-    """`count` of our requests on `node` in `status` (the rows routing counts as the node's load when running)."""
-    now = timezone.now()
-    InferenceRequest.objects.bulk_create(
-        InferenceRequest(
-            client=node.owner,
-            question_text="q",
-            desired_model=MODEL,
-            status=status,
-            node=node,
-            max_tokens=16,
-            request_key=f"routing-{node.pk}-{status}-{i}",
-            deadline_at=now + timedelta(minutes=5),
-        )
-        for i in range(count)
-    )
-
-
 def test_our_running_requests_are_load_and_finished_ones_are_not(provider):
     running = live_node(owner=provider[0])
     finished = live_node(owner=provider[0])
-    _requests(running, InferenceStatus.RUNNING, 3)
-    _requests(finished, InferenceStatus.COMPLETED, 20)
-    _requests(finished, InferenceStatus.FAILED, 5)
+    make_requests(client=provider[0], node=running, status=InferenceStatus.RUNNING, count=3)
+    make_requests(client=provider[0], node=finished, status=InferenceStatus.COMPLETED, count=20)
+    make_requests(client=provider[0], node=finished, status=InferenceStatus.FAILED, count=5)
 
     assert [c.node_id for c in route(model=MODEL)] == [finished.pk, running.pk]
-
-
-def _rows_read(plan: dict, table: str) -> int:
-    """Rows the plan's scans of `table` produced or filtered out, over all their loops."""
-    rows = 0
-    if plan.get("Relation Name") == table:
-        loops = plan.get("Actual Loops", 1)
-        rows += (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * loops
-        rows += plan.get("Rows Removed by Index Recheck", 0)
-    return rows + sum(_rows_read(child, table) for child in plan.get("Plans", []))
 
 
 def test_routing_reads_only_the_running_requests_however_many_a_node_served(provider):
     """The in-flight count must not read a node's whole history: routing runs for every request (cached for a
     second on the lean door), and a node serves millions of requests."""
     node = live_node(owner=provider[0])
-    _requests(node, InferenceStatus.COMPLETED, 3000)
-    _requests(node, InferenceStatus.RUNNING, 2)
+    make_requests(client=provider[0], node=node, status=InferenceStatus.COMPLETED, count=3000)
+    make_requests(client=provider[0], node=node, status=InferenceStatus.RUNNING, count=2)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE inference_inferencerequest")
 
@@ -167,4 +139,4 @@ def test_routing_reads_only_the_running_requests_however_many_a_node_served(prov
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query["sql"])
         (plan,) = cursor.fetchone()[0]  # psycopg reads the json column
 
-    assert _rows_read(plan["Plan"], InferenceRequest._meta.db_table) <= 2
+    assert rows_read(plan["Plan"], InferenceRequest._meta.db_table) <= 2
