@@ -111,13 +111,11 @@ def inference_open(
     Raises ModelNotFound (404), NoCapacity (503) or ledger.InsufficientFunds (402), leaving nothing behind.
     `channel=web` rows are relayed by the caller at once, so they start `running` with their one dispatch.
     `ref` (from core/idempotency.py) names the logical request: the row's key (`request_key`, unless given) and so
-    its hold are derived from it, so a retried request cannot hold or charge twice (a second row with the same key
-    is refused by the database).
-    `plan_covered` (the client's plan covers it: plans.services.plan_quota_take): no hold, and no charge at the end.
+    its hold derive from it; a retry cannot hold or charge twice (the database refuses a second row with that key).
+    `plan_covered` (plans.services.plan_quota_take): no hold, no charge at the end. `api_key_id`: the key that asked.
     `prompt`: the prompt's size when the caller sized it (image and audio parts: v1/prompt_parts.prompt_size).
     `endpoint`: another /v1 operation (API.md §11 "More endpoints"), whose `body` and `prompt` come parsed whole
     (inference/v1/completions.py, embeddings.py) and whose `max_tokens` is taken as it is (0: no output).
-    `api_key_id`: the key that asked (None: a session or a keyless payer), written with the row.
     """
     now = now or timezone.now()
     if candidates is None:
