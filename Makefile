@@ -70,11 +70,18 @@ check: $(STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings=config.settings.test
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --settings=config.settings.test > /dev/null
 
-## Fuzz every operation of the live schema: against a test server on PostgreSQL (fixed seed), then against the
-## service as `make run` starts it (schemathesis-default: SQLite, filesystem broker, a fresh seed, printed).
+## Fuzz every operation of the live schema: against a test server on PostgreSQL (fixed seed) and against the
+## service as `make run` starts it (schemathesis-default: SQLite, filesystem broker, a fresh seed, printed). The two
+## share nothing (servers, databases, report folders), so they run side by side (6 minutes instead of 9 on two
+## cores), each into its own log, printed in turn; either failing fails the target.
 schemathesis: $(STAMP)
-	bash .ci/schemathesis
-	SCHEMATHESIS_TARGET=default bash .ci/schemathesis
+	@mkdir -p .data
+	@bash .ci/schemathesis > .data/schemathesis-test.log 2>&1 & fuzz_test=$$!; \
+	SCHEMATHESIS_TARGET=default bash .ci/schemathesis > .data/schemathesis-default.log 2>&1 & fuzz_default=$$!; \
+	wait $$fuzz_test; test_status=$$?; wait $$fuzz_default; default_status=$$?; \
+	cat .data/schemathesis-test.log .data/schemathesis-default.log; \
+	echo "schemathesis: test target exit $$test_status, default target exit $$default_status"; \
+	[ $$test_status -eq 0 ] && [ $$default_status -eq 0 ]
 
 schemathesis-default: $(STAMP)
 	SCHEMATHESIS_TARGET=default bash .ci/schemathesis
