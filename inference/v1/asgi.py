@@ -192,8 +192,15 @@ class ChatCompletionsLeanPath(LeanPath):
         book = self.reserve.book
         while True:
             await asyncio.sleep(book.tick_s())
+            # In the background set, so that a shutdown arriving while a lease is being closed waits for its close
+            # (`_lifespan`) instead of cancelling it half-way, which would leave the lease's hold held.
+            retiring = asyncio.ensure_future(book.retire_expired())
+            self._background.add(retiring)
+            retiring.add_done_callback(self._background.discard)
             try:
-                await book.retire_expired()
+                await asyncio.shield(retiring)
+            except asyncio.CancelledError:
+                raise
             except Exception:  # a Redis or database outage: try again next second
                 log.exception("retiring expired leases failed")
 
