@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from core.caching import computed_at_most_every
 from llm_models.choices import OPEN_COMMAND_STATUSES, NodeCommandAction, NodeStatus
 from llm_models.models import LlmModel, Node, NodeCommand, NodeMetricSample, NodeModel
 
@@ -64,9 +64,7 @@ def model_list_available_cached() -> list[dict]:
     The menu is public and the same for everyone, and its query scans every live node (about 20 ms at 10,000
     nodes): a menu a couple of seconds old is a fair trade for not paying that on every page view.
     """
-    if settings.ALL_MODELS_CACHE_S <= 0:
-        return model_list_available()
-    return cache.get_or_set("llm_models:all-models", model_list_available, timeout=settings.ALL_MODELS_CACHE_S) or []
+    return computed_at_most_every(settings.ALL_MODELS_CACHE_S, "llm_models:all-models", model_list_available)
 
 
 def model_get_available(*, name: str, now: datetime | None = None) -> LlmModel | None:

@@ -21,7 +21,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import (
     Avg,
     BooleanField,
@@ -45,6 +44,7 @@ from django.utils import timezone
 
 from clients.choices import LedgerAccountKind, LedgerTransactionKind
 from clients.models import Client, LedgerEntry
+from core.caching import computed_at_most_every
 from core.db import Median, scalar_subquery
 from gpus.models import Gpu
 from inference.choices import InferenceStatus
@@ -292,7 +292,4 @@ def market_stats_cached() -> dict:
     The figures are public and the same for everyone, and the totals read every completed request and every ledger
     line (they grow with the marketplace's history): a stats page a few seconds old is a fair trade for not paying
     that on every call, by anyone, as often as they like."""
-    if settings.MARKET_STATS_CACHE_S <= 0:
-        return market_stats()
-    stats = cache.get_or_set("market:stats", market_stats, timeout=settings.MARKET_STATS_CACHE_S)
-    return stats if stats is not None else market_stats()
+    return computed_at_most_every(settings.MARKET_STATS_CACHE_S, "market:stats", market_stats)
