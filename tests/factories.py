@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.utils import timezone
 
 from clients.choices import ClientRole
@@ -133,11 +134,19 @@ def make_requests(
     )
 
 
-def rows_read(plan: dict, table: str) -> int:
-    """Rows an `EXPLAIN (ANALYZE, FORMAT JSON)` plan's scans of `table` produced or filtered out, over all loops."""
+def rows_read(sql: str, table: str) -> int:
+    """Rows that running `sql` (a captured query) makes PostgreSQL's scans of `table` produce or filter out, over
+    all their loops (EXPLAIN ANALYZE)."""
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+        (explained,) = cursor.fetchone()[0]  # psycopg reads the json column
+    return _rows_read(explained["Plan"], table)
+
+
+def _rows_read(plan: dict, table: str) -> int:
     rows = 0
     if plan.get("Relation Name") == table:
         loops = plan.get("Actual Loops", 1)
         rows += (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * loops
         rows += plan.get("Rows Removed by Index Recheck", 0)
-    return rows + sum(rows_read(child, table) for child in plan.get("Plans", []))
+    return rows + sum(_rows_read(child, table) for child in plan.get("Plans", []))

@@ -117,8 +117,5 @@ def test_a_span_reads_the_requests_finished_in_it_not_the_clients_history(user_c
         )
     assert sum(row["requests"] for row in rows) == 4
     (query,) = queries.captured_queries
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query["sql"])
-        (plan,) = cursor.fetchone()[0]  # psycopg reads the json column
 
-    assert rows_read(plan["Plan"], InferenceRequest._meta.db_table) <= 4
+    assert rows_read(query["sql"], InferenceRequest._meta.db_table) <= 4

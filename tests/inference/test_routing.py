@@ -135,8 +135,5 @@ def test_routing_reads_only_the_running_requests_however_many_a_node_served(prov
     with CaptureQueriesContext(connection) as queries:
         assert [c.node_id for c in route(model=MODEL)] == [node.pk]
     (query,) = queries.captured_queries
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query["sql"])
-        (plan,) = cursor.fetchone()[0]  # psycopg reads the json column
 
-    assert rows_read(plan["Plan"], InferenceRequest._meta.db_table) <= 2
+    assert rows_read(query["sql"], InferenceRequest._meta.db_table) <= 2
